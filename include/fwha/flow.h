@@ -1,0 +1,64 @@
+// A conntrack entry in fwha's own words, independent of libnetfilter_conntrack, so the
+// replication logic and the wire format are tested without a kernel. The fields are those the
+// kernel needs to recreate the entry on the peer, NAT binding included.
+#pragma once
+
+#include <cstdint>
+
+#include "fwha/ip_address.h"
+
+namespace fwha {
+
+// One direction of a flow, as conntrack names it: the tuple of the packet that created the
+// entry (original) or of the answer it expects (reply).
+struct FlowTuple {
+  IpAddress src;
+  IpAddress dst;
+  uint8_t l4proto = 0;      // IPPROTO_*
+  uint16_t src_port = 0;    // TCP/UDP/SCTP/DCCP; host order
+  uint16_t dst_port = 0;
+  uint16_t icmp_id = 0;     // ICMP/ICMPv6 echo identifier
+  uint8_t icmp_type = 0;
+  uint8_t icmp_code = 0;
+
+  friend bool operator==(const FlowTuple&, const FlowTuple&) = default;
+};
+
+// IPS_* status bits (linux/netfilter/nf_conntrack_common.h) that fwha reads; repeated here so
+// code outside the adapter needs no kernel header.
+namespace flow_status {
+inline constexpr uint32_t kExpected = 1u << 0;
+inline constexpr uint32_t kSeenReply = 1u << 1;
+inline constexpr uint32_t kAssured = 1u << 2;
+inline constexpr uint32_t kConfirmed = 1u << 3;
+inline constexpr uint32_t kSrcNat = 1u << 4;
+inline constexpr uint32_t kDstNat = 1u << 5;
+inline constexpr uint32_t kSrcNatDone = 1u << 7;
+inline constexpr uint32_t kDstNatDone = 1u << 8;
+}  // namespace flow_status
+
+struct FlowEntry {
+  FlowTuple original;
+  FlowTuple reply;          // carries the NAT binding: see snat()/dnat()
+  uint32_t status = 0;      // IPS_* bits as the kernel reported them
+  uint32_t timeout_s = 0;   // remaining lifetime; 0 = unknown (sink picks a default)
+  uint32_t mark = 0;
+  uint16_t zone = 0;
+  uint8_t tcp_state = 0;    // TCP_CONNTRACK_* (0 = none)
+
+  bool is_snat() const { return status & flow_status::kSrcNat; }
+  bool is_dnat() const { return status & flow_status::kDstNat; }
+  friend bool operator==(const FlowEntry&, const FlowEntry&) = default;
+};
+
+enum class FlowChangeKind : uint8_t { New, Update, Destroy };
+
+struct FlowChange {
+  FlowChangeKind kind = FlowChangeKind::New;
+  FlowEntry entry;
+  friend bool operator==(const FlowChange&, const FlowChange&) = default;
+};
+
+const char* to_string(FlowChangeKind kind);
+
+}  // namespace fwha

@@ -1,0 +1,104 @@
+// VRRPv3 state machine for one VRRP group (RFC 5798 section 6.4), pure: events in, actions
+// out. No sockets, no clock, no event loop: the driver (vrrp_group.cpp) performs the actions
+// and turns timer expiries and received adverts back into events, so every transition is
+// unit-tested with a manual clock.
+//
+// Names follow the RFC: Master_Adver_Interval, Master_Down_Interval, Skew_Time, Adver_Timer,
+// Master_Down_Timer. Intervals are in centiseconds on the wire and in the config; durations
+// handed to timers are std::chrono::microseconds.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "fwha/ip_address.h"
+
+namespace fwha::vrrp {
+
+enum class State : uint8_t { Initialize, Backup, Master };
+const char* to_string(State s);
+
+struct Config {
+  uint8_t priority = 100;              // 1..254 (255 = address owner, 0 is reserved)
+  uint16_t advert_interval_cs = 100;   // Advertisement_Interval, 1..4095 cs
+  bool preempt = false;                // Preempt_Mode
+  IpAddress primary_address;           // our source address on the advert interfaces (tie-break)
+};
+
+// --- events -------------------------------------------------------------------------------
+struct Startup {};
+struct Shutdown {};  // graceful stop: a Master sends priority 0 (RFC 5798 6.4.3)
+struct MasterDownTimerExpired {};
+struct AdverTimerExpired {};
+struct AdvertReceived {               // already validated (TTL, source, checksum, VRID)
+  uint8_t priority = 0;
+  uint16_t max_adver_interval_cs = 0;
+  IpAddress source;
+};
+using Event =
+    std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired, AdvertReceived>;
+const char* event_name(const Event& e);
+
+// --- actions ------------------------------------------------------------------------------
+struct SendAdvert {
+  uint8_t priority = 0;
+};
+struct StartAdverTimer {
+  std::chrono::microseconds after{};
+};
+struct StartMasterDownTimer {
+  std::chrono::microseconds after{};
+};
+struct CancelAdverTimer {};
+struct CancelMasterDownTimer {};
+struct AddVips {};            // add every VIP of the group (rtnetlink)
+struct RemoveVips {};
+struct SendGratuitousArp {};  // gratuitous ARP / unsolicited NA for every VIP
+using Action = std::variant<SendAdvert, StartAdverTimer, StartMasterDownTimer, CancelAdverTimer,
+                            CancelMasterDownTimer, AddVips, RemoveVips, SendGratuitousArp>;
+
+// Why the state last changed; counted per reason and shown by `fwhactl status`.
+enum class Reason : uint8_t {
+  None,
+  Startup,              // Initialize -> Backup, or -> Master for priority 255
+  MasterDown,           // Master_Down_Timer expired: no advert from a Master
+  HigherPriorityMaster, // Master saw a better advert (priority or tie-break) and stepped down
+  Shutdown,             // graceful stop
+};
+const char* to_string(Reason r);
+
+class StateMachine {
+ public:
+  explicit StateMachine(Config config);
+
+  // Handles one event and returns the actions to perform, in order.
+  std::vector<Action> handle(const Event& event);
+
+  State state() const { return state_; }
+  Reason last_reason() const { return last_reason_; }
+  uint16_t master_adver_interval_cs() const { return master_adver_interval_cs_; }
+  const Config& config() const { return config_; }
+
+  // RFC 5798 6.1: Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256,
+  // Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time.
+  std::chrono::microseconds skew_time() const;
+  std::chrono::microseconds master_down_interval() const;
+
+ private:
+  // The only place state_ changes.
+  void enter(State next, Reason why);
+  // per state handlers (append to out)
+  void on_initialize(const Event& e, std::vector<Action>& out);
+  void on_backup(const Event& e, std::vector<Action>& out);
+  void on_master(const Event& e, std::vector<Action>& out);
+
+  Config config_;
+  State state_ = State::Initialize;
+  Reason last_reason_ = Reason::None;
+  uint16_t master_adver_interval_cs_;
+};
+
+}  // namespace fwha::vrrp

@@ -1,0 +1,51 @@
+// The kernel's conntrack table as fwha sees it: a thin seam, so the replication logic is
+// unit-tested against a fake and the namespace lab proves the real adapter
+// (conntrack_netlink.cpp, the only file that includes libnetfilter_conntrack).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include "fwha/flow.h"
+
+namespace fwha::sync {
+
+// Writes entries into the local kernel table (the sink side of replication).
+class ConntrackWriter {
+ public:
+  virtual ~ConntrackWriter() = default;
+  // New/Update: create the entry, or update it when it exists (NAT bindings are set on create
+  // only; the kernel does not allow changing them). Destroy: delete; a missing entry is not an
+  // error. Returns the kernel's error otherwise.
+  virtual std::error_code apply(const FlowChange& change) = 0;
+};
+
+// Reads the local kernel table (the source side).
+class ConntrackReader {
+ public:
+  virtual ~ConntrackReader() = default;
+  // Calls `visit` for every entry currently in the table (IPv4 and IPv6).
+  virtual std::error_code dump(const std::function<void(const FlowEntry&)>& visit) = 0;
+};
+
+// Subscription to conntrack events (new, update, destroy). Non-blocking: the owner polls fd()
+// for readability and calls drain().
+class ConntrackEvents {
+ public:
+  virtual ~ConntrackEvents() = default;
+  virtual int fd() const = 0;
+  // Reads every event available now without blocking, calling `on_change` for each.
+  // Returns std::errc::no_buffer_space when the kernel dropped events (ENOBUFS overrun): the
+  // caller must resync, since events were lost. Other errors are returned as they are.
+  virtual std::error_code drain(const std::function<void(const FlowChange&)>& on_change) = 0;
+};
+
+// Real adapters over ctnetlink. `rcvbuf_bytes` is forced with SO_RCVBUFFORCE (needs
+// CAP_NET_ADMIN) so bursts do not overrun the event socket.
+std::unique_ptr<ConntrackWriter> make_netlink_writer(std::error_code& ec);
+std::unique_ptr<ConntrackReader> make_netlink_reader(std::error_code& ec);
+std::unique_ptr<ConntrackEvents> make_netlink_events(size_t rcvbuf_bytes, std::error_code& ec);
+
+}  // namespace fwha::sync
