@@ -1,1 +1,135 @@
-// placeholder: being written
+#include "sync/flow_wire.h"
+
+#include <netinet/in.h>
+
+namespace fwha::sync {
+namespace {
+
+void tuple_to_wire(const FlowTuple& t, wire::Tuple* out) {
+  out->set_src(std::string(reinterpret_cast<const char*>(t.src.bytes.data()), t.src.size()));
+  out->set_dst(std::string(reinterpret_cast<const char*>(t.dst.bytes.data()), t.dst.size()));
+  out->set_l4proto(t.l4proto);
+  out->set_src_port(t.src_port);
+  out->set_dst_port(t.dst_port);
+  out->set_icmp_id(t.icmp_id);
+  out->set_icmp_type(t.icmp_type);
+  out->set_icmp_code(t.icmp_code);
+}
+
+bool in_range(uint32_t v, uint32_t max, const char* field, std::string& error) {
+  if (v <= max) return true;
+  error = std::string(field) + " " + std::to_string(v) + " exceeds " + std::to_string(max);
+  return false;
+}
+
+std::optional<FlowTuple> tuple_from_wire(const wire::Tuple& t, const char* which,
+                                         std::string& error) {
+  FlowTuple out;
+  auto src = IpAddress::from_bytes(reinterpret_cast<const uint8_t*>(t.src().data()),
+                                   t.src().size());
+  auto dst = IpAddress::from_bytes(reinterpret_cast<const uint8_t*>(t.dst().data()),
+                                   t.dst().size());
+  if (!src || !dst) {
+    error = std::string(which) + " address is not 4 or 16 bytes";
+    return std::nullopt;
+  }
+  if (src->family != dst->family) {
+    error = std::string(which) + " source and destination are of different families";
+    return std::nullopt;
+  }
+  if (!in_range(t.l4proto(), 255, "l4proto", error) ||
+      !in_range(t.src_port(), 65535, "src_port", error) ||
+      !in_range(t.dst_port(), 65535, "dst_port", error) ||
+      !in_range(t.icmp_id(), 65535, "icmp_id", error) ||
+      !in_range(t.icmp_type(), 255, "icmp_type", error) ||
+      !in_range(t.icmp_code(), 255, "icmp_code", error)) {
+    error = std::string(which) + " " + error;
+    return std::nullopt;
+  }
+  out.src = *src;
+  out.dst = *dst;
+  out.l4proto = static_cast<uint8_t>(t.l4proto());
+  out.src_port = static_cast<uint16_t>(t.src_port());
+  out.dst_port = static_cast<uint16_t>(t.dst_port());
+  out.icmp_id = static_cast<uint16_t>(t.icmp_id());
+  out.icmp_type = static_cast<uint8_t>(t.icmp_type());
+  out.icmp_code = static_cast<uint8_t>(t.icmp_code());
+  return out;
+}
+
+}  // namespace
+
+void to_wire(const FlowEntry& e, wire::Flow* out) {
+  tuple_to_wire(e.original, out->mutable_original());
+  tuple_to_wire(e.reply, out->mutable_reply());
+  out->set_status(e.status);
+  out->set_timeout_s(e.timeout_s);
+  out->set_mark(e.mark);
+  out->set_zone(e.zone);
+  out->set_tcp_state(e.tcp_state);
+}
+
+void to_wire(const FlowChange& c, wire::FlowChange* out) {
+  switch (c.kind) {
+    case FlowChangeKind::New: out->set_kind(wire::FlowChange::NEW); break;
+    case FlowChangeKind::Update: out->set_kind(wire::FlowChange::UPDATE); break;
+    case FlowChangeKind::Destroy: out->set_kind(wire::FlowChange::DESTROY); break;
+  }
+  to_wire(c.entry, out->mutable_flow());
+}
+
+std::optional<FlowEntry> from_wire(const wire::Flow& f, std::string& error) {
+  if (!f.has_original() || !f.has_reply()) {
+    error = "flow without original or reply tuple";
+    return std::nullopt;
+  }
+  auto original = tuple_from_wire(f.original(), "original", error);
+  if (!original) return std::nullopt;
+  auto reply = tuple_from_wire(f.reply(), "reply", error);
+  if (!reply) return std::nullopt;
+  if (original->src.family != reply->src.family || original->l4proto != reply->l4proto) {
+    error = "original and reply tuples disagree on family or protocol";
+    return std::nullopt;
+  }
+  // TCP_CONNTRACK_MAX is 10 (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
+  if (!in_range(f.zone(), 65535, "zone", error) || !in_range(f.tcp_state(), 9, "tcp_state", error))
+    return std::nullopt;
+  if (f.tcp_state() != 0 && original->l4proto != IPPROTO_TCP) {
+    error = "tcp_state set on a non-TCP flow";
+    return std::nullopt;
+  }
+  FlowEntry e;
+  e.original = *original;
+  e.reply = *reply;
+  e.status = f.status();
+  e.timeout_s = f.timeout_s();
+  e.mark = f.mark();
+  e.zone = static_cast<uint16_t>(f.zone());
+  e.tcp_state = static_cast<uint8_t>(f.tcp_state());
+  return e;
+}
+
+std::optional<FlowChange> from_wire(const wire::FlowChange& c, std::string& error) {
+  FlowChange out;
+  switch (c.kind()) {
+    case wire::FlowChange::NEW: out.kind = FlowChangeKind::New; break;
+    case wire::FlowChange::UPDATE: out.kind = FlowChangeKind::Update; break;
+    case wire::FlowChange::DESTROY: out.kind = FlowChangeKind::Destroy; break;
+    case wire::FlowChange::KIND_UNSPECIFIED:
+    case wire::FlowChange_Kind_FlowChange_Kind_INT_MIN_SENTINEL_DO_NOT_USE_:
+    case wire::FlowChange_Kind_FlowChange_Kind_INT_MAX_SENTINEL_DO_NOT_USE_:
+    default:
+      error = "flow change of unknown kind " + std::to_string(c.kind());
+      return std::nullopt;
+  }
+  if (!c.has_flow()) {
+    error = "flow change without a flow";
+    return std::nullopt;
+  }
+  auto e = from_wire(c.flow(), error);
+  if (!e) return std::nullopt;
+  out.entry = *e;
+  return out;
+}
+
+}  // namespace fwha::sync

@@ -1,1 +1,231 @@
-// placeholder: being written
+#include "sync/sync_link.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "util/log.h"
+
+namespace fwha::sync {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+asio::ip::address to_asio(const IpAddress& a) {
+  if (a.family == Family::V4) return asio::ip::make_address_v4(a.v4_host_order());
+  asio::ip::address_v6::bytes_type b;
+  std::copy_n(a.bytes.begin(), 16, b.begin());
+  return asio::ip::address_v6(b);
+}
+
+// A dead peer (crashed, link cut) must be noticed within seconds even when we have nothing
+// to send: TCP keepalive probes every second, and a user timeout for unacknowledged data.
+void tune(tcp::socket& s) {
+  boost::system::error_code ec;
+  s.set_option(tcp::no_delay(true), ec);
+  s.set_option(asio::socket_base::keep_alive(true), ec);
+  int fd = s.native_handle();
+  int idle = 1, intvl = 1, cnt = 3, user_timeout_ms = 3000;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+}
+
+}  // namespace
+
+class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(SyncLink& link, tcp::socket socket) : link_(link), socket_(std::move(socket)) {}
+
+  void start() { read(); }
+
+  void close() {
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  void write(std::string bytes) {
+    queue_.push_back(std::move(bytes));
+    if (queue_.size() == 1) write_front();
+  }
+
+  size_t queue_bytes = 0;
+
+ private:
+  void read() {
+    socket_.async_read_some(asio::buffer(buffer_),
+                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                              self->on_read(ec, n);
+                            });
+  }
+
+  void on_read(boost::system::error_code ec, size_t n) {
+    if (ec) return link_.on_connection_closed(this, ec == asio::error::eof ? "peer closed"
+                                                                              : ec.message());
+    decoder_.feed(buffer_.data(), n);
+    for (;;) {
+      auto r = decoder_.next();
+      switch (r.status) {
+        case FrameDecoder::Status::NeedMore: return read();
+        case FrameDecoder::Status::Frame:
+          if (!link_.handlers_.frame(r.frame)) {
+            return link_.on_connection_closed(this, "protocol violation");
+          }
+          if (!socket_.is_open()) return;  // a handler reset the link
+          break;
+        case FrameDecoder::Status::BadFrame: link_.handlers_.bad_frame(r.error); break;
+        case FrameDecoder::Status::Fatal:
+          link_.handlers_.bad_frame(r.error);
+          return link_.on_connection_closed(this, "unusable stream: " + r.error);
+      }
+    }
+  }
+
+  void write_front() {
+    asio::async_write(socket_, asio::buffer(queue_.front()),
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        self->on_written(ec);
+                      });
+  }
+
+  void on_written(boost::system::error_code ec) {
+    if (ec) return link_.on_connection_closed(this, "write failed: " + ec.message());
+    queue_bytes -= queue_.front().size();
+    link_.queued_bytes_ = queue_bytes;
+    queue_.pop_front();
+    if (!queue_.empty()) write_front();
+  }
+
+  SyncLink& link_;
+  tcp::socket socket_;
+  std::array<uint8_t, 64 * 1024> buffer_{};
+  FrameDecoder decoder_;
+  std::deque<std::string> queue_;
+};
+
+SyncLink::SyncLink(asio::io_context& io, IpAddress local, IpAddress peer, uint16_t port,
+                   Handlers handlers, size_t max_queue_bytes)
+    : io_(io),
+      local_(local),
+      peer_(peer),
+      port_(port),
+      handlers_(std::move(handlers)),
+      max_queue_bytes_(max_queue_bytes),
+      acceptor_(io),
+      dial_timer_(io) {}
+
+SyncLink::~SyncLink() { stop(); }
+
+std::error_code SyncLink::start() {
+  boost::system::error_code ec;
+  tcp::endpoint ep(to_asio(local_), port_);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(4, ec);
+  if (ec) return std::error_code(ec.value(), std::generic_category());
+  accept_next();
+  if (local_ < peer_) dial();
+  return {};
+}
+
+void SyncLink::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  dial_timer_.cancel();
+  if (dialing_) dialing_->close(ec);
+  if (current_) current_->close();
+  current_.reset();
+}
+
+bool SyncLink::connected() const { return current_ != nullptr; }
+
+bool SyncLink::send(const wire::Frame& frame) {
+  if (!current_) return false;
+  std::string bytes;
+  append_frame(frame, bytes);
+  if (current_->queue_bytes + bytes.size() > max_queue_bytes_) {
+    ++counters_.queue_overflows;
+    on_connection_closed(current_.get(), "send queue over " + std::to_string(max_queue_bytes_) +
+                                             " bytes: resetting the link to resync");
+    return false;
+  }
+  current_->queue_bytes += bytes.size();
+  queued_bytes_ = current_->queue_bytes;
+  current_->write(std::move(bytes));
+  return true;
+}
+
+void SyncLink::accept_next() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      boost::system::error_code rec;
+      auto remote = socket.remote_endpoint(rec).address();
+      if (rec || remote != to_asio(peer_)) {
+        ++counters_.rejected_connections;
+        log::warning("sync", "rejected sync connection from " +
+                                 (rec ? std::string("unknown") : remote.to_string()) +
+                                 ": not the configured peer " + peer_.to_string());
+      } else {
+        adopt(std::move(socket));
+      }
+    }
+    accept_next();
+  });
+}
+
+void SyncLink::dial() {
+  if (stopped_ || current_) return;
+  boost::system::error_code ec;
+  dialing_ = std::make_unique<tcp::socket>(io_);
+  tcp::endpoint local(to_asio(local_), 0);
+  dialing_->open(local.protocol(), ec);
+  if (!ec) dialing_->bind(local, ec);  // the source must be our sync address
+  if (ec) return schedule_dial();
+  dialing_->async_connect(tcp::endpoint(to_asio(peer_), port_),
+                          [this](boost::system::error_code cec) {
+                            if (stopped_ || cec == asio::error::operation_aborted) return;
+                            if (cec) return schedule_dial();
+                            auto s = std::move(*dialing_);
+                            dialing_.reset();
+                            adopt(std::move(s));
+                          });
+}
+
+void SyncLink::schedule_dial() {
+  if (stopped_ || !(local_ < peer_)) return;
+  dial_timer_.expires_after(std::chrono::milliseconds(200));
+  dial_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) dial();
+  });
+}
+
+void SyncLink::adopt(tcp::socket socket) {
+  if (current_) on_connection_closed(current_.get(), "replaced by a new connection from the peer");
+  tune(socket);
+  current_ = std::make_shared<Connection>(*this, std::move(socket));
+  queued_bytes_ = 0;
+  ++counters_.connects;
+  log::notice("sync", "sync link up peer=" + peer_.to_string());
+  current_->start();
+  handlers_.connected();
+}
+
+void SyncLink::on_connection_closed(Connection* conn, const std::string& why) {
+  if (!current_ || current_.get() != conn) return;  // an old connection's late handler
+  current_->close();
+  current_.reset();
+  queued_bytes_ = 0;
+  ++counters_.disconnects;
+  log::notice("sync", "sync link down peer=" + peer_.to_string() + " reason=" + why);
+  handlers_.disconnected();
+  schedule_dial();
+}
+
+}  // namespace fwha::sync

@@ -1,1 +1,58 @@
-int main() { return 0; }
+// fwhad: the fwha daemon. Parses the command line, loads and validates the config, runs.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "util/log.h"
+
+namespace {
+
+constexpr const char* kDescription = R"(fwhad - high availability for a pair of Linux firewalls.
+
+Runs on both nodes of the pair. Elects the Master with VRRPv3 (RFC 5798) on the interfaces
+that carry the virtual IPs (VIPs); the Master holds the VIPs and replicates its conntrack
+table (NAT bindings included) over the sync link to the Backup, which writes every entry
+straight into its own kernel table, so a failover keeps established sessions alive.
+
+Logs go to stderr and, from notice level on, to syslog (facility daemon).
+SIGTERM/SIGINT: graceful stop - a Master first makes sure the Backup holds its state,
+then sends a priority 0 advert so the Backup takes over within Skew_Time.
+Status: fwhactl status [--json].
+
+Exit codes: 0 stopped cleanly, 1 start-up failed (socket, interface), 2 bad configuration.)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{kDescription, "fwhad"};
+  std::string config_path = fwha::config::kDefaultPath;
+  bool check_only = false;
+  bool verbose = false;
+  bool no_syslog = false;
+  app.add_option("-c,--config", config_path, "configuration file (TOML)")
+      ->capture_default_str();
+  app.add_flag("--check-config", check_only,
+               "only validate the configuration file, print what is wrong, exit 0 or 2");
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+  app.add_flag("--no-syslog", no_syslog, "log to stderr only");
+  app.set_version_flag("--version", "fwhad 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  auto loaded = fwha::config::load(config_path);
+  if (auto* err = std::get_if<fwha::config::Error>(&loaded)) {
+    std::cerr << "fwhad: invalid configuration: " << err->to_string() << "\n";
+    return 2;
+  }
+  auto& config = std::get<fwha::config::Config>(loaded);
+  if (check_only) {
+    std::cout << config_path << ": OK (node " << config.node_name << ", group "
+              << config.group.name << ", " << config.group.interfaces.size()
+              << " interface(s))\n";
+    return 0;
+  }
+  fwha::log::init(config.node_name, !no_syslog);
+  if (verbose) fwha::log::set_min_level(fwha::log::Level::Debug);
+  fwha::Daemon daemon(std::move(config));
+  return daemon.run();
+}

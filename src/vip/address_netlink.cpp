@@ -1,1 +1,88 @@
-// placeholder: being written
+// VIP addresses through rtnetlink (RTM_NEWADDR / RTM_DELADDR) with libmnl. One request at a
+// time with an ACK: a group holds a handful of VIPs and we must know each one landed.
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <vector>
+
+#include "vip/address_port.h"
+#include "vip/gratuitous_arp.h"
+
+namespace fwha::vip {
+namespace {
+
+struct MnlSocketCloser {
+  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
+};
+using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketCloser>;
+
+class KernelAddressPort : public AddressPort {
+ public:
+  explicit KernelAddressPort(MnlSocketPtr nl) : nl_(std::move(nl)) {}
+
+  std::error_code add(int ifindex, const IpPrefix& prefix) override {
+    auto ec = request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, ifindex, prefix);
+    return ec.value() == EEXIST ? std::error_code{} : ec;
+  }
+
+  std::error_code remove(int ifindex, const IpPrefix& prefix) override {
+    auto ec = request(RTM_DELADDR, 0, ifindex, prefix);
+    if (ec.value() == EADDRNOTAVAIL || ec.value() == ENOENT || ec.value() == ENODEV) return {};
+    return ec;
+  }
+
+  std::error_code announce(int ifindex, const IpAddress& address) override {
+    return send_gratuitous_arp(ifindex, address);
+  }
+
+ private:
+  std::error_code request(uint16_t type, uint16_t flags, int ifindex, const IpPrefix& prefix) {
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    nlh->nlmsg_seq = ++seq_;
+    auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+    const bool v4 = prefix.address.family == Family::V4;
+    ifa->ifa_family = v4 ? AF_INET : AF_INET6;
+    ifa->ifa_prefixlen = prefix.length;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = static_cast<unsigned>(ifindex);
+    const auto len = static_cast<uint16_t>(prefix.address.size());
+    mnl_attr_put(nlh, IFA_LOCAL, len, prefix.address.bytes.data());
+    mnl_attr_put(nlh, IFA_ADDRESS, len, prefix.address.bytes.data());
+    if (!v4) mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);  // a VIP must be usable at once
+    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0) {
+      return {errno, std::generic_category()};
+    }
+    ssize_t n = mnl_socket_recvfrom(nl_.get(), buf.data(), buf.size());
+    if (n < 0) return {errno, std::generic_category()};
+    if (mnl_cb_run(buf.data(), static_cast<size_t>(n), seq_, mnl_socket_get_portid(nl_.get()),
+                   nullptr, nullptr) < 0) {
+      return {errno, std::generic_category()};
+    }
+    return {};
+  }
+
+  MnlSocketPtr nl_;
+  uint32_t seq_ = static_cast<uint32_t>(time(nullptr));
+};
+
+}  // namespace
+
+std::unique_ptr<AddressPort> make_kernel_address_port(std::error_code& ec) {
+  MnlSocketPtr nl(mnl_socket_open(NETLINK_ROUTE));
+  if (!nl || mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
+    ec = {errno, std::generic_category()};
+    return nullptr;
+  }
+  return std::make_unique<KernelAddressPort>(std::move(nl));
+}
+
+}  // namespace fwha::vip

@@ -1,1 +1,221 @@
-// placeholder: being written
+#include "vrrp/vrrp_group.h"
+
+#include <string>
+
+#include "util/log.h"
+#include "vrrp/vrrp_packet.h"
+
+namespace fwha::vrrp {
+namespace {
+
+// Gratuitous ARP is repeated: a single frame can be lost, and a neighbour that had no entry
+// yet may miss the first. Delays after the first one.
+constexpr std::chrono::milliseconds kGarpRepeat[] = {std::chrono::milliseconds(100),
+                                                     std::chrono::milliseconds(500),
+                                                     std::chrono::milliseconds(1000)};
+
+bool should_log(uint64_t count) { return count <= 5 || count % 1000 == 0; }
+
+Config machine_config(const config::Group& g) {
+  Config c;
+  c.priority = g.priority;
+  c.advert_interval_cs = g.advert_interval_cs;
+  c.preempt = g.preempt;
+  return c;  // primary_address is filled in open(), once the interfaces are known
+}
+
+}  // namespace
+
+VrrpGroup::VrrpGroup(boost::asio::io_context& io, const config::Group& config,
+                     vip::AddressPort& addresses, StateChange on_change)
+    : io_(io),
+      config_(config),
+      addresses_(addresses),
+      on_change_(std::move(on_change)),
+      machine_(machine_config(config)),
+      adver_timer_(io),
+      master_down_timer_(io),
+      garp_timer_(io) {}
+
+VrrpGroup::~VrrpGroup() {
+  for (auto& i : interfaces_) i.socket.reset();
+}
+
+std::error_code VrrpGroup::open(std::string& what_failed) {
+  std::vector<IpAddress> vips;
+  for (const auto& i : config_.interfaces) {
+    for (const auto& v : i.vips) vips.push_back(v.address);
+  }
+  for (const auto& ic : config_.interfaces) {
+    Interface iface;
+    iface.config = &ic;
+    if (auto ec = lookup_interface(ic.name, vips, iface.info)) {
+      what_failed = "interface " + ic.name + " (needs to exist and have an IPv4 address)";
+      return ec;
+    }
+    iface.socket = std::make_unique<VrrpSocket>(io_, ic.name, iface.info.ifindex,
+                                                iface.info.primary);
+    interfaces_.push_back(std::move(iface));
+  }
+  for (auto& iface : interfaces_) {
+    Interface* self = &iface;
+    if (auto ec = iface.socket->open(
+            [this, self](std::span<const uint8_t> p) { on_packet(*self, p); })) {
+      what_failed = "VRRP socket on " + iface.config->name;
+      return ec;
+    }
+  }
+  // The tie-break (RFC 5798 6.4.3) compares primary addresses; we use the first interface's.
+  Config c = machine_config(config_);
+  c.primary_address = interfaces_.front().info.primary;
+  machine_ = StateMachine(c);
+  return {};
+}
+
+void VrrpGroup::start() { post(Startup{}); }
+void VrrpGroup::shutdown() { post(Shutdown{}); }
+
+void VrrpGroup::post(const Event& event) {
+  const State before = machine_.state();
+  auto actions = machine_.handle(event);
+  const State after = machine_.state();
+  if (before != after) {
+    ++counters_.transitions;
+    state_since_ = std::chrono::steady_clock::now();
+    log::notice("vrrp", "group=" + config_.name + " vrid=" + std::to_string(config_.vrid) + " " +
+                            to_string(before) + " -> " + to_string(after) +
+                            " reason=" + to_string(machine_.last_reason()) +
+                            " event=" + event_name(event));
+  }
+  for (const auto& a : actions) perform(a);
+  if (before != after && on_change_) on_change_(before, after, machine_.last_reason());
+}
+
+void VrrpGroup::perform(const Action& action) {
+  std::visit(
+      [this](const auto& a) {
+        using T = std::decay_t<decltype(a)>;
+        if constexpr (std::is_same_v<T, SendAdvert>) {
+          send_adverts(a.priority);
+        } else if constexpr (std::is_same_v<T, StartAdverTimer>) {
+          arm(adver_timer_, a.after, AdverTimerExpired{});
+        } else if constexpr (std::is_same_v<T, StartMasterDownTimer>) {
+          arm(master_down_timer_, a.after, MasterDownTimerExpired{});
+        } else if constexpr (std::is_same_v<T, CancelAdverTimer>) {
+          cancel(adver_timer_);
+        } else if constexpr (std::is_same_v<T, CancelMasterDownTimer>) {
+          cancel(master_down_timer_);
+        } else if constexpr (std::is_same_v<T, AddVips>) {
+          set_vips(true);
+        } else if constexpr (std::is_same_v<T, RemoveVips>) {
+          cancel(garp_timer_);
+          set_vips(false);
+        } else if constexpr (std::is_same_v<T, SendGratuitousArp>) {
+          announce_vips(static_cast<int>(std::size(kGarpRepeat)));
+        }
+      },
+      action);
+}
+
+void VrrpGroup::arm(Timer& timer, std::chrono::microseconds after, Event on_expiry) {
+  const uint64_t generation = ++timer.generation;
+  timer.timer.expires_after(after);
+  timer.timer.async_wait([this, &timer, generation, on_expiry](boost::system::error_code ec) {
+    if (ec || generation != timer.generation) return;
+    post(on_expiry);
+  });
+}
+
+void VrrpGroup::cancel(Timer& timer) {
+  ++timer.generation;
+  timer.timer.cancel();
+}
+
+void VrrpGroup::send_adverts(uint8_t priority) {
+  for (auto& iface : interfaces_) {
+    Advert advert;
+    advert.vrid = config_.vrid;
+    advert.priority = priority;
+    advert.max_adver_interval_cs = config_.advert_interval_cs;
+    for (const auto& v : iface.config->vips) advert.addresses.push_back(v.address);
+    const auto payload = encode_ipv4(advert, iface.info.primary,
+                                     IpAddress::v4(kVrrpMulticastV4));
+    if (auto ec = iface.socket->send(payload)) {
+      log::warning("vrrp", "advert on " + iface.config->name + " failed: " + ec.message());
+    } else {
+      ++counters_.adverts_sent;
+    }
+  }
+}
+
+void VrrpGroup::set_vips(bool present) {
+  for (const auto& iface : interfaces_) {
+    for (const auto& v : iface.config->vips) {
+      auto ec = present ? addresses_.add(iface.info.ifindex, v)
+                        : addresses_.remove(iface.info.ifindex, v);
+      if (ec) {
+        ++counters_.vip_errors;
+        log::error("vip", std::string(present ? "adding " : "removing ") + v.to_string() +
+                              " on " + iface.config->name + " failed: " + ec.message());
+      }
+    }
+  }
+  log::info("vip", std::string(present ? "VIPs added" : "VIPs removed") + " group=" +
+                       config_.name);
+}
+
+void VrrpGroup::announce_vips(int repeats_left) {
+  for (const auto& iface : interfaces_) {
+    for (const auto& v : iface.config->vips) {
+      if (auto ec = addresses_.announce(iface.info.ifindex, v.address)) {
+        log::warning("vip", "gratuitous ARP for " + v.address.to_string() + " on " +
+                                iface.config->name + " failed: " + ec.message());
+      }
+    }
+  }
+  if (repeats_left <= 0) return;
+  const auto delay = kGarpRepeat[std::size(kGarpRepeat) - static_cast<size_t>(repeats_left)];
+  const uint64_t generation = ++garp_timer_.generation;
+  garp_timer_.timer.expires_after(delay);
+  garp_timer_.timer.async_wait([this, generation, repeats_left](boost::system::error_code ec) {
+    if (ec || generation != garp_timer_.generation || machine_.state() != State::Master) return;
+    announce_vips(repeats_left - 1);
+  });
+}
+
+void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
+  const ParsedAdvert p = parse_ipv4(packet);
+  const std::string where = " on " + iface.config->name;
+  if (p.error == ParseError::BadTtl) {
+    if (should_log(++counters_.rejected_ttl)) {
+      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
+                               ": TTL " + std::to_string(p.ttl) + ", must be 255");
+    }
+    return;
+  }
+  if (p.error != ParseError::None) {
+    if (should_log(++counters_.rejected_malformed)) {
+      log::warning("vrrp", "rejected malformed advert" + where + " from " +
+                               p.source.to_string() + ": " + to_string(p.error));
+    }
+    return;
+  }
+  if (p.advert.vrid != config_.vrid) {
+    ++counters_.other_vrid;
+    return;
+  }
+  if (p.source != iface.config->peer_address) {
+    if (should_log(++counters_.rejected_source)) {
+      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
+                               " priority=" + std::to_string(p.advert.priority) +
+                               ": not the configured peer " +
+                               iface.config->peer_address.to_string());
+    }
+    return;
+  }
+  ++counters_.adverts_received;
+  last_peer_advert_ = std::chrono::steady_clock::now();
+  post(AdvertReceived{p.advert.priority, p.advert.max_adver_interval_cs, p.source});
+}
+
+}  // namespace fwha::vrrp

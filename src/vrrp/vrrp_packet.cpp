@@ -1,1 +1,149 @@
-// placeholder: being written
+// VRRPv3 advertisement codec for IPv4, RFC 5798 section 5.
+//
+// Design:
+// - Pure functions over byte spans; no sockets, no allocation beyond the result.
+// - parse_ipv4() is fed untrusted bytes (and fuzzed): every read is preceded by a length check
+//   against the span, and the VRRP part is bounded by the IP Total Length, never the buffer.
+// - Checks follow RFC 5798 7.1 in order: TTL, version (and type, 5.2.2), completeness
+//   (Count IPvX Addr against the length), checksum (5.2.8). VRID, source and interval checks
+//   need configuration and are the caller's job.
+// - Source and TTL are filled as soon as the IP header is known to be readable IPv4, so a
+//   dropped packet can still be logged and counted with its sender.
+#include "src/vrrp/vrrp_packet.h"
+
+#include <algorithm>
+
+namespace fwha::vrrp {
+namespace {
+
+constexpr size_t kIpv4MinHeader = 20;
+constexpr size_t kVrrpHeader = 8;
+constexpr size_t kIpv4AddrLen = 4;
+constexpr uint8_t kVrrpVersion = 3;
+constexpr uint8_t kTypeAdvertisement = 1;
+constexpr uint8_t kRequiredTtl = 255;
+constexpr size_t kMaxAddresses = 255;  // Count IPvX Addr is 8 bits
+
+uint16_t read16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+// One's complement sum of 16-bit big-endian words (RFC 1071); an odd last byte is padded.
+uint32_t sum16(std::span<const uint8_t> data, uint32_t acc) {
+  size_t i = 0;
+  for (; i + 1 < data.size(); i += 2) acc += read16(&data[i]);
+  if (i < data.size()) acc += static_cast<uint32_t>(data[i]) << 8;
+  return acc;
+}
+
+// RFC 5798 5.2.8: the checksum covers the VRRP message plus the IPv4 pseudo-header
+// (source, destination, zero, protocol 112, VRRP length). Returns the folded,
+// complemented value: 0 when `vrrp` already carries a correct checksum.
+uint16_t vrrp_checksum(std::span<const uint8_t> vrrp, const uint8_t* src4, const uint8_t* dst4) {
+  uint32_t acc = 0;
+  acc = sum16({src4, kIpv4AddrLen}, acc);
+  acc = sum16({dst4, kIpv4AddrLen}, acc);
+  acc += kIpProtoVrrp;
+  acc += static_cast<uint32_t>(vrrp.size());  // <= 8 + 4 * 255, fits 16 bits
+  acc = sum16(vrrp, acc);
+  while (acc > 0xFFFF) acc = (acc & 0xFFFF) + (acc >> 16);
+  return static_cast<uint16_t>(~acc & 0xFFFF);
+}
+
+// Validates the VRRP part (bounded by IP Total Length) and fills out.advert.
+ParseError parse_vrrp(std::span<const uint8_t> vrrp, const uint8_t* src4, const uint8_t* dst4,
+                      Advert& advert) {
+  if (vrrp.size() < kVrrpHeader) return ParseError::Truncated;
+  if (vrrp[0] >> 4 != kVrrpVersion) return ParseError::BadVersion;
+  if ((vrrp[0] & 0x0F) != kTypeAdvertisement) return ParseError::BadType;
+  const size_t count = vrrp[3];
+  // RFC 5798 7.1: the packet must contain exactly the fixed fields and Count addresses.
+  if (vrrp.size() != kVrrpHeader + kIpv4AddrLen * count) return ParseError::BadAddressCount;
+  if (vrrp_checksum(vrrp, src4, dst4) != 0) return ParseError::BadChecksum;
+
+  advert.vrid = vrrp[1];
+  advert.priority = vrrp[2];
+  advert.max_adver_interval_cs = read16(&vrrp[4]) & 0x0FFF;  // 4 reserved bits ignored (5.2.6)
+  advert.addresses.clear();
+  advert.addresses.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    advert.addresses.push_back(
+        *IpAddress::from_bytes(&vrrp[kVrrpHeader + kIpv4AddrLen * i], kIpv4AddrLen));
+  }
+  return ParseError::None;
+}
+
+}  // namespace
+
+const char* to_string(ParseError e) {
+  switch (e) {
+    case ParseError::None:
+      return "none";
+    case ParseError::Truncated:
+      return "truncated";
+    case ParseError::NotIpv4:
+      return "not_ipv4";
+    case ParseError::NotVrrp:
+      return "not_vrrp";
+    case ParseError::BadTtl:
+      return "bad_ttl";
+    case ParseError::BadVersion:
+      return "bad_version";
+    case ParseError::BadType:
+      return "bad_type";
+    case ParseError::BadChecksum:
+      return "bad_checksum";
+    case ParseError::BadAddressCount:
+      return "bad_address_count";
+  }
+  return "unknown";
+}
+
+// Only IPv4 addresses are encoded (others are skipped: this is the IPv4 advert), at most 255
+// of them as Count IPvX Addr is 8 bits; config validation keeps both from happening.
+std::vector<uint8_t> encode_ipv4(const Advert& advert, const IpAddress& src, const IpAddress& dst) {
+  std::vector<uint8_t> out(kVrrpHeader);
+  out[0] = kVrrpVersion << 4 | kTypeAdvertisement;
+  out[1] = advert.vrid;
+  out[2] = advert.priority;
+  const uint16_t interval = advert.max_adver_interval_cs & 0x0FFF;  // reserved bits zero
+  out[4] = static_cast<uint8_t>(interval >> 8);
+  out[5] = static_cast<uint8_t>(interval & 0xFF);
+  size_t count = 0;
+  for (const IpAddress& a : advert.addresses) {
+    if (a.family != Family::V4 || count == kMaxAddresses) continue;
+    out.insert(out.end(), a.bytes.begin(), a.bytes.begin() + kIpv4AddrLen);
+    ++count;
+  }
+  out[3] = static_cast<uint8_t>(count);
+  const uint16_t sum = vrrp_checksum(out, src.bytes.data(), dst.bytes.data());
+  out[6] = static_cast<uint8_t>(sum >> 8);
+  out[7] = static_cast<uint8_t>(sum & 0xFF);
+  return out;
+}
+
+ParsedAdvert parse_ipv4(std::span<const uint8_t> packet) {
+  ParsedAdvert r;
+  auto fail = [&r](ParseError e) {
+    r.error = e;
+    return r;
+  };
+  if (packet.size() < kIpv4MinHeader) return fail(ParseError::Truncated);
+  if (packet[0] >> 4 != 4) return fail(ParseError::NotIpv4);
+  r.ttl = packet[8];
+  r.source = *IpAddress::from_bytes(&packet[12], kIpv4AddrLen);
+
+  const size_t header_len = static_cast<size_t>(packet[0] & 0x0F) * 4;
+  if (header_len < kIpv4MinHeader) return fail(ParseError::NotIpv4);
+  const size_t total_len = read16(&packet[2]);
+  if (header_len > packet.size() || total_len > packet.size() || total_len < header_len) {
+    return fail(ParseError::Truncated);
+  }
+  if (packet[9] != kIpProtoVrrp) return fail(ParseError::NotVrrp);
+  // RFC 5798 7.1: MUST verify that the IPv4 TTL is 255 (proves a link-local sender).
+  if (r.ttl != kRequiredTtl) return fail(ParseError::BadTtl);
+
+  const auto vrrp = packet.subspan(header_len, total_len - header_len);
+  r.error = parse_vrrp(vrrp, &packet[12], &packet[16], r.advert);
+  return r;
+}
+
+}  // namespace fwha::vrrp

@@ -1,1 +1,217 @@
-// placeholder: being written
+// VRRPv3 state machine, RFC 5798 section 6.4, IPv4 only for now.
+//
+// Design:
+// - Pure: handle() maps (state, event, config) to a list of actions; the driver performs them
+//   in order. No clock, sockets or logging here, so every (state, event) cell is unit-tested.
+// - One visitor per state (on_initialize/on_backup/on_master) lists every event explicitly,
+//   ignored ones included; a forgotten event does not compile. handle() switches on the state
+//   without `default`, so -Werror=switch-enum lists a forgotten state.
+// - enter() is the only writer of state_ and records why (last_reason_). Transitions compute
+//   their actions first and call enter() last, like the RFC's "Transition to ..." line.
+// - The RFC's actions are followed literally, plus the VIP handling the RFC leaves implicit:
+//   AddVips before the gratuitous ARP when becoming Master, RemoveVips when becoming Backup
+//   (also at startup: a crashed Master may have left them) and on shutdown.
+// - Timers: Skew_Time always uses the LOCAL priority (RFC 5798 6.1) with the current
+//   Master_Adver_Interval, in integer microseconds: (256 - p) * interval_cs * 10000 / 256,
+//   truncated to whole microseconds (the RFC's centisecond division would lose far more).
+#include "src/vrrp/vrrp_state_machine.h"
+
+#include <algorithm>
+
+namespace fwha::vrrp {
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+constexpr int64_t kMicrosPerCentisecond = 10000;
+
+std::chrono::microseconds from_cs(uint32_t cs) {
+  return std::chrono::microseconds{static_cast<int64_t>(cs) * kMicrosPerCentisecond};
+}
+
+// RFC 5798 6.4.3: "the primary IPvX Address of the sender is greater than the local primary
+// IPvX Address" - compared as unsigned integers in network byte order, i.e. bytewise.
+bool address_greater(const IpAddress& theirs, const IpAddress& ours) {
+  if (theirs.family != ours.family) return false;
+  const auto n = static_cast<std::ptrdiff_t>(ours.size());
+  return std::lexicographical_compare(ours.bytes.begin(), ours.bytes.begin() + n,
+                                      theirs.bytes.begin(), theirs.bytes.begin() + n);
+}
+
+}  // namespace
+
+const char* to_string(State s) {
+  switch (s) {
+    case State::Initialize:
+      return "Initialize";
+    case State::Backup:
+      return "Backup";
+    case State::Master:
+      return "Master";
+  }
+  return "unknown";
+}
+
+const char* to_string(Reason r) {
+  switch (r) {
+    case Reason::None:
+      return "none";
+    case Reason::Startup:
+      return "startup";
+    case Reason::MasterDown:
+      return "master_down";
+    case Reason::HigherPriorityMaster:
+      return "higher_priority_master";
+    case Reason::Shutdown:
+      return "shutdown";
+  }
+  return "unknown";
+}
+
+const char* event_name(const Event& e) {
+  return std::visit(Overloaded{
+                        [](const Startup&) { return "Startup"; },
+                        [](const Shutdown&) { return "Shutdown"; },
+                        [](const MasterDownTimerExpired&) { return "MasterDownTimerExpired"; },
+                        [](const AdverTimerExpired&) { return "AdverTimerExpired"; },
+                        [](const AdvertReceived&) { return "AdvertReceived"; },
+                    },
+                    e);
+}
+
+StateMachine::StateMachine(Config config)
+    : config_(config), master_adver_interval_cs_(config.advert_interval_cs) {}
+
+std::chrono::microseconds StateMachine::skew_time() const {
+  // RFC 5798 6.1: Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256, in cs.
+  const int64_t p = config_.priority;
+  return std::chrono::microseconds{(256 - p) * master_adver_interval_cs_ * kMicrosPerCentisecond /
+                                   256};
+}
+
+std::chrono::microseconds StateMachine::master_down_interval() const {
+  // RFC 5798 6.1: Master_Down_Interval = (3 * Master_Adver_Interval) + Skew_Time.
+  return 3 * from_cs(master_adver_interval_cs_) + skew_time();
+}
+
+std::vector<Action> StateMachine::handle(const Event& event) {
+  std::vector<Action> out;
+  switch (state_) {
+    case State::Initialize:
+      on_initialize(event, out);
+      break;
+    case State::Backup:
+      on_backup(event, out);
+      break;
+    case State::Master:
+      on_master(event, out);
+      break;
+  }
+  return out;
+}
+
+void StateMachine::enter(State next, Reason why) {
+  state_ = next;
+  last_reason_ = why;
+}
+
+// RFC 5798 6.4.1.
+void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
+  std::visit(Overloaded{
+                 [&](const Startup&) {
+                   if (config_.priority == 255) {  // address owner: Master at once
+                     out.push_back(AddVips{});
+                     out.push_back(SendAdvert{config_.priority});
+                     out.push_back(SendGratuitousArp{});
+                     out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+                     enter(State::Master, Reason::Startup);
+                     return;
+                   }
+                   master_adver_interval_cs_ = config_.advert_interval_cs;
+                   out.push_back(StartMasterDownTimer{master_down_interval()});
+                   out.push_back(RemoveVips{});  // a crashed Master may have left them behind
+                   enter(State::Backup, Reason::Startup);
+                 },
+                 [](const Shutdown&) {},                // ignored: not running
+                 [](const MasterDownTimerExpired&) {},  // ignored: no timer runs in Initialize
+                 [](const AdverTimerExpired&) {},       // ignored: no timer runs in Initialize
+                 [](const AdvertReceived&) {},          // ignored: not running
+             },
+             e);
+}
+
+// RFC 5798 6.4.2.
+void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
+  std::visit(Overloaded{
+                 [](const Startup&) {},  // ignored: already running
+                 [&](const Shutdown&) {
+                   out.push_back(CancelMasterDownTimer{});
+                   enter(State::Initialize, Reason::Shutdown);
+                 },
+                 [&](const MasterDownTimerExpired&) {
+                   out.push_back(AddVips{});
+                   out.push_back(SendAdvert{config_.priority});
+                   out.push_back(SendGratuitousArp{});
+                   out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+                   enter(State::Master, Reason::MasterDown);
+                 },
+                 [](const AdverTimerExpired&) {},  // ignored: a Backup runs no Adver_Timer
+                 [&](const AdvertReceived& adv) {
+                   if (adv.priority == 0) {  // the Master is leaving: take over after Skew_Time
+                     out.push_back(StartMasterDownTimer{skew_time()});
+                     return;
+                   }
+                   if (!config_.preempt || adv.priority >= config_.priority) {
+                     master_adver_interval_cs_ = adv.max_adver_interval_cs;
+                     out.push_back(StartMasterDownTimer{master_down_interval()});
+                     return;
+                   }
+                   // Preempt_Mode and a lower priority Master: discard, so Master_Down_Timer
+                   // expires and we preempt it.
+                 },
+             },
+             e);
+}
+
+// RFC 5798 6.4.3.
+void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
+  std::visit(
+      Overloaded{
+          [](const Startup&) {},  // ignored: already running
+          [&](const Shutdown&) {
+            out.push_back(CancelAdverTimer{});
+            out.push_back(SendAdvert{0});  // hand over within the peer's Skew_Time
+            out.push_back(RemoveVips{});
+            enter(State::Initialize, Reason::Shutdown);
+          },
+          [](const MasterDownTimerExpired&) {},  // ignored: a Master runs no Master_Down_Timer
+          [&](const AdverTimerExpired&) {
+            out.push_back(SendAdvert{config_.priority});
+            out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+          },
+          [&](const AdvertReceived& adv) {
+            if (adv.priority == 0) {  // another Master is leaving: assert ourselves at once
+              out.push_back(SendAdvert{config_.priority});
+              out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+              return;
+            }
+            const bool better = adv.priority > config_.priority ||
+                                (adv.priority == config_.priority &&
+                                 address_greater(adv.source, config_.primary_address));
+            if (!better) return;  // discard; our next advert makes the sender step down
+            out.push_back(CancelAdverTimer{});
+            master_adver_interval_cs_ = adv.max_adver_interval_cs;
+            out.push_back(StartMasterDownTimer{master_down_interval()});
+            out.push_back(RemoveVips{});
+            enter(State::Backup, Reason::HigherPriorityMaster);
+          },
+      },
+      e);
+}
+
+}  // namespace fwha::vrrp

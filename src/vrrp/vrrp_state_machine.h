@@ -45,18 +45,31 @@ const char* event_name(const Event& e);
 // --- actions ------------------------------------------------------------------------------
 struct SendAdvert {
   uint8_t priority = 0;
+  friend bool operator==(const SendAdvert&, const SendAdvert&) = default;
 };
 struct StartAdverTimer {
   std::chrono::microseconds after{};
+  friend bool operator==(const StartAdverTimer&, const StartAdverTimer&) = default;
 };
 struct StartMasterDownTimer {
   std::chrono::microseconds after{};
+  friend bool operator==(const StartMasterDownTimer&, const StartMasterDownTimer&) = default;
 };
-struct CancelAdverTimer {};
-struct CancelMasterDownTimer {};
-struct AddVips {};            // add every VIP of the group (rtnetlink)
-struct RemoveVips {};
-struct SendGratuitousArp {};  // gratuitous ARP / unsolicited NA for every VIP
+struct CancelAdverTimer {
+  friend bool operator==(CancelAdverTimer, CancelAdverTimer) = default;
+};
+struct CancelMasterDownTimer {
+  friend bool operator==(CancelMasterDownTimer, CancelMasterDownTimer) = default;
+};
+struct AddVips {  // add every VIP of the group (rtnetlink)
+  friend bool operator==(AddVips, AddVips) = default;
+};
+struct RemoveVips {
+  friend bool operator==(RemoveVips, RemoveVips) = default;
+};
+struct SendGratuitousArp {  // gratuitous ARP / unsolicited NA for every VIP
+  friend bool operator==(SendGratuitousArp, SendGratuitousArp) = default;
+};
 using Action = std::variant<SendAdvert, StartAdverTimer, StartMasterDownTimer, CancelAdverTimer,
                             CancelMasterDownTimer, AddVips, RemoveVips, SendGratuitousArp>;
 

@@ -1,1 +1,633 @@
+// Unit tests for the VRRPv3 state machine (RFC 5798 6.4).
+//
+// Part 1: a table visiting every (state, event) cell with the exact next state and actions.
+// Part 2: timer arithmetic (RFC 5798 6.1).
+// Part 3: FakeNet, a driver with a manual clock that performs the actions, fires timers in
+//         deadline order and wires nodes together, for scenarios over simulated time.
 #include <gtest/gtest.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "src/vrrp/vrrp_state_machine.h"
+
+namespace fwha::vrrp {
+
+// Readable failure messages for the actions that carry a value.
+void PrintTo(const SendAdvert& a, std::ostream* os) {
+  *os << "SendAdvert{" << int{a.priority} << "}";
+}
+void PrintTo(const StartAdverTimer& a, std::ostream* os) {
+  *os << "StartAdverTimer{" << a.after.count() << "us}";
+}
+void PrintTo(const StartMasterDownTimer& a, std::ostream* os) {
+  *os << "StartMasterDownTimer{" << a.after.count() << "us}";
+}
+
+namespace {
+
+using std::chrono::microseconds;
+using Actions = std::vector<Action>;
+
+constexpr microseconds kSecond{1'000'000};
+constexpr microseconds kOneUs{1};
+
+IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+
+const IpAddress kLocal = ip("192.0.2.10");
+const IpAddress kHigherAddr = ip("192.0.2.20");
+const IpAddress kLowerAddr = ip("192.0.2.5");
+
+Config config(uint8_t priority = 100, bool preempt = false, uint16_t interval_cs = 100,
+              IpAddress primary = kLocal) {
+  return Config{priority, interval_cs, preempt, primary};
+}
+
+AdvertReceived advert(uint8_t priority, uint16_t interval_cs = 100, IpAddress src = kLowerAddr) {
+  return AdvertReceived{priority, interval_cs, src};
+}
+
+// ================================ Part 1: every cell =========================================
+
+StateMachine machine_in(State s, const Config& c) {
+  StateMachine m(c);
+  if (s == State::Initialize) return m;
+  m.handle(Startup{});
+  if (s == State::Master && m.state() != State::Master) m.handle(MasterDownTimerExpired{});
+  EXPECT_EQ(m.state(), s);
+  return m;
+}
+
+struct Cell {
+  std::string name;
+  State from;
+  Config cfg;
+  Event event;
+  State to;
+  Actions actions;
+  Reason reason;  // last_reason() afterwards
+};
+
+// Priority 100, interval 100 cs: Skew_Time 609375 us, Master_Down_Interval 3609375 us.
+// An advert with interval 200 cs gives Master_Down_Interval 3 * 2 s + 1218750 us.
+const microseconds kMdi100{3'609'375};
+const microseconds kSkew100{609'375};
+const microseconds kMdi200{7'218'750};
+
+std::vector<Cell> cells() {
+  using S = State;
+  using R = Reason;
+  const Config dflt = config();
+  const Config pre = config(100, true);
+  const Config owner = config(255);
+  // clang-format off: one cell per entry reads better than one field per line
+  return {
+      // --- Initialize (6.4.1)
+      {"Init_Startup",
+       S::Initialize,
+       dflt,
+       Startup{},
+       S::Backup,
+       {StartMasterDownTimer{kMdi100}, RemoveVips{}},
+       R::Startup},
+      {"Init_Startup_Owner255",
+       S::Initialize,
+       owner,
+       Startup{},
+       S::Master,
+       {AddVips{}, SendAdvert{255}, SendGratuitousArp{}, StartAdverTimer{kSecond}},
+       R::Startup},
+      {"Init_Shutdown", S::Initialize, dflt, Shutdown{}, S::Initialize, {}, R::None},
+      {"Init_MasterDown",
+       S::Initialize,
+       dflt,
+       MasterDownTimerExpired{},
+       S::Initialize,
+       {},
+       R::None},
+      {"Init_AdverTimer", S::Initialize, dflt, AdverTimerExpired{}, S::Initialize, {}, R::None},
+      {"Init_Advert", S::Initialize, dflt, advert(200), S::Initialize, {}, R::None},
+      // --- Backup (6.4.2)
+      {"Backup_Startup", S::Backup, dflt, Startup{}, S::Backup, {}, R::Startup},
+      {"Backup_Shutdown",
+       S::Backup,
+       dflt,
+       Shutdown{},
+       S::Initialize,
+       {CancelMasterDownTimer{}},
+       R::Shutdown},
+      {"Backup_MasterDown",
+       S::Backup,
+       dflt,
+       MasterDownTimerExpired{},
+       S::Master,
+       {AddVips{}, SendAdvert{100}, SendGratuitousArp{}, StartAdverTimer{kSecond}},
+       R::MasterDown},
+      {"Backup_AdverTimer", S::Backup, dflt, AdverTimerExpired{}, S::Backup, {}, R::Startup},
+      {"Backup_AdvertPrio0",
+       S::Backup,
+       dflt,
+       advert(0),
+       S::Backup,
+       {StartMasterDownTimer{kSkew100}},
+       R::Startup},
+      {"Backup_AdvertLower_NoPreempt",
+       S::Backup,
+       dflt,
+       advert(50, 200),
+       S::Backup,
+       {StartMasterDownTimer{kMdi200}},
+       R::Startup},
+      {"Backup_AdvertHigher_NoPreempt",
+       S::Backup,
+       dflt,
+       advert(150),
+       S::Backup,
+       {StartMasterDownTimer{kMdi100}},
+       R::Startup},
+      {"Backup_AdvertLower_Preempt", S::Backup, pre, advert(50), S::Backup, {}, R::Startup},
+      {"Backup_AdvertEqual_Preempt",
+       S::Backup,
+       pre,
+       advert(100, 200),
+       S::Backup,
+       {StartMasterDownTimer{kMdi200}},
+       R::Startup},
+      {"Backup_AdvertHigher_Preempt",
+       S::Backup,
+       pre,
+       advert(150),
+       S::Backup,
+       {StartMasterDownTimer{kMdi100}},
+       R::Startup},
+      // --- Master (6.4.3)
+      {"Master_Startup", S::Master, dflt, Startup{}, S::Master, {}, R::MasterDown},
+      {"Master_Shutdown",
+       S::Master,
+       dflt,
+       Shutdown{},
+       S::Initialize,
+       {CancelAdverTimer{}, SendAdvert{0}, RemoveVips{}},
+       R::Shutdown},
+      {"Master_MasterDown",
+       S::Master,
+       dflt,
+       MasterDownTimerExpired{},
+       S::Master,
+       {},
+       R::MasterDown},
+      {"Master_AdverTimer",
+       S::Master,
+       dflt,
+       AdverTimerExpired{},
+       S::Master,
+       {SendAdvert{100}, StartAdverTimer{kSecond}},
+       R::MasterDown},
+      {"Master_AdvertPrio0",
+       S::Master,
+       dflt,
+       advert(0),
+       S::Master,
+       {SendAdvert{100}, StartAdverTimer{kSecond}},
+       R::MasterDown},
+      {"Master_AdvertHigher",
+       S::Master,
+       dflt,
+       advert(150, 200),
+       S::Backup,
+       {CancelAdverTimer{}, StartMasterDownTimer{kMdi200}, RemoveVips{}},
+       R::HigherPriorityMaster},
+      {"Master_AdvertEqual_HigherAddr",
+       S::Master,
+       dflt,
+       advert(100, 100, kHigherAddr),
+       S::Backup,
+       {CancelAdverTimer{}, StartMasterDownTimer{kMdi100}, RemoveVips{}},
+       R::HigherPriorityMaster},
+      {"Master_AdvertEqual_LowerAddr",
+       S::Master,
+       dflt,
+       advert(100, 100, kLowerAddr),
+       S::Master,
+       {},
+       R::MasterDown},
+      {"Master_AdvertEqual_SameAddr",
+       S::Master,
+       dflt,
+       advert(100, 100, kLocal),
+       S::Master,
+       {},
+       R::MasterDown},
+      {"Master_AdvertLower",
+       S::Master,
+       dflt,
+       advert(99, 100, kHigherAddr),
+       S::Master,
+       {},
+       R::MasterDown},
+      {"Master_AdvertLower_Preempt", S::Master, pre, advert(99), S::Master, {}, R::MasterDown},
+  };
+  // clang-format on
+}
+
+void PrintTo(const Cell& c, std::ostream* os) { *os << c.name; }
+
+class CellTest : public ::testing::TestWithParam<Cell> {};
+
+TEST_P(CellTest, NextStateAndExactActions) {
+  const Cell& c = GetParam();
+  StateMachine m = machine_in(c.from, c.cfg);
+  EXPECT_EQ(m.handle(c.event), c.actions);
+  EXPECT_EQ(m.state(), c.to) << to_string(m.state());
+  EXPECT_EQ(m.last_reason(), c.reason) << to_string(m.last_reason());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCells, CellTest, ::testing::ValuesIn(cells()),
+                         [](const auto& param_info) { return param_info.param.name; });
+
+TEST(VrrpStateMachine, TableCoversEveryStateEventCell) {
+  std::set<std::pair<State, size_t>> seen;
+  for (const Cell& c : cells()) seen.emplace(c.from, c.event.index());
+  EXPECT_EQ(seen.size(), 3 * std::variant_size_v<Event>);
+}
+
+TEST(VrrpStateMachine, MasterToBackupLearnsMasterAdverInterval) {
+  StateMachine m = machine_in(State::Master, config());
+  m.handle(advert(150, 200));
+  EXPECT_EQ(m.master_adver_interval_cs(), 200);
+  // Startup again after a shutdown resets Master_Adver_Interval to Advertisement_Interval.
+  m.handle(Shutdown{});
+  EXPECT_EQ(m.handle(Startup{}), (Actions{StartMasterDownTimer{kMdi100}, RemoveVips{}}));
+  EXPECT_EQ(m.master_adver_interval_cs(), 100);
+}
+
+TEST(VrrpStateMachine, BackupPrio0UsesLearnedIntervalAndLocalPriority) {
+  StateMachine m = machine_in(State::Backup, config(200));
+  m.handle(advert(250, 50));
+  // Skew_Time = (256 - 200) * 50 cs / 256 = 10.9375 cs, with the local priority 200.
+  EXPECT_EQ(m.handle(advert(0, 50)), (Actions{StartMasterDownTimer{microseconds{109'375}}}));
+}
+
+TEST(VrrpStateMachine, Names) {
+  EXPECT_STREQ(to_string(State::Initialize), "Initialize");
+  EXPECT_STREQ(to_string(State::Backup), "Backup");
+  EXPECT_STREQ(to_string(State::Master), "Master");
+  EXPECT_STREQ(to_string(Reason::None), "none");
+  EXPECT_STREQ(to_string(Reason::Startup), "startup");
+  EXPECT_STREQ(to_string(Reason::MasterDown), "master_down");
+  EXPECT_STREQ(to_string(Reason::HigherPriorityMaster), "higher_priority_master");
+  EXPECT_STREQ(to_string(Reason::Shutdown), "shutdown");
+  EXPECT_STREQ(event_name(Startup{}), "Startup");
+  EXPECT_STREQ(event_name(Shutdown{}), "Shutdown");
+  EXPECT_STREQ(event_name(MasterDownTimerExpired{}), "MasterDownTimerExpired");
+  EXPECT_STREQ(event_name(AdverTimerExpired{}), "AdverTimerExpired");
+  EXPECT_STREQ(event_name(advert(1)), "AdvertReceived");
+}
+
+// ================================ Part 2: timer arithmetic ===================================
+
+struct TimerCase {
+  uint8_t priority;
+  uint16_t interval_cs;
+  int64_t skew_us;
+  int64_t master_down_us;
+};
+
+class TimerTest : public ::testing::TestWithParam<TimerCase> {};
+
+TEST_P(TimerTest, SkewAndMasterDownInterval) {
+  const TimerCase& t = GetParam();
+  StateMachine m(config(t.priority, false, t.interval_cs));
+  EXPECT_EQ(m.skew_time(), microseconds{t.skew_us});
+  EXPECT_EQ(m.master_down_interval(), microseconds{t.master_down_us});
+}
+
+// Skew_Time = (256 - p) * interval_cs * 10000 / 256 us, truncated; MDI = 3 * interval + skew.
+INSTANTIATE_TEST_SUITE_P(Rfc5798, TimerTest,
+                         ::testing::Values(TimerCase{100, 100, 609'375, 3'609'375},  // 60.9375 cs
+                                           TimerCase{200, 100, 218'750, 3'218'750},
+                                           TimerCase{255, 100, 3'906, 3'003'906},
+                                           TimerCase{1, 100, 996'093, 3'996'093},
+                                           TimerCase{254, 50, 3'906, 1'503'906},
+                                           TimerCase{100, 1, 6'093, 36'093},
+                                           TimerCase{100, 4095, 24'953'906, 147'803'906}));
+
+// ================================ Part 3: fake clock ==========================================
+
+using Sent = std::vector<std::pair<microseconds, uint8_t>>;
+
+struct Node {
+  explicit Node(const Config& c) : sm(c) {}
+  StateMachine sm;
+  std::optional<microseconds> adver_deadline;        // Adver_Timer
+  std::optional<microseconds> master_down_deadline;  // Master_Down_Timer
+  Sent adverts;                                      // (time sent, priority)
+  std::vector<std::pair<microseconds, State>> transitions;
+  bool vips_held = false;
+  int garps = 0;
+};
+
+// Several nodes on one simulated link with a manual clock. Adverts are delivered with zero
+// delay, after the sender's action list has been fully performed (a FIFO, no reentrancy).
+class FakeNet {
+ public:
+  size_t add(const Config& c) {
+    nodes_.push_back(std::make_unique<Node>(c));
+    return nodes_.size() - 1;
+  }
+  Node& operator[](size_t i) { return *nodes_[i]; }
+  microseconds now() const { return now_; }
+  void set_link(bool up) { link_up_ = up; }
+
+  // Delivers an event to node i now and runs until nothing more happens at this instant.
+  void post(size_t i, const Event& e) {
+    queue_.emplace_back(i, e);
+    while (!queue_.empty()) {
+      auto [to, ev] = queue_.front();
+      queue_.pop_front();
+      dispatch(to, ev);
+    }
+  }
+  // An advert from a scripted peer outside the net.
+  void inject(size_t to, uint8_t priority, uint16_t interval_cs = 100, IpAddress src = kLowerAddr) {
+    post(to, AdvertReceived{priority, interval_cs, src});
+  }
+
+  // Fires every timer due up to now + d, in deadline order (ties: lower node index first).
+  void advance(microseconds d) {
+    const microseconds target = now_ + d;
+    for (;;) {
+      std::optional<microseconds>* next = nullptr;
+      size_t owner = 0;
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        for (auto* t : {&nodes_[i]->master_down_deadline, &nodes_[i]->adver_deadline}) {
+          if (*t && **t <= target && (!next || **t < **next)) {
+            next = t;
+            owner = i;
+          }
+        }
+      }
+      if (!next) break;
+      now_ = **next;
+      const bool adver = next == &nodes_[owner]->adver_deadline;
+      next->reset();
+      if (adver)
+        post(owner, AdverTimerExpired{});
+      else
+        post(owner, MasterDownTimerExpired{});
+    }
+    now_ = target;
+  }
+
+  int masters() const {
+    int n = 0;
+    for (const auto& node : nodes_) n += node->sm.state() == State::Master;
+    return n;
+  }
+
+ private:
+  void dispatch(size_t i, const Event& e) {
+    Node& n = *nodes_[i];
+    const State before = n.sm.state();
+    for (const Action& a : n.sm.handle(e)) perform(i, a);
+    if (n.sm.state() != before) n.transitions.emplace_back(now_, n.sm.state());
+    check_invariants(n);
+  }
+
+  void perform(size_t i, const Action& action) {
+    Node& n = *nodes_[i];
+    std::visit(
+        [&](const auto& a) {
+          using A = std::decay_t<decltype(a)>;
+          if constexpr (std::is_same_v<A, SendAdvert>) {
+            n.adverts.emplace_back(now_, a.priority);
+            for (size_t j = 0; link_up_ && j < nodes_.size(); ++j) {
+              const Config& c = n.sm.config();
+              if (j != i)
+                queue_.emplace_back(
+                    j, AdvertReceived{a.priority, c.advert_interval_cs, c.primary_address});
+            }
+          } else if constexpr (std::is_same_v<A, StartAdverTimer>) {
+            n.adver_deadline = now_ + a.after;
+          } else if constexpr (std::is_same_v<A, StartMasterDownTimer>) {
+            n.master_down_deadline = now_ + a.after;
+          } else if constexpr (std::is_same_v<A, CancelAdverTimer>) {
+            n.adver_deadline.reset();
+          } else if constexpr (std::is_same_v<A, CancelMasterDownTimer>) {
+            n.master_down_deadline.reset();
+          } else if constexpr (std::is_same_v<A, AddVips>) {
+            n.vips_held = true;
+          } else if constexpr (std::is_same_v<A, RemoveVips>) {
+            n.vips_held = false;
+          } else {
+            static_assert(std::is_same_v<A, SendGratuitousArp>);
+            EXPECT_TRUE(n.vips_held) << "GARP for VIPs we do not hold";
+            ++n.garps;
+          }
+        },
+        action);
+  }
+
+  // After every event: exactly the state's timer runs, and only a Master holds the VIPs.
+  static void check_invariants(const Node& n) {
+    const State s = n.sm.state();
+    EXPECT_EQ(n.adver_deadline.has_value(), s == State::Master) << to_string(s);
+    EXPECT_EQ(n.master_down_deadline.has_value(), s == State::Backup) << to_string(s);
+    EXPECT_EQ(n.vips_held, s == State::Master) << to_string(s);
+  }
+
+  microseconds now_{0};
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::deque<std::pair<size_t, Event>> queue_;
+  bool link_up_ = true;
+};
+
+TEST(VrrpFakeClock, BackupBecomesMasterExactlyAtMasterDownInterval) {
+  FakeNet net;
+  const size_t a = net.add(config());
+  net.post(a, Startup{});
+  EXPECT_FALSE(net[a].vips_held);
+  net.advance(kMdi100 - kOneUs);
+  EXPECT_EQ(net[a].sm.state(), State::Backup);
+  EXPECT_TRUE(net[a].adverts.empty());
+  net.advance(kOneUs);
+  EXPECT_EQ(net[a].sm.state(), State::Master);
+  EXPECT_EQ(net[a].sm.last_reason(), Reason::MasterDown);
+  EXPECT_EQ(net[a].adverts, (Sent{{kMdi100, uint8_t{100}}}));
+  EXPECT_TRUE(net[a].vips_held);
+  EXPECT_EQ(net[a].garps, 1);
+}
+
+TEST(VrrpFakeClock, AdvertsEveryIntervalKeepBackupForAnHour) {
+  FakeNet net;
+  const size_t a = net.add(config(100, true));
+  net.post(a, Startup{});
+  for (int i = 0; i < 3600; ++i) {
+    net.advance(kSecond);
+    net.inject(a, 150);
+  }
+  EXPECT_EQ(net[a].sm.state(), State::Backup);
+  EXPECT_TRUE(net[a].adverts.empty());
+  EXPECT_EQ(net[a].garps, 0);
+  EXPECT_EQ(net[a].transitions.size(), 1u);
+  EXPECT_EQ(net[a].master_down_deadline, net.now() + kMdi100);
+}
+
+TEST(VrrpFakeClock, MasterAdvertisesAtEveryInterval) {
+  FakeNet net;
+  const size_t a = net.add(config(255, false, 30));
+  net.post(a, Startup{});
+  EXPECT_EQ(net[a].sm.state(), State::Master);
+  net.advance(microseconds{300'000 * 100});  // 100 intervals of 30 cs
+  ASSERT_EQ(net[a].adverts.size(), 101u);
+  for (size_t k = 0; k < net[a].adverts.size(); ++k) {
+    const auto at = microseconds{300'000} * static_cast<int64_t>(k);
+    EXPECT_EQ(net[a].adverts[k], std::make_pair(at, uint8_t{255}));
+  }
+}
+
+TEST(VrrpFakeClock, TakeoverAtMasterDownIntervalAfterLastAdvert) {
+  FakeNet net;
+  const size_t a = net.add(config());
+  net.post(a, Startup{});
+  // The Master advertises every 50 cs: Master_Down_Interval = 1.5 s + 30.46875 cs.
+  const microseconds mdi50{1'804'687};
+  for (int i = 0; i < 20; ++i) {
+    net.advance(microseconds{500'000});
+    net.inject(a, 200, 50);
+  }
+  const microseconds last = net.now();
+  net.advance(mdi50 - kOneUs);
+  EXPECT_EQ(net[a].sm.state(), State::Backup);
+  net.advance(kOneUs);
+  EXPECT_EQ(net[a].sm.state(), State::Master);
+  EXPECT_EQ(net[a].transitions.back(), std::make_pair(last + mdi50, State::Master));
+  // Then it advertises at its own Advertisement_Interval.
+  net.advance(3 * kSecond);
+  EXPECT_EQ(net[a].adverts.size(), 4u);
+  EXPECT_EQ(net[a].adverts.back().first, last + mdi50 + 3 * kSecond);
+}
+
+TEST(VrrpFakeClock, Priority0AdvertTakeoverAfterSkewTime) {
+  FakeNet net;
+  const size_t a = net.add(config());
+  net.post(a, Startup{});
+  for (int i = 0; i < 3; ++i) {
+    net.advance(kSecond);
+    net.inject(a, 200);
+  }
+  net.advance(kSecond / 2);
+  net.inject(a, 0);
+  const microseconds t0 = net.now();
+  net.advance(kSkew100 - kOneUs);
+  EXPECT_EQ(net[a].sm.state(), State::Backup);
+  net.advance(kOneUs);
+  EXPECT_EQ(net[a].sm.state(), State::Master);
+  EXPECT_EQ(net[a].adverts.front(), std::make_pair(t0 + kSkew100, uint8_t{100}));
+}
+
+TEST(VrrpFakeClock, TwoNodesConvergeToHigherPriorityMaster) {
+  FakeNet net;
+  const size_t hi = net.add(config(200, false, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.post(lo, Startup{});
+  net.post(hi, Startup{});
+  net.advance(microseconds{3'218'750});  // priority 200: MDI = 3 s + 21.875 cs
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
+  EXPECT_EQ(net[lo].sm.state(), State::Backup);
+  for (int i = 0; i < 600; ++i) {
+    net.advance(kSecond / 10);
+    ASSERT_EQ(net.masters(), 1);
+  }
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
+  EXPECT_TRUE(net[lo].adverts.empty());
+  EXPECT_EQ(net[hi].transitions.size(), 2u);  // Backup, Master
+  EXPECT_EQ(net[lo].transitions.size(), 1u);  // Backup
+}
+
+TEST(VrrpFakeClock, PartitionGivesTwoMastersHealingLeavesHigherAddress) {
+  FakeNet net;
+  const size_t a = net.add(config(100, false, 100, ip("192.0.2.1")));
+  const size_t b = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.set_link(false);
+  net.post(a, Startup{});
+  net.post(b, Startup{});
+  net.advance(10 * kSecond);
+  EXPECT_EQ(net.masters(), 2);  // VRRP cannot tell a partition from a dead peer
+  net.set_link(true);
+  net.advance(kSecond);  // both advertise once: equal priority, the higher address wins
+  EXPECT_EQ(net[b].sm.state(), State::Master);
+  EXPECT_EQ(net[a].sm.state(), State::Backup);
+  EXPECT_EQ(net[a].sm.last_reason(), Reason::HigherPriorityMaster);
+  for (int i = 0; i < 100; ++i) {
+    net.advance(kSecond / 3);
+    ASSERT_EQ(net.masters(), 1);
+  }
+  EXPECT_EQ(net[b].sm.state(), State::Master);
+}
+
+TEST(VrrpFakeClock, PartitionHealingLeavesHigherPriority) {
+  FakeNet net;
+  const size_t hi = net.add(config(150, false, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.set_link(false);
+  net.post(hi, Startup{});
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond);
+  EXPECT_EQ(net.masters(), 2);
+  net.set_link(true);
+  net.advance(kSecond);
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
+  EXPECT_EQ(net[lo].sm.state(), State::Backup);
+}
+
+// hi (priority 200) is Master, shuts down gracefully (lo takes over within Skew_Time), then
+// starts again at t = 20 s. Returns the net after 100 s.
+FakeNet restart_scenario(bool preempt) {
+  FakeNet net;
+  const size_t hi = net.add(config(200, preempt, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.post(hi, Startup{});
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond);
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
+  net.post(hi, Shutdown{});
+  EXPECT_EQ(net[hi].adverts.back(), std::make_pair(10 * kSecond, uint8_t{0}));
+  net.advance(kSkew100 - kOneUs);
+  EXPECT_EQ(net[lo].sm.state(), State::Backup);
+  net.advance(kOneUs);
+  EXPECT_EQ(net[lo].sm.state(), State::Master);
+  net.advance(20 * kSecond - net.now());
+  net.post(hi, Startup{});
+  net.advance(100 * kSecond - net.now());
+  EXPECT_EQ(net.masters(), 1);
+  return net;
+}
+
+TEST(VrrpFakeClock, PreemptOnHigherPriorityNodeTakesBackAfterMasterDownInterval) {
+  FakeNet net = restart_scenario(true);
+  EXPECT_EQ(net[0].sm.state(), State::Master);
+  EXPECT_EQ(net[1].sm.state(), State::Backup);
+  EXPECT_EQ(net[1].sm.last_reason(), Reason::HigherPriorityMaster);
+  // hi discards lo's lower-priority adverts, so its Master_Down_Timer runs out.
+  EXPECT_EQ(net[0].transitions.back(),
+            std::make_pair(20 * kSecond + microseconds{3'218'750}, State::Master));
+}
+
+TEST(VrrpFakeClock, PreemptOffHigherPriorityNodeStaysBackup) {
+  FakeNet net = restart_scenario(false);
+  EXPECT_EQ(net[0].sm.state(), State::Backup);
+  EXPECT_EQ(net[1].sm.state(), State::Master);
+  EXPECT_EQ(net[0].transitions.back(), std::make_pair(20 * kSecond, State::Backup));
+}
+
+}  // namespace
+}  // namespace fwha::vrrp

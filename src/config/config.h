@@ -1,0 +1,62 @@
+// fwha.conf: the one configuration file (TOML). Parsed and validated completely before the
+// daemon touches anything; every error names the file, the line, the key and what was
+// expected, so an operator fixes it in one go.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "fwha/ip_address.h"
+
+namespace fwha::config {
+
+inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
+inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
+
+struct VipInterface {
+  std::string name;            // kernel interface name
+  IpAddress peer_address;      // the peer's address on this link: adverts only from it
+  std::vector<IpPrefix> vips;  // moved with the group
+};
+
+struct Group {
+  std::string name;
+  uint8_t vrid = 0;                   // 1..255
+  uint8_t priority = 100;             // 1..254
+  uint16_t advert_interval_cs = 100;  // 1..4095 centiseconds (RFC 5798 5.2.7)
+  bool preempt = false;
+  std::vector<VipInterface> interfaces;
+};
+
+struct Sync {
+  IpAddress local_address;
+  IpAddress peer_address;
+  uint16_t port = 7788;
+  bool conntrack = true;  // replicate conntrack; off only to prove in the lab that it matters
+};
+
+struct Config {
+  std::string node_name;
+  std::string control_socket = kDefaultControlSocket;
+  std::string peer_name;
+  Sync sync;
+  Group group;
+};
+
+struct Error {
+  std::string file;
+  int line = 0;          // 1-based; 0 when the whole file is concerned
+  std::string key;       // dotted path, e.g. "group.vrid"
+  std::string message;   // what was expected / what is wrong
+  std::string to_string() const;
+};
+
+using Result = std::variant<Config, Error>;
+
+Result parse(std::string_view text, std::string_view file_name);
+Result load(const std::string& path);
+
+}  // namespace fwha::config

@@ -1,0 +1,37 @@
+// What `fwhactl status` shows: a snapshot the daemon fills, rendered as text for people and
+// as JSON for scripts and the lab. Pure, so the rendering is tested without a daemon.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "sync/replicator.h"
+#include "vrrp/vrrp_group.h"
+
+namespace fwha::control {
+
+struct StatusSnapshot {
+  std::string node;
+  std::string peer;
+  std::string group_name;
+  unsigned vrid = 0;
+  std::string state;
+  int64_t since_ms = 0;       // CLOCK_MONOTONIC ms at the last state change
+  int64_t state_age_ms = 0;
+  std::string last_reason;
+  bool adverts_seen = false;
+  int64_t last_advert_age_ms = -1;
+  bool conntrack_replication = true;
+  bool sync_connected = false;
+  size_t sync_queue_bytes = 0;
+  std::string replication_role;
+  sync::ReplicatorCounters sync;
+  uint64_t sync_connects = 0;
+  uint64_t sync_rejected_connections = 0;
+  vrrp::GroupCounters vrrp;
+};
+
+std::string render_text(const StatusSnapshot& s);
+std::string render_json(const StatusSnapshot& s);
+
+}  // namespace fwha::control

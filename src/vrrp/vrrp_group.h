@@ -1,0 +1,96 @@
+// Drives one VRRP group: owns the pure StateMachine, performs its actions (adverts on every
+// interface of the group, VIPs, gratuitous ARP, timers) and feeds it events (timer expiries,
+// validated adverts). In Active/Passive one group holds every VIP, LAN and WAN together, so
+// they always move as one (like keepalived's sync group): an advert from the peer on any
+// interface of the group keeps us Backup.
+//
+// Received adverts are validated here before the state machine sees them: parse errors, TTL
+// other than 255 and any source other than the configured peer are dropped, logged and
+// counted (RFC 5798 7.1 plus DESIGN.md: only the configured peer may speak).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "config/config.h"
+#include "fwha/asio.h"
+#include "vip/address_port.h"
+#include "vrrp/vrrp_socket.h"
+#include "vrrp/vrrp_state_machine.h"
+
+namespace fwha::vrrp {
+
+struct GroupCounters {
+  uint64_t adverts_sent = 0;
+  uint64_t adverts_received = 0;
+  uint64_t rejected_malformed = 0;
+  uint64_t rejected_ttl = 0;
+  uint64_t rejected_source = 0;
+  uint64_t other_vrid = 0;   // another VRRP group on the same link: not ours, not an error
+  uint64_t transitions = 0;
+  uint64_t vip_errors = 0;
+};
+
+class VrrpGroup {
+ public:
+  using StateChange = std::function<void(State from, State to, Reason why)>;
+
+  VrrpGroup(boost::asio::io_context& io, const config::Group& config, vip::AddressPort& addresses,
+            StateChange on_change);
+  ~VrrpGroup();
+
+  // Looks up interfaces and opens sockets; nothing is sent yet.
+  std::error_code open(std::string& what_failed);
+  void start();     // Startup event
+  void shutdown();  // Shutdown event: a Master sends priority 0 and removes its VIPs
+
+  State state() const { return machine_.state(); }
+  Reason last_reason() const { return machine_.last_reason(); }
+  std::chrono::steady_clock::time_point state_since() const { return state_since_; }
+  // When the last valid advert from the peer arrived (any interface); nullopt if never.
+  std::optional<std::chrono::steady_clock::time_point> last_peer_advert() const {
+    return last_peer_advert_;
+  }
+  const GroupCounters& counters() const { return counters_; }
+  const config::Group& config() const { return config_; }
+
+ private:
+  struct Interface {
+    const config::VipInterface* config = nullptr;
+    InterfaceInfo info;
+    std::unique_ptr<VrrpSocket> socket;
+  };
+  // A timer whose stale expiries are ignored: cancel() cannot recall a handler that is already
+  // queued, so every arm bumps a generation the handler must match.
+  struct Timer {
+    explicit Timer(boost::asio::io_context& io) : timer(io) {}
+    boost::asio::steady_timer timer;
+    uint64_t generation = 0;
+  };
+
+  void post(const Event& event);
+  void perform(const Action& action);
+  void arm(Timer& timer, std::chrono::microseconds after, Event on_expiry);
+  void cancel(Timer& timer);
+  void send_adverts(uint8_t priority);
+  void set_vips(bool present);
+  void announce_vips(int repeats_left);
+  void on_packet(Interface& iface, std::span<const uint8_t> packet);
+
+  boost::asio::io_context& io_;
+  config::Group config_;
+  vip::AddressPort& addresses_;
+  StateChange on_change_;
+  StateMachine machine_;
+  std::vector<Interface> interfaces_;
+  Timer adver_timer_;
+  Timer master_down_timer_;
+  Timer garp_timer_;
+  std::chrono::steady_clock::time_point state_since_ = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> last_peer_advert_;
+  GroupCounters counters_;
+};
+
+}  // namespace fwha::vrrp

@@ -1,0 +1,76 @@
+// The sync link: one TCP connection between the two nodes carrying length-prefixed frames.
+// Both nodes listen on their sync address; the node with the lower address also connects
+// (and reconnects every 200 ms while down), so exactly one side dials and a restarted peer
+// is back within a fraction of a second. Only the configured peer address may connect; a new
+// connection from it replaces the old one (the peer restarted while our side still believed
+// in the old connection).
+//
+// Asio style: one write in flight behind a queue bounded in bytes; overflow resets the link
+// (the reconnect resyncs) instead of growing memory; no exception crosses a handler.
+#pragma once
+
+#include "fwha/asio.h"
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "fwha/ip_address.h"
+#include "sync/frame_codec.h"
+#include "sync/replicator.h"
+
+namespace fwha::sync {
+
+class SyncLink : public FrameTransport {
+ public:
+  struct Handlers {
+    std::function<void()> connected;
+    std::function<void()> disconnected;
+    std::function<bool(const wire::Frame&)> frame;  // false: drop the connection
+    std::function<void(const std::string&)> bad_frame;
+  };
+  struct Counters {
+    uint64_t connects = 0;
+    uint64_t disconnects = 0;
+    uint64_t rejected_connections = 0;  // from an address other than the peer's
+    uint64_t queue_overflows = 0;
+  };
+
+  SyncLink(boost::asio::io_context& io, IpAddress local, IpAddress peer, uint16_t port,
+           Handlers handlers, size_t max_queue_bytes = 64 * 1024 * 1024);
+  ~SyncLink() override;
+
+  std::error_code start();  // bind and listen; start dialling if we are the lower address
+  void stop();
+
+  bool connected() const override;
+  bool send(const wire::Frame& frame) override;
+
+  size_t queued_bytes() const { return queued_bytes_; }
+  const Counters& counters() const { return counters_; }
+
+ private:
+  class Connection;
+  void accept_next();
+  void dial();
+  void schedule_dial();
+  void adopt(boost::asio::ip::tcp::socket socket);
+  void on_connection_closed(Connection* conn, const std::string& why);
+
+  boost::asio::io_context& io_;
+  IpAddress local_;
+  IpAddress peer_;
+  uint16_t port_;
+  Handlers handlers_;
+  size_t max_queue_bytes_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer dial_timer_;
+  std::unique_ptr<boost::asio::ip::tcp::socket> dialing_;
+  std::shared_ptr<Connection> current_;
+  size_t queued_bytes_ = 0;
+  bool stopped_ = false;
+  Counters counters_;
+};
+
+}  // namespace fwha::sync

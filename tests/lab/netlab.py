@@ -1,0 +1,664 @@
+"""Network-namespace lab for fwha: two firewalls, a client, a server and a switch.
+
+Why: fwhad's election, VIP moves and conntrack replication only mean something against a
+real kernel. This module builds the topology of DESIGN.md ("Lab topology") out of network
+namespaces, runs one real fwhad per firewall and gives the scenarios (scenario.py) the few
+verbs they need: start/stop daemons, freeze/cut/kill a node, read `fwhactl status --json`.
+
+    client 192.0.2.10/24 (default gw = LAN VIP 192.0.2.1)
+       |                                LAN bridge (in namespace "sw")
+    fw1 192.0.2.2/24  ------------------  fw2 192.0.2.3/24
+    fw1 203.0.113.1/24 == sync veth ==   fw2 203.0.113.2/24
+    fw1 198.51.100.2/24 ----------------  fw2 198.51.100.3/24
+       |                                WAN bridge (in namespace "sw")
+    server 198.51.100.10/24 (no default route; WAN VIP 198.51.100.1 is on-link)
+
+Firewall ruleset (identical on both firewalls, see RULESET): forward policy drop, established
+and related accepted, invalid dropped, new flows only LAN -> WAN, new TCP only with a bare
+SYN, and SNAT to the WAN VIP with randomised source ports. The last two are what make the
+lab able to fail: with port-preserving SNAT and the kernel's mid-stream pickup
+(nf_conntrack_tcp_loose=1, the default) a TCP session would survive a failover with no
+replication at all (KERNEL-FACTS.md, "Moving a TCP session"). We use `fully-random` rather
+than `random`: `random` derives the port offset from a keyed hash of the addresses, and
+both firewall namespaces share one kernel and therefore one key, so the two nodes would
+tend to choose the same ports; `fully-random` draws every port independently.
+
+Sysctls set by the lab (everything else keeps the new-namespace defaults):
+    fw1, fw2: net.ipv4.ip_forward = 1      (a new namespace starts with 0)
+Nothing else is changed: rp_filter, arp_*, nf_conntrack_tcp_loose (1) and
+nf_conntrack_tcp_be_liberal (0) stay at their defaults. Bridges are created with
+stp_state 0 (ports forward at once) and mcast_snooping 0 (VRRP multicast is flooded).
+
+Hard rules this module keeps: nothing is added to the root namespace (veths are created
+directly inside their namespaces), every namespace/link/bridge name carries a per-run random
+prefix ('fh' + 5 hex digits), only documentation prefixes are used, every wait is bounded,
+and teardown (processes killed by PID, then namespaces deleted) runs on every exit path:
+context manager, atexit, and SIGTERM/SIGINT/SIGHUP converted into an exception. A run whose
+orchestrator was SIGKILLed is cleaned up by the next Lab (see cleanup_stale()).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN_BASE = tempfile.gettempdir()
+RUN_DIR_PREFIX = "fwha-lab-"
+
+NODES = ("client", "fw1", "fw2", "server", "sw")
+FWS = ("fw1", "fw2")
+
+# Addresses (documentation prefixes only).
+CLIENT_IP = "192.0.2.10"
+SERVER_IP = "198.51.100.10"
+LAN_VIP = "192.0.2.1"
+WAN_VIP = "198.51.100.1"
+ADDR = {
+    "fw1": {"lan": "192.0.2.2", "wan": "198.51.100.2", "sync": "203.0.113.1"},
+    "fw2": {"lan": "192.0.2.3", "wan": "198.51.100.3", "sync": "203.0.113.2"},
+}
+PRIORITY = {"fw1": 150, "fw2": 100}
+SYNC_PORT = 7788
+VRID = 51
+GROUP = "gw"
+ADVERT_INTERVAL_CS = 10
+
+SYSCTLS = {
+    "fw1": {"net.ipv4.ip_forward": "1"},
+    "fw2": {"net.ipv4.ip_forward": "1"},
+}
+
+RULESET = """\
+table inet fwha_lab {{
+    chain input {{
+        type filter hook input priority 0; policy accept;
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "{lan}" oifname "{wan}" ct state new tcp flags & (fin|syn|rst|ack) == syn accept
+        iifname "{lan}" oifname "{wan}" ct state new meta l4proto {{ udp, icmp }} accept
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        oifname "{wan}" snat ip to {wan_vip} fully-random
+    }}
+}}
+"""
+
+CONFIG = """\
+# Written by tests/lab/netlab.py for one lab run.
+[node]
+name = "{node}"
+control_socket = "{socket}"
+
+[peer]
+name = "{peer}"
+
+[sync]
+local_address = "{sync_local}"
+peer_address = "{sync_peer}"
+port = {sync_port}
+conntrack = {conntrack}
+
+[group]
+name = "{group}"
+vrid = {vrid}
+priority = {priority}
+advert_interval_cs = {advert_interval_cs}
+preempt = false
+
+[[group.interface]]
+name = "{lan_if}"
+peer_address = "{lan_peer}"
+vips = ["{lan_vip}/24"]
+
+[[group.interface]]
+name = "{wan_if}"
+peer_address = "{wan_peer}"
+vips = ["{wan_vip}/24"]
+"""
+
+
+class LabError(Exception):
+    """Something in the lab itself went wrong (not an fwhad assertion)."""
+
+
+class LabTimeout(LabError):
+    """A bounded wait ran out."""
+
+
+class LabInterrupted(BaseException):
+    """SIGTERM/SIGINT/SIGHUP/SIGALRM turned into an exception so that teardown runs."""
+
+
+def mono_ns() -> int:
+    return time.monotonic_ns()
+
+
+def run(argv, *, check=True, timeout=30.0, input=None, capture=True):
+    """Run a command with a bound; return CompletedProcess (text mode)."""
+    try:
+        cp = subprocess.run(argv, input=input, text=True, timeout=timeout,
+                            stdout=subprocess.PIPE if capture else None,
+                            stderr=subprocess.PIPE if capture else None)
+    except subprocess.TimeoutExpired as e:
+        raise LabTimeout(f"command timed out after {timeout}s: {' '.join(argv)}") from e
+    if check and cp.returncode != 0:
+        raise LabError(f"command failed ({cp.returncode}): {' '.join(argv)}\n"
+                       f"{(cp.stderr or '').strip()}")
+    return cp
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Poll predicate() until it returns something truthy; return that. Bounded by timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except LabInterrupted:
+            raise
+        except Exception as e:  # noqa: BLE001 - report the last one on timeout
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise LabTimeout(f"timed out after {timeout:.1f}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+# --- global safety net ------------------------------------------------------------------------
+
+_active_labs: list["Lab"] = []
+_handlers_installed = False
+
+
+def _signal_to_exception(signum, _frame):
+    raise LabInterrupted(f"signal {signal.Signals(signum).name}")
+
+
+def install_signal_handlers():
+    """Turn SIGTERM/SIGINT/SIGHUP into LabInterrupted so every `finally` runs."""
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _signal_to_exception)
+    _handlers_installed = True
+
+
+@atexit.register
+def _teardown_all():
+    for lab in list(_active_labs):
+        try:
+            lab.teardown()
+        except Exception as e:  # noqa: BLE001
+            print(f"netlab: teardown at exit failed: {e}", file=sys.stderr)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _netns_exists(name: str) -> bool:
+    return os.path.exists(os.path.join("/run/netns", name))
+
+
+def _kill_netns_pids(ns: str):
+    """SIGKILL, by PID, every process still inside one of our namespaces."""
+    if not _netns_exists(ns):
+        return
+    cp = run(["ip", "netns", "pids", ns], check=False, timeout=10)
+    for tok in (cp.stdout or "").split():
+        if tok.isdigit() and int(tok) != os.getpid():
+            try:
+                os.kill(int(tok), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def cleanup_stale(verbose=False):
+    """Remove namespaces left by lab runs whose orchestrator died without teardown.
+
+    Only names recorded in a run's lab.json are touched, and only when the recorded owner
+    PID no longer exists.
+    """
+    try:
+        entries = os.listdir(RUN_BASE)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(RUN_DIR_PREFIX):
+            continue
+        meta_path = os.path.join(RUN_BASE, entry, "lab.json")
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if meta.get("torn_down") or _pid_alive(int(meta.get("owner_pid", 0)) or 1):
+            continue
+        for ns in meta.get("namespaces", []):
+            if not re.fullmatch(r"fh[0-9a-f]{5}-\w+", ns):
+                continue
+            if _netns_exists(ns):
+                if verbose:
+                    print(f"netlab: removing stale namespace {ns}", file=sys.stderr)
+                _kill_netns_pids(ns)
+                run(["ip", "netns", "del", ns], check=False, timeout=10)
+        meta["torn_down"] = True
+        try:
+            with open(meta_path, "w") as f:
+                json.dump(meta, f)
+        except OSError:
+            pass
+
+
+# --- the lab ----------------------------------------------------------------------------------
+
+class LabProcess:
+    def __init__(self, name, node, popen, log_path, argv):
+        self.name = name
+        self.node = node
+        self.popen = popen
+        self.log_path = log_path
+        self.argv = argv
+        self.frozen = False
+        self.started_ns = mono_ns()
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def running(self):
+        return self.popen.poll() is None
+
+    def signal(self, sig):
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+class Lab:
+    """The topology plus the processes started in it. Use as a context manager."""
+
+    def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
+                 log=None):
+        self.build_dir = os.path.abspath(
+            build_dir or os.environ.get("FWHA_BUILD_DIR") or "/work/main/build")
+        self.fwhad = os.path.join(self.build_dir, "src", "fwhad")
+        self.fwhactl = os.path.join(self.build_dir, "src", "fwhactl")
+        self.conntrack = conntrack
+        self.verbose = verbose
+        self.keep = keep
+        self.failed = False
+        self._log = log or (lambda msg: print(msg, file=sys.stderr) if verbose else None)
+        self.prefix = "fh" + secrets.token_hex(3)[:5]
+        self.ns = {n: f"{self.prefix}-{n}" for n in NODES}
+        p = self.prefix
+        # Interface names: prefix (7) + at most 4 chars <= 15.
+        self.ifname = {
+            ("client", "lan"): p + "cl", ("sw", "client"): p + "scl",
+            ("fw1", "lan"): p + "1l", ("sw", "fw1-lan"): p + "s1l",
+            ("fw2", "lan"): p + "2l", ("sw", "fw2-lan"): p + "s2l",
+            ("fw1", "wan"): p + "1w", ("sw", "fw1-wan"): p + "s1w",
+            ("fw2", "wan"): p + "2w", ("sw", "fw2-wan"): p + "s2w",
+            ("fw1", "sync"): p + "1s", ("fw2", "sync"): p + "2s",
+            ("server", "wan"): p + "sv", ("sw", "server"): p + "ssv",
+            ("sw", "br-lan"): p + "brl", ("sw", "br-wan"): p + "brw",
+        }
+        self.run_dir = None
+        self.procs: list[LabProcess] = []
+        self.fwhad_procs: dict[str, LabProcess] = {}
+        self.created_ns: list[str] = []
+        self.t0_ns = mono_ns()
+        self.t0_wall = time.time()
+        self._torn_down = False
+
+    # -- small helpers --------------------------------------------------------------------------
+    def log(self, msg):
+        self._log(f"[+{(mono_ns() - self.t0_ns) / 1e9:8.3f}s] {msg}")
+
+    def rel_s(self, t_ns):
+        return (t_ns - self.t0_ns) / 1e9
+
+    def nsexec(self, node, argv, **kw):
+        """Run a command inside a node's namespace (bounded, see run())."""
+        return run(["ip", "netns", "exec", self.ns[node], *argv], **kw)
+
+    def ip(self, node, *args, **kw):
+        return run(["ip", "-n", self.ns[node], *args], **kw)
+
+    def path(self, name):
+        return os.path.join(self.run_dir, name)
+
+    def socket_path(self, node):
+        return self.path(f"{node}.sock")
+
+    def config_path(self, node):
+        return self.path(f"{node}.toml")
+
+    def log_path(self, node):
+        return self.path(f"{node}.log")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self):
+        install_signal_handlers()
+        _active_labs.append(self)
+        try:
+            self.setup()
+        except BaseException:
+            self.failed = True
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.failed = True
+        self.teardown()
+        return False
+
+    def _write_meta(self, torn_down=False):
+        meta = {"owner_pid": os.getpid(), "prefix": self.prefix,
+                "namespaces": [self.ns[n] for n in NODES], "torn_down": torn_down,
+                "created": self.t0_wall}
+        with open(self.path("lab.json"), "w") as f:
+            json.dump(meta, f)
+
+    def setup(self):
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces)")
+        cleanup_stale(self.verbose)
+        self.run_dir = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{self.prefix}-", dir=RUN_BASE)
+        self._write_meta()
+        self.log(f"run {self.prefix}: dir {self.run_dir}")
+        for n in NODES:
+            run(["ip", "netns", "add", self.ns[n]])
+            self.created_ns.append(self.ns[n])
+            self.ip(n, "link", "set", "lo", "up")
+        self._build_links()
+        self._addresses()
+        for node, values in SYSCTLS.items():
+            for key, value in values.items():
+                self.nsexec(node, ["sysctl", "-q", "-w", f"{key}={value}"])
+        for fw in FWS:
+            self.load_ruleset(fw)
+            self.write_config(fw)
+        self.log("topology up: client, fw1, fw2, server, sw (LAN/WAN bridges)")
+
+    def _veth(self, a_node, a_name, b_node, b_name):
+        run(["ip", "link", "add", a_name, "netns", self.ns[a_node], "type", "veth",
+             "peer", "name", b_name, "netns", self.ns[b_node]])
+
+    def _build_links(self):
+        f = self.ifname
+        for br in ("br-lan", "br-wan"):
+            self.ip("sw", "link", "add", f[("sw", br)], "type", "bridge",
+                    "stp_state", "0", "mcast_snooping", "0")
+            self.ip("sw", "link", "set", f[("sw", br)], "up")
+        ports = [
+            ("client", ("client", "lan"), ("sw", "client"), "br-lan"),
+            ("fw1", ("fw1", "lan"), ("sw", "fw1-lan"), "br-lan"),
+            ("fw2", ("fw2", "lan"), ("sw", "fw2-lan"), "br-lan"),
+            ("fw1", ("fw1", "wan"), ("sw", "fw1-wan"), "br-wan"),
+            ("fw2", ("fw2", "wan"), ("sw", "fw2-wan"), "br-wan"),
+            ("server", ("server", "wan"), ("sw", "server"), "br-wan"),
+        ]
+        for node, near, far, br in ports:
+            self._veth(node, f[near], "sw", f[far])
+            self.ip("sw", "link", "set", f[far], "master", f[("sw", br)])
+            self.ip("sw", "link", "set", f[far], "up")
+            self.ip(node, "link", "set", f[near], "up")
+        self._veth("fw1", f[("fw1", "sync")], "fw2", f[("fw2", "sync")])
+        for fw in FWS:
+            self.ip(fw, "link", "set", f[(fw, "sync")], "up")
+
+    def _addresses(self):
+        f = self.ifname
+        self.ip("client", "addr", "add", f"{CLIENT_IP}/24", "dev", f[("client", "lan")])
+        self.ip("client", "route", "add", "default", "via", LAN_VIP)
+        self.ip("server", "addr", "add", f"{SERVER_IP}/24", "dev", f[("server", "wan")])
+        for fw in FWS:
+            for link in ("lan", "wan", "sync"):
+                self.ip(fw, "addr", "add", f"{ADDR[fw][link]}/24", "dev", f[(fw, link)])
+
+    def load_ruleset(self, fw):
+        text = RULESET.format(lan=self.ifname[(fw, "lan")], wan=self.ifname[(fw, "wan")],
+                              wan_vip=WAN_VIP)
+        path = self.path(f"{fw}.nft")
+        with open(path, "w") as fh:
+            fh.write(text)
+        self.nsexec(fw, ["nft", "-f", path])
+
+    def config_text(self, fw, **overrides):
+        peer = "fw2" if fw == "fw1" else "fw1"
+        values = dict(
+            node=fw, peer=peer, socket=self.socket_path(fw),
+            sync_local=ADDR[fw]["sync"], sync_peer=ADDR[peer]["sync"], sync_port=SYNC_PORT,
+            conntrack="true" if self.conntrack else "false",
+            group=GROUP, vrid=VRID, priority=PRIORITY[fw],
+            advert_interval_cs=ADVERT_INTERVAL_CS,
+            lan_if=self.ifname[(fw, "lan")], lan_peer=ADDR[peer]["lan"], lan_vip=LAN_VIP,
+            wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP)
+        values.update(overrides)
+        return CONFIG.format(**values)
+
+    def write_config(self, fw, path=None, text=None):
+        path = path or self.config_path(fw)
+        with open(path, "w") as fh:
+            fh.write(text if text is not None else self.config_text(fw))
+        return path
+
+    def teardown(self):
+        if self._torn_down:
+            return
+        self._torn_down = True
+        # A second Ctrl-C or the wall-clock alarm must not cut the teardown short.
+        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            self._teardown()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    def _teardown(self):
+        # 1. Processes, by PID (SIGKILL also ends SIGSTOPped ones).
+        for p in self.procs:
+            p.signal(signal.SIGKILL)
+        for p in self.procs:
+            try:
+                p.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                print(f"netlab: pid {p.pid} ({p.name}) did not die", file=sys.stderr)
+        # 2. Anything else still inside our namespaces (e.g. children of a daemon).
+        for ns in self.created_ns:
+            try:
+                _kill_netns_pids(ns)
+            except LabError as e:
+                print(f"netlab: {e}", file=sys.stderr)
+        # 3. Namespaces (deleting sw removes the bridges and the veth peers with it).
+        for ns in reversed(self.created_ns):
+            try:
+                run(["ip", "netns", "del", ns], check=False, timeout=15)
+            except LabError as e:
+                print(f"netlab: {e}", file=sys.stderr)
+        left = [ns for ns in self.created_ns if _netns_exists(ns)]
+        if left:
+            print(f"netlab: namespaces left behind: {left}", file=sys.stderr)
+        if self in _active_labs:
+            _active_labs.remove(self)
+        if self.run_dir and os.path.isdir(self.run_dir):
+            try:
+                self._write_meta(torn_down=not left)
+            except OSError:
+                pass
+            if self.keep or self.failed:
+                print(f"netlab: run directory kept: {self.run_dir}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.log("teardown done")
+
+    # -- processes ------------------------------------------------------------------------------
+    def spawn(self, node, argv, name, *, log_name=None, stdout=None):
+        """Start argv inside node's namespace; stderr (and stdout unless given) to a log file.
+
+        `ip netns exec` execs the command, so Popen.pid is the process itself.
+        """
+        log_path = self.path(log_name or f"{name}.log")
+        logf = open(log_path, "ab")
+        try:
+            popen = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[node], *argv],
+                stdin=subprocess.DEVNULL, stdout=stdout if stdout is not None else logf,
+                stderr=logf, start_new_session=True)
+        finally:
+            logf.close()
+        proc = LabProcess(name, node, popen, log_path, argv)
+        self.procs.append(proc)
+        return proc
+
+    def node_procs(self, node):
+        return [p for p in self.procs if p.node == node]
+
+    def require_binaries(self):
+        for b in (self.fwhad, self.fwhactl):
+            if not os.access(b, os.X_OK):
+                raise LabError(f"{b} not found or not executable "
+                               f"(build first; FWHA_BUILD_DIR={self.build_dir})")
+
+    def start_fwhad(self, fw, extra_args=()):
+        proc = self.spawn(fw, [self.fwhad, "-c", self.config_path(fw), *extra_args],
+                          f"fwhad-{fw}", log_name=f"{fw}.log")
+        self.fwhad_procs[fw] = proc
+        self.log(f"{fw}: fwhad started (pid {proc.pid})")
+        return proc
+
+    def fwhad_running(self, fw):
+        p = self.fwhad_procs.get(fw)
+        return p is not None and p.running()
+
+    def freeze(self, node):
+        """SIGSTOP every process the lab started in node: it stops sending anything."""
+        for p in self.node_procs(node):
+            p.signal(signal.SIGSTOP)
+            p.frozen = True
+
+    def thaw(self, node):
+        for p in self.node_procs(node):
+            p.signal(signal.SIGCONT)
+            p.frozen = False
+
+    def node_links(self, node):
+        return [v for (n, _), v in self.ifname.items() if n == node]
+
+    def cut_links(self, node):
+        """Set every link of node down (its far ends lose carrier, like pulled cables)."""
+        for ifname in self.node_links(node):
+            self.ip(node, "link", "set", ifname, "down", timeout=10)
+
+    def kill9(self, node):
+        for p in self.node_procs(node):
+            p.signal(signal.SIGKILL)
+        for p in self.node_procs(node):
+            try:
+                p.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                raise LabError(f"pid {p.pid} survived SIGKILL") from None
+
+    def sigterm(self, node, timeout=15.0):
+        """SIGTERM node's fwhad; wait (bounded) and return its exit code (None: still running)."""
+        p = self.fwhad_procs[node]
+        p.signal(signal.SIGTERM)
+        try:
+            return p.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    # -- fwhactl --------------------------------------------------------------------------------
+    def status(self, node, timeout=3.0):
+        """fwhactl status --json for node, as a dict; None if it cannot be read."""
+        p = self.fwhad_procs.get(node)
+        if p is None or p.frozen or not p.running():
+            return None
+        try:
+            cp = run([self.fwhactl, "-s", self.socket_path(node), "status", "--json"],
+                     check=False, timeout=timeout)
+        except LabTimeout:
+            return None
+        if cp.returncode != 0:
+            return None
+        try:
+            return json.loads(cp.stdout)
+        except ValueError:
+            return None
+
+    def state(self, node):
+        st = self.status(node)
+        return st.get("group", {}).get("state") if st else None
+
+    def who_is_master(self):
+        """Nodes whose fwhad reports Master (frozen or dead nodes are not asked)."""
+        return [fw for fw in FWS if self.state(fw) == "Master"]
+
+    def states(self):
+        return {fw: self.state(fw) for fw in FWS}
+
+    def log_tail(self, node, lines=40):
+        try:
+            with open(self.log_path(node), errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return "(no log)\n"
+
+    def role_changes(self, node):
+        """(wall_time_s or None, line) for every log line of node's fwhad with 'X -> Y'."""
+        out = []
+        try:
+            with open(self.log_path(node), errors="replace") as fh:
+                for line in fh:
+                    if "->" not in line:
+                        continue
+                    if not re.search(r"(Initialize|Backup|Master|Fault)\s*->\s*"
+                                     r"(Initialize|Backup|Master|Fault)", line):
+                        continue
+                    out.append((_parse_log_time(line), line.rstrip("\n")))
+        except OSError:
+            pass
+        return out
+
+    def wall_to_rel(self, wall_s):
+        return wall_s - self.t0_wall
+
+
+def _parse_log_time(line):
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z", line)
+    if not m:
+        return None
+    import datetime
+    try:
+        dt = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    return dt.timestamp()

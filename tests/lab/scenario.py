@@ -1,0 +1,572 @@
+#!/usr/bin/env python3
+"""fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
+
+    scenario.py {crash,control,graceful,bad_input} [--assert] [--sessions N] [--verbose]
+
+crash      The Master is frozen (SIGSTOP: no goodbye), its links are cut, then it is killed
+           (SIGKILL) while >= 100 TCP sessions and a 1 ms probe stream run through it.
+           Asserts: every pre-existing session survives, >= 100 sessions, failover gap
+           (longest interval without probes at the server) < 1000 ms.
+control    The same crash with `conntrack = false` on both nodes. Asserts that sessions ARE
+           lost: proves that the crash scenario can fail, i.e. that the ruleset (new TCP only
+           with SYN) and the randomised SNAT ports leave no accidental way to survive.
+graceful   SIGTERM to the Master's fwhad (priority-0 handover). Asserts: fwhad exits 0, every
+           session survives, gap < 1000 ms.
+bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
+           naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
+           counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
+           that claims to come from the peer is counted in vrrp.rejected_ttl on fw2 and
+           changes no role; (d) malformed sync frames are counted in sync.frames_rejected,
+           fwhad survives and the sync connection comes back.
+
+Output is `key: value` lines; every assertion prints a `check:` line saying what it checked.
+Exit status: 0 = pass (or no --assert), 1 = an assertion failed, 2 = the lab itself failed,
+77 = skipped (not root), which meson reports as SKIP. Every scenario has a wall-clock cap
+(--max-seconds, default 240 s, below the 300 s meson timeout); teardown runs on every exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import FWS, LabError, LabInterrupted, LabTimeout, mono_ns, wait_for  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRAFFIC = os.path.join(HERE, "traffic.py")
+INJECT = os.path.join(HERE, "inject.py")
+PY = sys.executable or "python3"
+
+GAP_LIMIT_MS = 1000.0
+STALL_LIMIT_S = 5.0
+PRE_FAILOVER_S = 3.0
+POST_FAILOVER_S = 7.5          # >= 6 s so a 5 s stall is visible
+WINDOW_BEFORE_S = 0.1
+WINDOW_AFTER_S = 5.0
+
+
+def out(key, value):
+    print(f"{key}: {value}", flush=True)
+
+
+class Checks:
+    def __init__(self):
+        self.failed = []
+
+    def check(self, ok, what, detail=""):
+        print(f"check: {what}: {'PASS' if ok else 'FAIL'}" + (f" ({detail})" if detail else ""),
+              flush=True)
+        if not ok:
+            self.failed.append(f"{what}" + (f" ({detail})" if detail else ""))
+        return ok
+
+
+# --- shared steps ----------------------------------------------------------------------------
+
+def _alive_or_raise(lab, fws):
+    for fw in fws:
+        p = lab.fwhad_procs.get(fw)
+        if p is not None and not p.running():
+            raise LabError(f"fwhad on {fw} exited early with code {p.popen.returncode}")
+
+
+def start_pair(lab):
+    """Start fw1 then fw2; wait for one Master, one Backup, sync connected both ways.
+
+    fw1 is started first and must answer on its control socket before fw2 starts, so the
+    election is deterministic: fw1 (priority 150) is expected to become Master.
+    """
+    lab.require_binaries()
+    lab.start_fwhad("fw1")
+    wait_for(lambda: (_alive_or_raise(lab, ["fw1"]), lab.status("fw1"))[1], 15,
+             what="fw1 control socket")
+    lab.start_fwhad("fw2")
+
+    def settled():
+        _alive_or_raise(lab, FWS)
+        st = {fw: lab.status(fw) for fw in FWS}
+        if not all(st.values()):
+            return None
+        roles = sorted(s["group"]["state"] for s in st.values())
+        if roles != ["Backup", "Master"]:
+            return None
+        if not all(s.get("sync", {}).get("connected") for s in st.values()):
+            return None
+        return st
+
+    st = wait_for(settled, 40, interval=0.1,
+                  what="one Master, one Backup and sync connected on both")
+    master = next(fw for fw in FWS if st[fw]["group"]["state"] == "Master")
+    backup = "fw2" if master == "fw1" else "fw1"
+    # Stable for a while: no flapping at start-up (keepalived flaps here at 10 ms adverts).
+    time.sleep(1.0)
+    st2 = {fw: lab.status(fw) for fw in FWS}
+    for fw in FWS:
+        if not st2[fw] or st2[fw]["group"]["state"] != st[fw]["group"]["state"]:
+            raise LabError(f"roles not stable after start-up: {lab.states()}")
+    lab.log(f"pair up: {master} is Master, {backup} is Backup, sync connected")
+    return master, backup
+
+
+def start_traffic(lab, sessions, duration):
+    srv_ready, cli_ready = lab.path("server.ready"), lab.path("client.ready")
+    server = lab.spawn("server", [PY, TRAFFIC, "server", "--out", lab.path("server.json"),
+                                  "--ready-file", srv_ready, "--duration", str(duration),
+                                  "--window-file", lab.path("window.json")], "traffic-server")
+    wait_for(lambda: os.path.exists(srv_ready), 15, what="traffic server ready")
+    client = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path("client.json"),
+                                  "--ready-file", cli_ready, "--duration", str(duration),
+                                  "--sessions", str(sessions),
+                                  "--stall-timeout", str(STALL_LIMIT_S)], "traffic-client")
+    try:
+        wait_for(lambda: os.path.exists(cli_ready), 30, what="traffic client ready")
+    except LabTimeout:
+        raise LabError("traffic did not come up (client not ready in 30 s); "
+                       "are the VIPs on the Master?") from None
+    with open(cli_ready) as f:
+        ready = json.load(f)
+    lab.log(f"traffic started: {ready['open']} TCP sessions open, {ready['failed']} failed, "
+            f"probes every 1 ms")
+    return server, client, ready
+
+
+def stop_traffic(lab, server, client, window):
+    with open(lab.path("window.json"), "w") as f:
+        json.dump(window, f)
+    for proc in (client, server):   # client first: the server keeps counting until the end
+        proc.signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=15)
+        except Exception:  # noqa: BLE001
+            proc.signal(signal.SIGKILL)
+            raise LabError(f"{proc.name} did not stop on SIGTERM") from None
+    docs = []
+    for name in ("client.json", "server.json"):
+        try:
+            with open(lab.path(name)) as f:
+                docs.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise LabError(f"no traffic result {name}: {e}") from None
+    return docs
+
+
+def backup_ct_entries(lab, node):
+    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
+                    timeout=10)
+    return sum(1 for line in cp.stdout.splitlines() if line.startswith("tcp"))
+
+
+def analyse_sessions(client_doc, event_ns):
+    stop_ns = client_doc["stop_ns"]
+    pre = [s for s in client_doc["sessions"]
+           if s["first_echo_ns"] is not None and s["first_echo_ns"] < event_ns]
+    survived, reasons = [], collections.Counter()
+    for s in pre:
+        if s["error"]:
+            reasons[s["error"]] += 1
+        elif s["last_echo_ns"] is None or s["last_echo_ns"] <= event_ns:
+            reasons["no data after failover"] += 1
+        elif s["max_echo_gap_ms"] >= STALL_LIMIT_S * 1000:
+            reasons["stall > 5 s"] += 1
+        elif stop_ns - s["last_echo_ns"] >= STALL_LIMIT_S * 1e9:
+            reasons["stalled at the end"] += 1
+        else:
+            survived.append(s)
+    return len(survived), len(pre), reasons, pre
+
+
+def takeover_time(lab, new_master, event_ns, poll_seen_ns):
+    """ms from the event to the new Master; from status since_ms when it is a plausible
+    monotonic timestamp, else from when our polling first saw it."""
+    st = lab.status(new_master)
+    since = (st or {}).get("group", {}).get("since_ms")
+    ev_ms = event_ns / 1e6
+    if isinstance(since, (int, float)) and ev_ms - 1000 <= since <= mono_ns() / 1e6 + 10:
+        return since - ev_ms, "status.since_ms"
+    return (poll_seen_ns - event_ns) / 1e6, "poll"
+
+
+def print_role_log(lab):
+    for fw in FWS:
+        for wall, line in lab.role_changes(fw):
+            when = f"+{lab.wall_to_rel(wall):.3f}s" if wall else "?"
+            lab.log(f"{fw} log @{when}: {line.strip()}")
+
+
+def failover_run(lab, args, checks, kind):
+    """crash / control / graceful: pair up, traffic, event, traffic, measure."""
+    master, backup = start_pair(lab)
+    out("master_before", master)
+    checks.check(master == "fw1", "initial Master is fw1 (priority 150, started first)",
+                 f"got {master}")
+    total_s = PRE_FAILOVER_S + POST_FAILOVER_S + 30
+    server, client, ready = start_traffic(lab, args.sessions, total_s)
+    checks.check(ready["open"] == args.sessions, "all sessions connected through the Master",
+                 f"{ready['open']}/{args.sessions}")
+    time.sleep(PRE_FAILOVER_S)
+
+    st_b = lab.status(backup) or {}
+    out("backup_sync_before", json.dumps(st_b.get("sync", {}), sort_keys=True))
+    n_ct = backup_ct_entries(lab, backup)
+    out("backup_conntrack_tcp_entries_before", n_ct)
+    lab.log(f"{backup} holds {n_ct} replicated TCP conntrack entries for port 9001")
+
+    exit_code = None
+    event_ns = mono_ns()
+    if kind in ("crash", "control"):
+        lab.freeze(master)
+        lab.cut_links(master)
+        lab.kill9(master)
+        lab.log(f"crash: {master} frozen, links cut, killed "
+                f"({(mono_ns() - event_ns) / 1e6:.1f} ms for the three steps)")
+    else:
+        lab.fwhad_procs[master].signal(signal.SIGTERM)
+        lab.log(f"graceful: SIGTERM to {master}'s fwhad")
+    out("event_at_s", f"{lab.rel_s(event_ns):.3f}")
+
+    seen_ns = None
+    try:
+        wait_for(lambda: lab.state(backup) == "Master", 15, interval=0.02,
+                 what=f"{backup} to become Master")
+        seen_ns = mono_ns()
+    except LabTimeout as e:
+        lab.log(str(e))
+    if kind == "graceful":
+        try:
+            exit_code = lab.fwhad_procs[master].popen.wait(timeout=20)
+        except Exception:  # noqa: BLE001
+            exit_code = None
+        lab.log(f"{master}'s fwhad exited with {exit_code}")
+    masters = lab.who_is_master()
+    master_after = masters[0] if len(masters) == 1 else (",".join(masters) or "none")
+    out("master_after", master_after)
+    if seen_ns is not None:
+        ms, source = takeover_time(lab, backup, event_ns, seen_ns)
+        lab.log(f"{backup} is Master, {ms:.0f} ms after the {kind} event ({source})")
+        out(f"takeover_ms_after_{'crash' if kind != 'graceful' else 'sigterm'}", f"{ms:.0f}")
+        out("takeover_source", source)
+
+    remaining = event_ns / 1e9 + POST_FAILOVER_S - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+    window = {"start_ns": event_ns - int(WINDOW_BEFORE_S * 1e9),
+              "end_ns": event_ns + int(WINDOW_AFTER_S * 1e9)}
+    cdoc, sdoc = stop_traffic(lab, server, client, window)
+    lab.log("traffic stopped")
+    print_role_log(lab)
+
+    st_new = lab.status(backup) or {}
+    out("new_master_sync", json.dumps(st_new.get("sync", {}), sort_keys=True))
+    probes = sdoc["probes"]
+    win = probes.get("window") or {}
+    gap_ms = win.get("ms")
+    out("failover_gap_ms", f"{gap_ms:.0f}" if gap_ms is not None else "unknown")
+    out("probe_gap_resumed", win.get("resumed"))
+    sent = (cdoc.get("probes") or {}).get("sent", 0)
+    out("probes_sent", sent)
+    out("probes_received", probes["unique"])
+    out("probes_lost", sent - probes["unique"])
+    out("probe_sources_seen", len(probes.get("sources", {})))
+    out("probe_sender_max_gap_ms", f"{(cdoc.get('probes') or {}).get('max_send_gap_ms', 0):.1f}")
+    out("probe_longest_gap_whole_run_ms", f"{probes['longest_gap_ms']:.0f}")
+    k, t, reasons, _pre = analyse_sessions(cdoc, event_ns)
+    out("sessions_survived", f"{k}/{t}")
+    out("sessions_lost_reasons",
+        ", ".join(f"{r}={n}" for r, n in reasons.most_common()) or "none")
+    out("server_side_session_ends_during_run",
+        json.dumps(sdoc["tcp"]["ended"], sort_keys=True))
+    if kind == "graceful":
+        out("old_master_exit_code", exit_code)
+
+    # -- assertions --
+    checks.check(master_after == backup, f"{backup} is the only Master after the {kind}",
+                 f"master_after={master_after}")
+    if kind in ("crash", "graceful"):
+        checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
+                     f"T={t}")
+        checks.check(k == t, "every pre-existing session survived", f"{k}/{t}")
+        checks.check(gap_ms is not None and gap_ms < GAP_LIMIT_MS and win.get("resumed"),
+                     f"failover gap < {GAP_LIMIT_MS:.0f} ms", f"{gap_ms} ms")
+        if kind == "graceful":
+            checks.check(exit_code == 0, "old Master's fwhad exited 0 after SIGTERM",
+                         f"exit={exit_code}")
+    else:
+        checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
+                     f"T={t}")
+        checks.check(t - k > 0, "without conntrack sync, sessions are lost (the test can fail)",
+                     f"lost {t - k}/{t}")
+        checks.check(bool(win.get("resumed")), "probes resumed through the new Master",
+                     f"gap {gap_ms} ms")
+
+
+# --- bad_input -------------------------------------------------------------------------------
+
+def counter(st, section, key):
+    return int(((st or {}).get(section) or {}).get(key, 0))
+
+
+def roles_and_transitions(lab):
+    res = {}
+    for fw in FWS:
+        st = lab.status(fw)
+        if st is None:
+            raise LabError(f"{fw} does not answer status")
+        res[fw] = (st["group"]["state"], st["group"].get("transitions"))
+    return res
+
+
+def check_config_cases(lab, checks):
+    fwhad = lab.fwhad
+    good = lab.config_path("fw1")
+
+    def run_check(path):
+        return lab.nsexec("fw1", [fwhad, "-c", path, "--check-config"], check=False,
+                          timeout=15)
+
+    cp = run_check(good)
+    checks.check(cp.returncode == 0, "--check-config accepts the lab's own config",
+                 f"exit {cp.returncode} {cp.stderr.strip()[:200]}")
+    text = lab.config_text("fw1")
+    cases = [("misspelt key", "priority = 150", "prority = 150", "prority"),
+             ("out-of-range value", "vrid = 51", "vrid = 300", "vrid")]
+    for label, old, new, key in cases:
+        assert old in text
+        bad = text.replace(old, new, 1)
+        line_no = bad.splitlines().index(new) + 1
+        path = lab.write_config("fw1", path=lab.path(f"bad-{key}.toml"), text=bad)
+        cp = run_check(path)
+        err = (cp.stderr or "") + (cp.stdout or "")
+        out(f"check_config_{key}_exit", cp.returncode)
+        out(f"check_config_{key}_stderr", err.strip().replace("\n", " | ")[:300])
+        checks.check(cp.returncode == 2, f"--check-config exits 2 on a {label} (`{new}`)",
+                     f"exit {cp.returncode}")
+        checks.check(key in err, f"the error names the key `{key}`")
+        names_line = re.search(rf"(?::|\bline\s*)({line_no})(?!\d)", err) is not None
+        checks.check(names_line, f"the error names line {line_no}")
+
+
+def inject_vrrp(lab, node, extra):
+    cp = lab.nsexec(node, [PY, INJECT, "vrrp", *extra], timeout=15)
+    return json.loads(cp.stdout.strip().splitlines()[-1])
+
+
+def vrrp_cases(lab, checks):
+    f = lab.ifname
+    before = {fw: lab.status(fw) for fw in FWS}
+    roles0 = roles_and_transitions(lab)
+    # (b) a stranger on the LAN claims the VRID with priority 255
+    info = inject_vrrp(lab, "client", ["--src", netlab.CLIENT_IP, "--vrid", str(netlab.VRID),
+                                       "--priority", "255", "--ttl", "255",
+                                       "--addr", netlab.LAN_VIP, "--count", "3"])
+    lab.log(f"sent 3 VRRP adverts from the stranger 192.0.2.10 (prio 255, TTL 255): {info}")
+
+    def rejected_source_up():
+        now = {fw: lab.status(fw) for fw in FWS}
+        return all(counter(now[fw], "vrrp", "rejected_source")
+                   > counter(before[fw], "vrrp", "rejected_source") for fw in FWS) and now
+    try:
+        after = wait_for(rejected_source_up, 5, interval=0.1, what="rejected_source to rise")
+    except LabTimeout:
+        after = {fw: lab.status(fw) for fw in FWS}
+    for fw in FWS:
+        b, a = (counter(before[fw], "vrrp", "rejected_source"),
+                counter(after[fw], "vrrp", "rejected_source"))
+        out(f"{fw}_rejected_source", f"{b} -> {a}")
+        checks.check(a > b, f"{fw} ({roles0[fw][0]}) counts the stranger's advert in "
+                     "vrrp.rejected_source", f"{b} -> {a}")
+    time.sleep(1.5)   # several Master_Down_Intervals (3 x 100 ms + skew)
+    roles1 = roles_and_transitions(lab)
+    checks.check(roles1 == roles0, "stranger's advert changed no role (state, transitions)",
+                 f"{roles0} -> {roles1}")
+
+    # (c) TTL 64 "from the peer": fw1's LAN address, sent from fw1's namespace, prio 0 (if
+    # it were accepted, fw2 would take over within Skew_Time and count a transition).
+    before = {fw: lab.status(fw) for fw in FWS}
+    info = inject_vrrp(lab, "fw1", ["--src", netlab.ADDR["fw1"]["lan"], "--hdrincl",
+                                    "--ttl", "64", "--ifname", f[("fw1", "lan")],
+                                    "--vrid", str(netlab.VRID), "--priority", "0",
+                                    "--addr", netlab.LAN_VIP, "--count", "3"])
+    lab.log(f"sent 3 VRRP adverts with TTL 64 from fw1's address 192.0.2.2 (prio 0): {info}")
+    try:
+        after_fw2 = wait_for(lambda: (lambda s: s if counter(s, "vrrp", "rejected_ttl") >
+                                      counter(before["fw2"], "vrrp", "rejected_ttl") else None)(
+                                          lab.status("fw2")), 5, interval=0.1,
+                             what="fw2 rejected_ttl to rise")
+    except LabTimeout:
+        after_fw2 = lab.status("fw2")
+    b, a = (counter(before["fw2"], "vrrp", "rejected_ttl"),
+            counter(after_fw2, "vrrp", "rejected_ttl"))
+    out("fw2_rejected_ttl", f"{b} -> {a}")
+    checks.check(a > b, "fw2 counts the TTL-64 advert from its peer's address in "
+                 "vrrp.rejected_ttl", f"{b} -> {a}")
+    time.sleep(1.5)
+    roles2 = roles_and_transitions(lab)
+    checks.check(roles2 == roles0, "TTL-64 advert changed no role (state, transitions)",
+                 f"{roles0} -> {roles2}")
+
+
+def sync_cases(lab, checks):
+    peer_of = {"fw1": "fw2", "fw2": "fw1"}
+    target, sender = "fw2", "fw1"
+    results = []
+    before_all = {fw: lab.status(fw) for fw in FWS}
+    for kind in ("bad-length", "junk-protobuf"):
+        log_size = os.path.getsize(lab.log_path(target))
+        before = lab.status(target)
+        cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
+                                 netlab.ADDR[sender]["sync"], "--dst",
+                                 netlab.ADDR[target]["sync"], "--port", str(netlab.SYNC_PORT),
+                                 "--kind", kind], check=False, timeout=20)
+        res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+        if not res.get("connected") and target == "fw2" and kind == "bad-length":
+            # fw2 may be the side that connects; then fw1 is the listener to attack.
+            lab.log(f"fw2 does not accept on {netlab.SYNC_PORT} ({res.get('error')}); "
+                    "attacking fw1's listener from fw2 instead")
+            target, sender = "fw1", "fw2"
+            log_size = os.path.getsize(lab.log_path(target))
+            before = lab.status(target)
+            cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
+                                     netlab.ADDR[sender]["sync"], "--dst",
+                                     netlab.ADDR[target]["sync"], "--port",
+                                     str(netlab.SYNC_PORT), "--kind", kind], check=False,
+                            timeout=20)
+            res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+        lab.log(f"sync garbage ({kind}) {peer_of[target]} -> {target}: {res}")
+        checks.check(bool(res.get("connected")), f"garbage connection ({kind}) reached "
+                     f"{target}:{netlab.SYNC_PORT}", res.get("error") or "")
+
+        def rejected_up():
+            s = lab.status(target)
+            return s if counter(s, "sync", "frames_rejected") > \
+                counter(before, "sync", "frames_rejected") else None
+        try:
+            after = wait_for(rejected_up, 5, interval=0.1, what="frames_rejected to rise")
+        except LabTimeout:
+            after = lab.status(target)
+        b, a = counter(before, "sync", "frames_rejected"), counter(after, "sync",
+                                                                    "frames_rejected")
+        out(f"{target}_frames_rejected_{kind}", f"{b} -> {a}")
+        checks.check(a > b, f"{target} counts the {kind} frame in sync.frames_rejected",
+                     f"{b} -> {a}")
+        checks.check(res.get("peer_closed") in ("eof", "reset"),
+                     f"{target} closes the connection that sent the {kind} frame",
+                     f"peer_closed={res.get('peer_closed')}")
+        with open(lab.log_path(target), errors="replace") as fh:
+            fh.seek(log_size)
+            new_lines = fh.read()
+        logged = re.search(r"reject|malformed|invalid|too large|oversize|bad frame|parse",
+                           new_lines, re.I)
+        checks.check(logged is not None, f"{target} logs the rejection",
+                     logged.group(0) if logged else "no matching log line")
+        results.append(res)
+    checks.check(lab.fwhad_running(target) and lab.status(target) is not None,
+                 f"{target}'s fwhad still runs and answers status")
+    try:
+        wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected")
+                             for fw in FWS), 20, interval=0.2, what="sync reconnected")
+        ok = True
+    except LabTimeout:
+        ok = False
+    checks.check(ok, "sync connection is up again on both nodes (within 20 s)")
+    roles_after = {fw: (lab.status(fw) or {}).get("group", {}).get("state") for fw in FWS}
+    roles_before = {fw: before_all[fw]["group"]["state"] for fw in FWS}
+    checks.check(roles_after == roles_before, "sync garbage changed no role",
+                 f"{roles_before} -> {roles_after}")
+
+
+def bad_input_run(lab, args, checks):
+    lab.require_binaries()
+    check_config_cases(lab, checks)
+    master, backup = start_pair(lab)
+    out("master_before", master)
+    vrrp_cases(lab, checks)
+    sync_cases(lab, checks)
+    masters = lab.who_is_master()
+    out("master_after", ",".join(masters) or "none")
+    checks.check(masters == [master], "the original Master is still the only Master",
+                 f"{masters}")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenario", choices=["crash", "control", "graceful", "bad_input"])
+    ap.add_argument("--assert", dest="do_assert", action="store_true",
+                    help="exit non-zero when an expectation fails")
+    ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--verbose", action="store_true", help="print a timeline")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory")
+    ap.add_argument("--max-seconds", type=int, default=240, help="wall-clock cap")
+    args = ap.parse_args(argv)
+
+    if os.geteuid() != 0:
+        print("skip: the lab needs root (network namespaces)")
+        return 77
+    netlab.install_signal_handlers()
+    def on_alarm(_signum, _frame):
+        raise LabInterrupted(f"wall-clock cap of {args.max_seconds} s reached")
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(args.max_seconds)
+
+    def timeline(msg):
+        if args.verbose:
+            print(msg, flush=True)
+
+    checks = Checks()
+    out("scenario", args.scenario)
+    lab_error = None
+    lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
+                     keep=args.keep, log=timeline)
+    try:
+        with lab:
+            out("run", f"{lab.prefix} {lab.run_dir}")
+            try:
+                if args.scenario == "bad_input":
+                    bad_input_run(lab, args, checks)
+                else:
+                    failover_run(lab, args, checks, args.scenario)
+            except (LabError, LabInterrupted) as e:
+                lab_error = f"{type(e).__name__}: {e}"
+                out("lab_error", lab_error)
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+                # Usually fwhactl's JSON not matching the contract; show where.
+                traceback.print_exc(file=sys.stdout)
+                lab_error = f"{type(e).__name__}: {e}"
+                out("lab_error", lab_error)
+            failed = bool(lab_error) or (args.do_assert and checks.failed)
+            if failed:
+                lab.failed = True
+                for fw in FWS:
+                    print(f"--- tail of {fw}'s fwhad log ({lab.log_path(fw)}) ---")
+                    print(lab.log_tail(fw), end="", flush=True)
+    except LabInterrupted as e:   # interrupted during setup or teardown
+        lab_error = lab_error or str(e)
+        out("lab_error", lab_error)
+    except LabError as e:
+        lab_error = lab_error or str(e)
+        out("lab_error", lab_error)
+    finally:
+        signal.alarm(0)
+
+    if lab_error:
+        out("result", f"ERROR ({lab_error})")
+        return 2
+    if checks.failed:
+        out("result", "FAIL: " + "; ".join(checks.failed))
+        return 1 if args.do_assert else 0
+    out("result", "PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
