@@ -200,6 +200,15 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
     }
     return;
   }
+  if (p.advert.max_adver_interval_cs == 0) {
+    // RFC 5798 does not forbid it, but a Backup would compute Master_Down_Interval 0 from it
+    // and take over at once: two Masters. No sane peer sends it.
+    if (should_log(++counters_.rejected_malformed)) {
+      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
+                               ": Max Adver Int 0");
+    }
+    return;
+  }
   if (p.advert.vrid != config_.vrid) {
     ++counters_.other_vrid;
     return;

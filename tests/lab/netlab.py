@@ -92,7 +92,7 @@ table inet fwha_lab {{
     }}
     chain postrouting {{
         type nat hook postrouting priority 100; policy accept;
-        oifname "{wan}" snat ip to {wan_vip} fully-random
+        iifname "{lan}" oifname "{wan}" snat ip to {wan_vip} fully-random
     }}
 }}
 """
