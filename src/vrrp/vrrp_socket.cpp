@@ -38,17 +38,16 @@ std::error_code VrrpSocket::open(ReceiveHandler on_packet) {
   mreq.imr_multiaddr.s_addr = htonl(kVrrpMulticastV4);
   mreq.imr_ifindex = ifindex_;
   if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0) return fail();
+  // The advert's source must be our primary address, never a VIP (RFC 5798 5.1.1.1). It is
+  // set through IP_MULTICAST_IF's imr_address: bind() would also filter what we receive to
+  // packets addressed to that unicast address, and adverts go to 224.0.0.18.
   ip_mreqn mif{};
   mif.imr_ifindex = ifindex_;
+  std::memcpy(&mif.imr_address, source_.bytes.data(), 4);
   if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif) < 0) return fail();
   int ttl = 255, loop = 0;
   if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) < 0) return fail();
   if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) < 0) return fail();
-  // Bind to our primary address so the advert's source is it, never a VIP (RFC 5798 5.1.1.1).
-  sockaddr_in local{};
-  local.sin_family = AF_INET;
-  std::memcpy(&local.sin_addr, source_.bytes.data(), 4);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) < 0) return fail();
   wait_readable();
   return {};
 }
