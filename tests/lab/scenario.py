@@ -103,8 +103,11 @@ def start_pair(lab):
             return None
         return st
 
-    st = wait_for(settled, 40, interval=0.1,
-                  what="one Master, one Backup and sync connected on both")
+    try:
+        st = wait_for(settled, 40, interval=0.1,
+                      what="one Master, one Backup and sync connected on both")
+    except LabTimeout as e:
+        raise LabTimeout(f"{e}; last states {lab.states()}") from None
     master = next(fw for fw in FWS if st[fw]["group"]["state"] == "Master")
     backup = "fw2" if master == "fw1" else "fw1"
     # Stable for a while: no flapping at start-up (keepalived flaps here at 10 ms adverts).
@@ -196,10 +199,11 @@ def takeover_time(lab, new_master, event_ns, poll_seen_ns):
 
 
 def print_role_log(lab):
-    for fw in FWS:
-        for wall, line in lab.role_changes(fw):
-            when = f"+{lab.wall_to_rel(wall):.3f}s" if wall else "?"
-            lab.log(f"{fw} log @{when}: {line.strip()}")
+    """Role changes from both fwhad logs, in time order, relative to the lab's start."""
+    events = [(wall or 0.0, fw, line) for fw in FWS for wall, line in lab.role_changes(fw)]
+    for wall, fw, line in sorted(events):
+        when = f"+{lab.wall_to_rel(wall):.3f}s" if wall else "?"
+        lab.log(f"role change logged by {fw} at {when}: {line.strip()}")
 
 
 def failover_run(lab, args, checks, kind):
@@ -282,8 +286,11 @@ def failover_run(lab, args, checks, kind):
     out("sessions_survived", f"{k}/{t}")
     out("sessions_lost_reasons",
         ", ".join(f"{r}={n}" for r, n in reasons.most_common()) or "none")
-    out("server_side_session_ends_during_run",
-        json.dumps(sdoc["tcp"]["ended"], sort_keys=True))
+    # How the server saw connections end before the client stopped (e.g. resets sent by a
+    # new Master without state); ends caused by the client's own stop are not counted.
+    ends = collections.Counter(c["end"] for c in sdoc["tcp"]["connections"]
+                               if c["end"] and c["closed_ns"] < cdoc["stop_ns"])
+    out("server_side_session_ends_before_stop", json.dumps(dict(ends), sort_keys=True))
     if kind == "graceful":
         out("old_master_exit_code", exit_code)
 
@@ -419,6 +426,8 @@ def sync_cases(lab, checks):
     target, sender = "fw2", "fw1"
     results = []
     before_all = {fw: lab.status(fw) for fw in FWS}
+    if any(st is None for st in before_all.values()):
+        raise LabError("a node does not answer status before the sync garbage test")
     for kind in ("bad-length", "junk-protobuf"):
         log_size = os.path.getsize(lab.log_path(target))
         before = lab.status(target)
@@ -477,7 +486,11 @@ def sync_cases(lab, checks):
     except LabTimeout:
         ok = False
     checks.check(ok, "sync connection is up again on both nodes (within 20 s)")
-    roles_after = {fw: (lab.status(fw) or {}).get("group", {}).get("state") for fw in FWS}
+    after_all = {fw: lab.status(fw) or {} for fw in FWS}
+    for fw in FWS:
+        out(f"{fw}_sync_connects", f"{counter(before_all[fw], 'sync', 'connects')} -> "
+            f"{counter(after_all[fw], 'sync', 'connects')}")
+    roles_after = {fw: after_all[fw].get("group", {}).get("state") for fw in FWS}
     roles_before = {fw: before_all[fw]["group"]["state"] for fw in FWS}
     checks.check(roles_after == roles_before, "sync garbage changed no role",
                  f"{roles_before} -> {roles_after}")
