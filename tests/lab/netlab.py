@@ -575,8 +575,9 @@ class Lab:
 
     def cut_links(self, node):
         """Set every link of node down (its far ends lose carrier, like pulled cables)."""
-        for ifname in self.node_links(node):
-            self.ip(node, "link", "set", ifname, "down", timeout=10)
+        # One `ip -batch` so that all links go down within a fraction of a millisecond.
+        batch = "".join(f"link set {ifname} down\n" for ifname in self.node_links(node))
+        run(["ip", "-n", self.ns[node], "-batch", "-"], input=batch, timeout=10)
 
     def kill9(self, node):
         for p in self.node_procs(node):

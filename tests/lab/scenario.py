@@ -228,10 +228,14 @@ def failover_run(lab, args, checks, kind):
     event_ns = mono_ns()
     if kind in ("crash", "control"):
         lab.freeze(master)
+        cut_ns = mono_ns()
         lab.cut_links(master)
+        kill_ns = mono_ns()
         lab.kill9(master)
-        lab.log(f"crash: {master} frozen, links cut, killed "
-                f"({(mono_ns() - event_ns) / 1e6:.1f} ms for the three steps)")
+        lab.log(f"crash: {master} frozen (SIGSTOP), links cut after "
+                f"{(cut_ns - event_ns) / 1e6:.1f} ms, killed (SIGKILL) after "
+                f"{(kill_ns - event_ns) / 1e6:.1f} ms")
+        out("links_cut_ms_after_freeze", f"{(cut_ns - event_ns) / 1e6:.1f}")
     else:
         lab.fwhad_procs[master].signal(signal.SIGTERM)
         lab.log(f"graceful: SIGTERM to {master}'s fwhad")
@@ -280,7 +284,10 @@ def failover_run(lab, args, checks, kind):
     out("probes_received", probes["unique"])
     out("probes_lost", sent - probes["unique"])
     out("probe_sources_seen", len(probes.get("sources", {})))
-    out("probe_sender_max_gap_ms", f"{(cdoc.get('probes') or {}).get('max_send_gap_ms', 0):.1f}")
+    cprobes = cdoc.get("probes") or {}
+    at = cprobes.get("max_send_gap_at_ns")
+    out("probe_sender_max_gap_ms", f"{cprobes.get('max_send_gap_ms', 0):.1f}" +
+        (f" (at {(at - event_ns) / 1e6:+.0f} ms from the event)" if at else ""))
     out("probe_longest_gap_whole_run_ms", f"{probes['longest_gap_ms']:.0f}")
     k, t, reasons, _pre = analyse_sessions(cdoc, event_ns)
     out("sessions_survived", f"{k}/{t}")
@@ -537,6 +544,7 @@ def main(argv=None):
 
     checks = Checks()
     out("scenario", args.scenario)
+    out("python", f"{sys.executable} {sys.version.split()[0]}")
     lab_error = None
     lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
                      keep=args.keep, log=timeline)

@@ -79,7 +79,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"zone", [](wire::FlowChange& w) { w.mutable_flow()->set_zone(65536); }, "zone"},
         BadCase{"tcp_state", [](wire::FlowChange& w) { w.mutable_flow()->set_tcp_state(42); },
                 "tcp_state"}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& p) { return std::string(p.param.name); });
 
 TEST(FlowWire, TcpStateOnUdpIsRejected) {
   FlowEntry e = test::snat_tcp_flow();

@@ -56,7 +56,7 @@ TEST(FrameCodec, UnparseableBodyIsSkippedAndStreamContinues) {
 }
 
 TEST(FrameCodec, OversizedOrZeroLengthIsFatal) {
-  for (const std::string prefix : {std::string("\xff\xff\xff\xff", 4), std::string(4, '\0')}) {
+  for (const std::string& prefix : {std::string("\xff\xff\xff\xff", 4), std::string(4, '\0')}) {
     FrameDecoder d;
     feed(d, prefix + "junk");
     auto r = d.next();
