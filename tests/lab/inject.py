@@ -26,7 +26,6 @@ import time
 
 IPPROTO_VRRP = 112
 VRRP_GROUP = "224.0.0.18"
-IP_MULTICAST_ALL = 49
 
 
 def inet_checksum(data: bytes) -> int:
@@ -107,6 +106,7 @@ def cmd_sync_garbage(a):
         result["sent"] = len(data)
         deadline = time.monotonic() + a.timeout
         while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 chunk = s.recv(65536)
             except socket.timeout:
@@ -115,8 +115,6 @@ def cmd_sync_garbage(a):
                 result["peer_closed"] = "eof"
                 break
             # The receiver may greet us first (Hello); keep reading until it gives up on us.
-        else:
-            pass
         if result["peer_closed"] is None:
             result["peer_closed"] = False
     except ConnectionResetError:

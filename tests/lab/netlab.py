@@ -18,10 +18,18 @@ and related accepted, invalid dropped, new flows only LAN -> WAN, new TCP only w
 SYN, and SNAT to the WAN VIP with randomised source ports. The last two are what make the
 lab able to fail: with port-preserving SNAT and the kernel's mid-stream pickup
 (nf_conntrack_tcp_loose=1, the default) a TCP session would survive a failover with no
-replication at all (KERNEL-FACTS.md, "Moving a TCP session"). We use `fully-random` rather
-than `random`: `random` derives the port offset from a keyed hash of the addresses, and
-both firewall namespaces share one kernel and therefore one key, so the two nodes would
-tend to choose the same ports; `fully-random` draws every port independently.
+replication at all (KERNEL-FACTS.md, "Moving a TCP session"). We use `fully-random`:
+`random` also gave unrelated ports per connection on this kernel (6.18, checked with
+`conntrack -L`), but it derives them from a keyed hash whose inputs differ between kernel
+versions, and both firewall namespaces share one kernel and so one key; `fully-random`
+draws every port independently on any kernel. scenario.py checks on every run that the NAT
+ports really differ from the client's ports.
+
+The SNAT rule matches `iifname LAN oifname WAN`, not only `oifname WAN`: a bare
+`oifname WAN snat` also rewrites the firewall's own VRRP adverts on the WAN (source becomes
+the VIP, so the peer rejects them as coming from a stranger) and, once the peer's adverts
+with that source are in the conntrack table, the NAT clash makes sendto() fail with EPERM:
+the pair splits brain. Only forwarded LAN traffic is meant to be NATed.
 
 Sysctls set by the lab (everything else keeps the new-namespace defaults):
     fw1, fw2: net.ipv4.ip_forward = 1      (a new namespace starts with 0)
@@ -51,8 +59,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RUN_BASE = tempfile.gettempdir()
+# Short on purpose: control sockets live here and a UNIX socket path has at most 107 bytes.
+RUN_BASE = os.environ.get("FWHA_LAB_TMP", "/tmp")
 RUN_DIR_PREFIX = "fwha-lab-"
 
 NODES = ("client", "fw1", "fw2", "server", "sw")
@@ -170,9 +178,9 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
             value = predicate()
             if value:
                 return value
-        except LabInterrupted:
-            raise
-        except Exception as e:  # noqa: BLE001 - report the last one on timeout
+        except (LabInterrupted, LabError):
+            raise   # the lab is broken (e.g. a daemon died): no point in waiting on
+        except Exception as e:  # noqa: BLE001 - transient; reported on timeout
             last_exc = e
         if time.monotonic() >= deadline:
             extra = f" (last error: {last_exc})" if last_exc else ""

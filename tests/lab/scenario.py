@@ -37,6 +37,7 @@ import sys
 import time
 import traceback
 
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
 from netlab import FWS, LabError, LabInterrupted, LabTimeout, mono_ns, wait_for  # noqa: E402
@@ -91,12 +92,24 @@ def start_pair(lab):
              what="fw1 control socket")
     lab.start_fwhad("fw2")
 
+    both_master_since = [None]
+
     def settled():
         _alive_or_raise(lab, FWS)
         st = {fw: lab.status(fw) for fw in FWS}
         if not all(st.values()):
             return None
         roles = sorted(s["group"]["state"] for s in st.values())
+        if roles == ["Master", "Master"]:
+            # Fail fast on a lasting split brain instead of waiting out the timeout.
+            both_master_since[0] = both_master_since[0] or time.monotonic()
+            if time.monotonic() - both_master_since[0] > 5:
+                seen = {fw: (s["vrrp"].get("adverts_received"), s["vrrp"].get("rejected_source"),
+                             s["vrrp"].get("rejected_ttl")) for fw, s in st.items()}
+                raise LabError("split brain: both nodes Master for > 5 s; (adverts_received, "
+                               f"rejected_source, rejected_ttl) per node: {seen}")
+        else:
+            both_master_since[0] = None
         if roles != ["Backup", "Master"]:
             return None
         if not all(s.get("sync", {}).get("connected") for s in st.values()):
@@ -116,7 +129,10 @@ def start_pair(lab):
     for fw in FWS:
         if not st2[fw] or st2[fw]["group"]["state"] != st[fw]["group"]["state"]:
             raise LabError(f"roles not stable after start-up: {lab.states()}")
-    lab.log(f"pair up: {master} is Master, {backup} is Backup, sync connected")
+    since = st2[master]["group"].get("since_ms")
+    when = (f" since +{lab.rel_s(int(since * 1e6)):.3f}s"
+            if isinstance(since, (int, float)) and since * 1e6 > lab.t0_ns else "")
+    lab.log(f"pair up: {master} is Master{when}, {backup} is Backup, sync connected")
     return master, backup
 
 
@@ -168,6 +184,22 @@ def backup_ct_entries(lab, node):
     return sum(1 for line in cp.stdout.splitlines() if line.startswith("tcp"))
 
 
+def snat_ports_randomised(lab, node):
+    """(entries whose NAT source port differs from the client's port, entries to :9001 NATed
+    to the WAN VIP) in node's conntrack table."""
+    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
+                    timeout=10)
+    k = n = 0
+    for line in cp.stdout.splitlines():
+        m = re.search(r"sport=(\d+) dport=9001 .*src=\S+ dst=(\S+) sport=9001 dport=(\d+)",
+                      line)
+        if not m or m.group(2) != netlab.WAN_VIP:
+            continue
+        n += 1
+        k += m.group(1) != m.group(3)
+    return k, n
+
+
 def analyse_sessions(client_doc, event_ns):
     stop_ns = client_doc["stop_ns"]
     pre = [s for s in client_doc["sessions"]
@@ -216,7 +248,12 @@ def failover_run(lab, args, checks, kind):
     server, client, ready = start_traffic(lab, args.sessions, total_s)
     checks.check(ready["open"] == args.sessions, "all sessions connected through the Master",
                  f"{ready['open']}/{args.sessions}")
-    time.sleep(PRE_FAILOVER_S)
+    k_rand, n_rand = snat_ports_randomised(lab, master)
+    out("snat_ports_randomised", f"{k_rand}/{n_rand}")
+    checks.check(n_rand >= args.sessions and k_rand >= 0.9 * n_rand,
+                 "lab sanity: the Master SNATs the sessions to the WAN VIP with new ports",
+                 f"{k_rand}/{n_rand} entries with a NAT port != client port")
+    time.sleep(max(0.0, PRE_FAILOVER_S - 0.3))
 
     st_b = lab.status(backup) or {}
     out("backup_sync_before", json.dumps(st_b.get("sync", {}), sort_keys=True))
@@ -259,7 +296,8 @@ def failover_run(lab, args, checks, kind):
     out("master_after", master_after)
     if seen_ns is not None:
         ms, source = takeover_time(lab, backup, event_ns, seen_ns)
-        lab.log(f"{backup} is Master, {ms:.0f} ms after the {kind} event ({source})")
+        lab.log(f"new Master: {backup} since +{lab.rel_s(event_ns + ms * 1e6):.3f}s, "
+                f"{ms:.0f} ms after the {kind} event ({source})")
         out(f"takeover_ms_after_{'crash' if kind != 'graceful' else 'sigterm'}", f"{ms:.0f}")
         out("takeover_source", source)
 
