@@ -183,6 +183,13 @@ void VrrpGroup::announce_vips(int repeats_left) {
   });
 }
 
+bool VrrpGroup::is_vip(const IpAddress& a) const {
+  for (const auto& i : config_.interfaces)
+    for (const auto& v : i.vips)
+      if (v.address == a) return true;
+  return false;
+}
+
 void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
   const ParsedAdvert p = parse_ipv4(packet);
   const std::string where = " on " + iface.config->name;
@@ -214,6 +221,13 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
     return;
   }
   if (p.source != iface.config->peer_address) {
+    if (is_vip(p.source) && should_log(counters_.rejected_source + 1)) {
+      // Seen in the lab: a ruleset with "oifname WAN snat to VIP" rewrites the firewall's own
+      // multicast adverts too, the peer then hears a stranger and both nodes become Master.
+      log::error("vrrp", "advert" + where + " comes from VIP " + p.source.to_string() +
+                             ": the peer's adverts are being source-NATed; exclude the "
+                             "firewall's own traffic (VRRP, IP protocol 112) from SNAT");
+    }
     if (should_log(++counters_.rejected_source)) {
       log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
                                " priority=" + std::to_string(p.advert.priority) +

@@ -78,6 +78,7 @@ class VrrpGroup {
   void set_vips(bool present);
   void announce_vips(int repeats_left);
   void on_packet(Interface& iface, std::span<const uint8_t> packet);
+  bool is_vip(const IpAddress& a) const;
 
   boost::asio::io_context& io_;
   config::Group config_;

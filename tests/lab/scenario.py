@@ -55,8 +55,25 @@ WINDOW_BEFORE_S = 0.1
 WINDOW_AFTER_S = 5.0
 
 
+# The figures a reader looks for, repeated as the last lines of the output (the demo's result).
+SUMMARY_KEYS = ("master_before", "master_after", "takeover_ms_after_crash", "failover_gap_ms",
+                "sessions_survived")
+summary = {}
+
+
 def out(key, value):
+    if key in SUMMARY_KEYS:
+        summary[key] = value
     print(f"{key}: {value}", flush=True)
+
+
+def print_summary():
+    if "failover_gap_ms" not in summary:
+        return
+    print("--- summary ---", flush=True)
+    for key in SUMMARY_KEYS:
+        if key in summary:
+            print(f"{key}: {summary[key]}", flush=True)
 
 
 class Checks:
@@ -619,11 +636,14 @@ def main(argv=None):
 
     if lab_error:
         out("result", f"ERROR ({lab_error})")
+        print_summary()
         return 2
     if checks.failed:
         out("result", "FAIL: " + "; ".join(checks.failed))
+        print_summary()
         return 1 if args.do_assert else 0
     out("result", "PASS")
+    print_summary()
     return 0
 
 
