@@ -11,9 +11,6 @@ namespace {
 
 constexpr uint8_t kIpProtoVrrp = 112;
 
-// Log the first few of a recurring problem, then every 1000th, so a flood of bad input cannot
-// flood the log too.
-bool should_log(uint64_t count) { return count <= 5 || count % 1000 == 0; }
 
 }  // namespace
 
@@ -179,7 +176,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       return true;
     case wire::Frame::BODY_NOT_SET:
       // A newer peer may send types we do not know: count and skip, never fatal.
-      if (should_log(++counters_.unknown_frames)) {
+      if (log::should_log(++counters_.unknown_frames)) {
         log::warning("sync", "frame of unknown type skipped count=" +
                                  std::to_string(counters_.unknown_frames));
       }
@@ -206,14 +203,14 @@ void Replicator::apply_batch(const wire::FlowBatch& batch) {
     std::string error;
     auto change = from_wire(wc, error);
     if (!change) {
-      if (should_log(++counters_.changes_rejected)) {
+      if (log::should_log(++counters_.changes_rejected)) {
         log::warning("sync", "rejected flow change from peer: " + error);
       }
       continue;
     }
     auto ec = writer_.apply(*change);
     if (ec) {
-      if (should_log(++counters_.apply_errors)) {
+      if (log::should_log(++counters_.apply_errors)) {
         log::warning("sync", std::string("kernel refused ") + to_string(change->kind) +
                                  " entry: " + ec.message());
       }
@@ -224,7 +221,7 @@ void Replicator::apply_batch(const wire::FlowBatch& batch) {
 }
 
 void Replicator::on_bad_frame(const std::string& error) {
-  if (should_log(++counters_.frames_rejected)) {
+  if (log::should_log(++counters_.frames_rejected)) {
     log::warning("sync", "rejected frame from peer: " + error);
   }
 }

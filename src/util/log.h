@@ -16,6 +16,10 @@ void set_min_level(Level level);
 
 void write(Level level, std::string_view component, std::string_view message);
 
+// Rate limit for a recurring problem (bad input from outside): log the first few, then every
+// 1000th, so a flood of bad input cannot flood the log too. `count` includes this one.
+inline bool should_log(unsigned long long count) { return count <= 5 || count % 1000 == 0; }
+
 inline void debug(std::string_view c, std::string_view m) { write(Level::Debug, c, m); }
 inline void info(std::string_view c, std::string_view m) { write(Level::Info, c, m); }
 // Notice goes to syslog as well: role changes, peer loss/return, resyncs.

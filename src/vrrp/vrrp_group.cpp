@@ -14,7 +14,6 @@ constexpr std::chrono::milliseconds kGarpRepeat[] = {std::chrono::milliseconds(1
                                                      std::chrono::milliseconds(500),
                                                      std::chrono::milliseconds(1000)};
 
-bool should_log(uint64_t count) { return count <= 5 || count % 1000 == 0; }
 
 Config machine_config(const config::Group& g) {
   Config c;
@@ -194,14 +193,14 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
   const ParsedAdvert p = parse_ipv4(packet);
   const std::string where = " on " + iface.config->name;
   if (p.error == ParseError::BadTtl) {
-    if (should_log(++counters_.rejected_ttl)) {
+    if (log::should_log(++counters_.rejected_ttl)) {
       log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
                                ": TTL " + std::to_string(p.ttl) + ", must be 255");
     }
     return;
   }
   if (p.error != ParseError::None) {
-    if (should_log(++counters_.rejected_malformed)) {
+    if (log::should_log(++counters_.rejected_malformed)) {
       log::warning("vrrp", "rejected malformed advert" + where + " from " +
                                p.source.to_string() + ": " + to_string(p.error));
     }
@@ -210,7 +209,7 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
   if (p.advert.max_adver_interval_cs == 0) {
     // RFC 5798 does not forbid it, but a Backup would compute Master_Down_Interval 0 from it
     // and take over at once: two Masters. No sane peer sends it.
-    if (should_log(++counters_.rejected_malformed)) {
+    if (log::should_log(++counters_.rejected_malformed)) {
       log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
                                ": Max Adver Int 0");
     }
@@ -221,14 +220,14 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
     return;
   }
   if (p.source != iface.config->peer_address) {
-    if (is_vip(p.source) && should_log(counters_.rejected_source + 1)) {
+    if (is_vip(p.source) && log::should_log(counters_.rejected_source + 1)) {
       // Seen in the lab: a ruleset with "oifname WAN snat to VIP" rewrites the firewall's own
       // multicast adverts too, the peer then hears a stranger and both nodes become Master.
       log::error("vrrp", "advert" + where + " comes from VIP " + p.source.to_string() +
                              ": the peer's adverts are being source-NATed; exclude the "
                              "firewall's own traffic (VRRP, IP protocol 112) from SNAT");
     }
-    if (should_log(++counters_.rejected_source)) {
+    if (log::should_log(++counters_.rejected_source)) {
       log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
                                " priority=" + std::to_string(p.advert.priority) +
                                ": not the configured peer " +
