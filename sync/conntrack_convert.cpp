@@ -11,14 +11,27 @@
 // - TCP entries get IP_CT_TCP_FLAG_BE_LIBERAL in both directions: an entry created over
 //   netlink has no window data, and kernels that do not pick the window up from the first
 //   packets would otherwise drop them as out of window.
+//
+// Batching (the pure half; conntrack_netlink.cpp sends): a change's requests form a chain
+// decided by next_request() from the kernel's errno alone, so a lost guess costs one more
+// message in the next pass, never a wrong table. Non-NAT changes use a single CREATE without
+// EXCL (the kernel's own upsert); NAT changes cannot (an existing entry refuses NAT
+// attributes with EOPNOTSUPP), so they guess from the kind: New creates, Update updates.
 #include "sync/conntrack_convert.h"
 
 #include <arpa/inet.h>
+#include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 
-#include <span>
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <unordered_map>
 
 namespace fwha::sync {
 
@@ -247,6 +260,148 @@ NfConntrackPtr to_nf_conntrack_for_delete(const FlowEntry& e) {
   if (!ct) return ct;
   if (e.zone != 0) nfct_set_attr_u16(ct.get(), ATTR_ZONE, e.zone);
   return ct;
+}
+
+// ---- Batching -------------------------------------------------------------------------------
+
+namespace {
+
+bool has_nat(const FlowEntry& e) { return e.is_snat() || e.is_dnat(); }
+
+// What to try after `done` failed with `err`; nullopt when `err` is the answer.
+std::optional<CtRequest> retry_after(const FlowChange& c, CtRequest done, int err) {
+  const CtRequest create = has_nat(c.entry) ? CtRequest::CreateExcl : CtRequest::Upsert;
+  switch (done) {
+    case CtRequest::CreateExcl:
+      if (err == EEXIST) return CtRequest::Update;  // it exists: NAT stays as it is
+      break;
+    case CtRequest::Upsert:
+      if (err == EBUSY) return CtRequest::UpdateNoStatus;  // keep the local ASSURED/SEEN_REPLY
+      if (err == EEXIST) return CtRequest::Upsert;  // a local packet created it meanwhile
+      break;
+    case CtRequest::Update:
+      if (err == ENOENT) return create;
+      if (err == EBUSY) return CtRequest::UpdateNoStatus;
+      break;
+    case CtRequest::UpdateNoStatus:
+      if (err == ENOENT) return create;  // expired or destroyed since the last answer
+      break;
+    case CtRequest::Delete:
+      break;
+  }
+  return std::nullopt;
+}
+
+// Zone + original tuple, packed: what the kernel looks an entry up by.
+using EntryKey = std::array<uint8_t, 48>;
+
+EntryKey entry_key(const FlowEntry& e) {
+  EntryKey k{};
+  const FlowTuple& t = e.original;
+  uint8_t* p = k.data();
+  auto put = [&p](const void* v, size_t n) {
+    std::memcpy(p, v, n);
+    p += n;
+  };
+  put(t.src.bytes.data(), t.src.size());  // V4 uses 4 bytes; the rest stays zero
+  p = k.data() + 16;
+  put(t.dst.bytes.data(), t.dst.size());
+  p = k.data() + 32;
+  const uint8_t small[] = {static_cast<uint8_t>(t.src.family),
+                           static_cast<uint8_t>(t.dst.family), t.l4proto, t.icmp_type,
+                           t.icmp_code};
+  put(small, sizeof small);
+  const uint16_t wide[] = {t.src_port, t.dst_port, t.icmp_id};
+  put(wide, sizeof wide);
+  put(&e.zone, sizeof e.zone);
+  return k;
+}
+
+struct EntryKeyHash {
+  size_t operator()(const EntryKey& k) const {
+    return std::hash<std::string_view>{}(
+        std::string_view(reinterpret_cast<const char*>(k.data()), k.size()));
+  }
+};
+
+}  // namespace
+
+const char* to_string(CtRequest r) {
+  switch (r) {
+    case CtRequest::CreateExcl:
+      return "create";
+    case CtRequest::Upsert:
+      return "upsert";
+    case CtRequest::Update:
+      return "update";
+    case CtRequest::UpdateNoStatus:
+      return "update-without-status";
+    case CtRequest::Delete:
+      return "delete";
+  }
+  return "?";
+}
+
+CtRequest first_request(const FlowChange& c) {
+  switch (c.kind) {
+    case FlowChangeKind::New:
+      return has_nat(c.entry) ? CtRequest::CreateExcl : CtRequest::Upsert;
+    case FlowChangeKind::Update:
+      return has_nat(c.entry) ? CtRequest::Update : CtRequest::Upsert;
+    case FlowChangeKind::Destroy:
+      return CtRequest::Delete;
+  }
+  return CtRequest::Upsert;
+}
+
+CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent) {
+  if (err == 0 || (done == CtRequest::Delete && err == ENOENT)) return {};
+  std::optional<CtRequest> next = retry_after(c, done, err);
+  if (!next || sent >= kMaxRequestsPerChange) return {std::nullopt, err};
+  return {next, 0};
+}
+
+EntryRounds same_entry_rounds(std::span<const FlowChange> changes) {
+  const size_t n = changes.size();
+  EntryRounds out;
+  out.order.resize(n);
+  std::vector<uint32_t> rank(n, 0);
+  uint32_t max_rank = 0;
+  if (n > 1) {
+    std::unordered_map<EntryKey, uint32_t, EntryKeyHash> seen;
+    seen.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      rank[i] = seen[entry_key(changes[i].entry)]++;
+      max_rank = std::max(max_rank, rank[i]);
+    }
+  }
+  // Counting sort by rank, stable, so each round keeps the batch order.
+  out.start.assign(size_t{max_rank} + 2, 0);
+  for (uint32_t r : rank) ++out.start[r + 1];
+  for (size_t r = 1; r < out.start.size(); ++r) out.start[r] += out.start[r - 1];
+  std::vector<size_t> next(out.start.begin(), out.start.end() - 1);
+  for (size_t i = 0; i < n; ++i) out.order[next[rank[i]]++] = static_cast<uint32_t>(i);
+  return out;
+}
+
+std::optional<size_t> AckWindow::slot_of(uint32_t seq) const {
+  const uint32_t offset = seq - first_seq_;  // modulo 2^32, like the sequence counter
+  if (offset >= errors_.size()) return std::nullopt;
+  return offset;
+}
+
+void AckWindow::collect(const void* data, size_t len) {
+  int left = static_cast<int>(len);
+  for (auto* nlh = static_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, left);
+       nlh = mnl_nlmsg_next(nlh, &left)) {
+    if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+    std::optional<size_t> slot = slot_of(nlh->nlmsg_seq);
+    if (!slot) continue;
+    errors_[*slot] = nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nlmsgerr))
+                         ? EBADMSG
+                         : -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
+    if (*slot == last_slot_) complete_ = true;
+  }
 }
 
 }  // namespace fwha::sync

@@ -1,5 +1,7 @@
-// Conversion between fwha's FlowEntry and libnetfilter_conntrack's nf_conntrack. Pure
-// userspace (no socket), so it is unit-tested without a kernel.
+// Conversion between fwha's FlowEntry and libnetfilter_conntrack's nf_conntrack, and the pure
+// half of the batched writer (which request to send next, which entry a request touches,
+// which answer belongs to which request). Userspace only (no socket), so it is unit-tested
+// without a kernel; conntrack_netlink.cpp drives it.
 //
 // The NAT trap (KERNEL-FACTS.md): setting the reply tuple *and* SNAT/DNAT makes the kernel
 // create the entry without NAT (IPS_SRC_NAT missing) while reporting success. For creation we
@@ -7,7 +9,12 @@
 // attributes derived from the reply tuple.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
+#include <vector>
 
 #include "fwha/flow.h"
 
@@ -35,5 +42,82 @@ NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e);
 
 // An object for IPCTNL_MSG_CT_DELETE: original tuple and zone.
 NfConntrackPtr to_nf_conntrack_for_delete(const FlowEntry& e);
+
+// ---- Batching -------------------------------------------------------------------------------
+//
+// A change becomes one kernel request, or a short chain of them when the first guess about the
+// table was wrong. What 6.18 answers (ctnetlink_new_conntrack, measured):
+//   CREATE|EXCL on an existing entry          -> EEXIST
+//   CREATE (no EXCL) on an existing entry     -> updates it; EOPNOTSUPP if NAT is attached
+//   no flags (update) with NAT attributes     -> EOPNOTSUPP; on a missing entry -> ENOENT
+//   status lacking ASSURED/SEEN_REPLY the entry has -> EBUSY;  DELETE of a missing entry -> ENOENT
+enum class CtRequest : uint8_t {
+  CreateExcl,      // IPCTNL_MSG_CT_NEW, CREATE|EXCL, create object: the only way to set NAT
+  Upsert,          // IPCTNL_MSG_CT_NEW, CREATE, create object: create or update, one message
+  Update,          // IPCTNL_MSG_CT_NEW, no flags, update object (no NAT)
+  UpdateNoStatus,  // as Update without CTA_STATUS: the local entry has bits ours lacks
+  Delete,          // IPCTNL_MSG_CT_DELETE
+};
+
+const char* to_string(CtRequest r);
+
+// Requests one change may cost before its last answer is final (bounds a create/update
+// ping-pong with a concurrent writer).
+inline constexpr unsigned kMaxRequestsPerChange = 4;
+
+// First request: non-NAT New/Update -> Upsert (one message either way); NAT New ->
+// CreateExcl (the common case is a new flow); NAT Update -> Update; Destroy -> Delete.
+CtRequest first_request(const FlowChange& c);
+
+// After request number `sent` (1-based) of change `c`, `done`, was answered `err` (0 or a
+// positive errno): the request to send next, or none and the change's final errno (0 = applied).
+struct CtNext {
+  std::optional<CtRequest> request;
+  int error = 0;
+};
+CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent);
+
+// Changes grouped into rounds: round r holds, in batch order, the (r+1)-th change of every
+// kernel entry (zone + original tuple) the batch touches. A round's changes address distinct
+// entries, so their requests can share a send and be retried in any order; round r+1 starts
+// once round r is settled, so the changes to one entry keep their order (New then Destroy ends
+// absent). A batch without repeated entries is a single round, in order.
+struct EntryRounds {
+  std::vector<uint32_t> order;  // change indices, round after round
+  std::vector<size_t> start;    // round r is order[start[r] .. start[r + 1])
+  size_t count() const { return start.size() - 1; }
+  std::span<const uint32_t> round(size_t r) const {
+    return std::span<const uint32_t>(order).subspan(start[r], start[r + 1] - start[r]);
+  }
+};
+EntryRounds same_entry_rounds(std::span<const FlowChange> changes);
+
+// Upper bound of one request built from our objects (the largest, IPv6 TCP with SNAT, DNAT and
+// a zone, is under 400 bytes; the unit test checks the margin). nfct_nlmsg_build does not
+// check the space it writes to, so the writer keeps this much free before each message.
+inline constexpr size_t kMaxCtRequestBytes = 2048;
+
+// The answers to one send of requests numbered first_seq + slot. Only failed requests and the
+// last one (sent with NLM_F_ACK) are answered; the kernel handles a send's messages in order,
+// synchronously, so once the last slot's answer is in, every error of the send is.
+class AckWindow {
+ public:
+  // `errors` has one element per slot, preset (0 = success unless an error arrives);
+  // `last_slot` is the slot that carries NLM_F_ACK.
+  AckWindow(uint32_t first_seq, std::span<int> errors, size_t last_slot)
+      : first_seq_(first_seq), errors_(errors), last_slot_(last_slot) {}
+
+  // Records the NLMSG_ERROR messages of one received datagram; anything else (answers to an
+  // earlier, abandoned send) is skipped.
+  void collect(const void* data, size_t len);
+  bool complete() const { return complete_; }
+  std::optional<size_t> slot_of(uint32_t seq) const;
+
+ private:
+  uint32_t first_seq_;
+  std::span<int> errors_;
+  size_t last_slot_;
+  bool complete_ = false;
+};
 
 }  // namespace fwha::sync

@@ -5,6 +5,8 @@
 
 #include <functional>
 #include <memory>
+#include <span>
+#include <vector>
 #include <string>
 #include <system_error>
 
@@ -20,6 +22,14 @@ class ConntrackWriter {
   // only; the kernel does not allow changing them). Destroy: delete; a missing entry is not an
   // error. Returns the kernel's error otherwise.
   virtual std::error_code apply(const FlowChange& change) = 0;
+  // Applies changes in order with as few syscalls as possible (many netlink messages per
+  // sendmsg, ACKs read back in bulk). `errors` is resized to changes.size(); errors[i] is the
+  // result of changes[i] (same semantics as apply()).
+  virtual void apply_batch(std::span<const FlowChange> changes,
+                           std::vector<std::error_code>& errors) {
+    errors.resize(changes.size());
+    for (size_t i = 0; i < changes.size(); ++i) errors[i] = apply(changes[i]);
+  }
 };
 
 // Reads the local kernel table (the source side).

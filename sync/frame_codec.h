@@ -17,7 +17,7 @@
 
 namespace fwha::sync {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 inline constexpr size_t kMaxFrameBytes = 4 * 1024 * 1024;
 inline constexpr size_t kLengthPrefixBytes = 4;
 

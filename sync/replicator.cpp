@@ -1,6 +1,6 @@
 #include "sync/replicator.h"
 
-#include <algorithm>
+#include <random>
 
 #include "sync/flow_wire.h"
 #include "sync/frame_codec.h"
@@ -10,7 +10,16 @@ namespace fwha::sync {
 namespace {
 
 constexpr uint8_t kIpProtoVrrp = 112;
+// The sink asks about entries with less than this left: two reconciliation intervals plus a
+// margin, so an idle flow is refreshed at least once before it could expire.
+constexpr uint32_t kExpiryMarginS = 10;
+constexpr size_t kMaxExpiringPerRound = 50000;
 
+uint64_t random_session() {
+  std::random_device rd;
+  uint64_t s = (uint64_t{rd()} << 32) | rd();
+  return s == 0 ? 1 : s;
+}
 
 }  // namespace
 
@@ -32,17 +41,45 @@ const char* to_string(Replicator::Role role) {
 
 Replicator::Replicator(Options options, ConntrackWriter& writer, ConntrackReader& reader,
                        FrameTransport& transport)
-    : options_(std::move(options)), writer_(writer), reader_(reader), transport_(transport) {}
+    : options_(std::move(options)),
+      writer_(writer),
+      reader_(reader),
+      transport_(transport),
+      reconcile_(writer, reader, filter_) {
+  if (!options_.new_session) options_.new_session = random_session;
+}
 
 void Replicator::set_role(Role role) {
   if (role == role_) return;
   log::info("sync", std::string("replication role ") + to_string(role_) + " -> " +
                         to_string(role));
   role_ = role;
-  pending_.clear();
-  // A new Master owns the truth: if the peer is there, it gets the whole table now.
-  if (role_ == Role::Source && transport_.connected() && peer_hello_seen_) bulk_sync();
+  reset_source_state();
+  reconcile_.reset();
+  if (role_ == Role::Source) {
+    // A new Master owns the truth: a new session (the peer cannot resume the old one), and
+    // if the peer is there, a round brings it in line now.
+    session_ = options_.new_session();
+    if (transport_.connected() && peer_hello_seen_) start_round("promotion");
+  }
 }
+
+void Replicator::reset_source_state() {
+  pending_.clear();
+  unacked_.clear();
+  unacked_bytes_ = 0;
+  next_seq_ = 1;
+  resumable_ = true;
+  session_ = 0;
+}
+
+std::chrono::milliseconds Replicator::lag() const {
+  if (unacked_.empty()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(options_.now() -
+                                                               unacked_.front().sent_at);
+}
+
+// --- source ------------------------------------------------------------------------------
 
 void Replicator::on_local_change(const FlowChange& change) {
   if (role_ != Role::Source || !options_.replicate) return;
@@ -50,70 +87,112 @@ void Replicator::on_local_change(const FlowChange& change) {
     ++counters_.entries_filtered;
     return;
   }
-  if (!transport_.connected()) return;  // the bulk sync on connect covers it
+  if (!transport_.connected() || !peer_hello_seen_) return;  // the connect round covers it
   pending_.push_back(change);
   if (pending_.size() >= options_.max_changes_per_frame) flush();
 }
 
 void Replicator::flush() {
   if (pending_.empty()) return;
-  send_batch(pending_);
+  send_changes(pending_);
   pending_.clear();
 }
 
-void Replicator::send_batch(std::vector<FlowChange>& changes) {
+void Replicator::send_changes(const std::vector<FlowChange>& changes) {
   wire::Frame frame;
   auto* batch = frame.mutable_flows();
   batch->set_seq(next_seq_++);
+  batch->set_session(session_);
   for (const auto& c : changes) to_wire(c, batch->add_changes());
-  if (transport_.send(frame)) {
+  counters_.entries_sent += changes.size();
+  send_batch_frame(std::move(frame));
+}
+
+// Every FlowBatch is kept until acknowledged, so a reconnect can resume. The buffer is
+// bounded: beyond it we give up resuming (the next connect reconciles instead).
+bool Replicator::send_batch_frame(wire::Frame frame) {
+  const size_t bytes = frame.ByteSizeLong();
+  const uint64_t seq = frame.flows().seq();
+  const bool ok = transport_.send(frame);
+  if (ok) {
     ++counters_.frames_sent;
-    counters_.entries_sent += changes.size();
   } else {
     ++counters_.send_failures;
   }
+  if (resumable_) {
+    unacked_.push_back({seq, options_.now(), std::move(frame), bytes});
+    unacked_bytes_ += bytes;
+    if (unacked_bytes_ > options_.max_unacked_bytes) {
+      ++counters_.unacked_overflows;
+      log::warning("sync", "peer is " + std::to_string(unacked_bytes_) +
+                               " bytes behind: it will be resynced by reconciliation");
+      unacked_.clear();
+      unacked_bytes_ = 0;
+      resumable_ = false;
+    }
+  }
+  return ok;
 }
 
 void Replicator::on_overrun() {
   ++counters_.overruns;
-  log::warning("sync", "conntrack events lost (ENOBUFS overrun): resending the whole table");
-  if (transport_.connected() && peer_hello_seen_) bulk_sync();
+  log::warning("sync", "conntrack events lost (ENOBUFS overrun): reconciling with the peer");
+  if (role_ == Role::Source && transport_.connected() && peer_hello_seen_) {
+    flush();
+    start_round("overrun");
+  }
 }
 
-void Replicator::bulk_sync() {
-  pending_.clear();
+void Replicator::start_round(const std::string& cause) {
   if (!options_.replicate) return;
-  wire::Frame begin;
-  begin.mutable_bulk_begin()->set_seq(next_seq_);
-  if (!transport_.send(begin)) return;
-  uint64_t total = 0;
-  std::vector<FlowChange> batch;
-  batch.reserve(options_.max_changes_per_frame);
-  auto ec = reader_.dump([&](const FlowEntry& e) {
-    if (filter_.skip(e)) return;
-    batch.push_back(FlowChange{FlowChangeKind::New, e});
-    ++total;
-    if (batch.size() >= options_.max_changes_per_frame) {
-      send_batch(batch);
-      batch.clear();
-    }
-  });
-  if (!batch.empty()) send_batch(batch);
-  if (ec) log::error("sync", "conntrack dump for bulk sync failed: " + ec.message());
-  wire::Frame end;
-  end.mutable_bulk_end()->set_seq(next_seq_);
-  end.mutable_bulk_end()->set_entries(total);
-  transport_.send(end);
-  ++counters_.bulk_syncs_sent;
-  log::notice("sync", "bulk sync sent entries=" + std::to_string(total));
+  if (options_.before_dump) options_.before_dump();
+  flush();
+  last_round_ = options_.now();
+  transport_.send(reconcile_.begin_round(cause));
 }
+
+void Replicator::tick() {
+  if (role_ != Role::Source || !transport_.connected() || !peer_hello_seen_) return;
+  if (options_.now() - last_round_ >= options_.reconcile_interval) start_round("periodic");
+  check_lag();
+}
+
+void Replicator::check_lag() {
+  const auto l = lag();
+  if (l >= options_.stall_after && !stall_alerted_) {
+    stall_alerted_ = true;
+    log::error("sync", "replication stalled: the peer acknowledged nothing for " +
+                           std::to_string(l.count()) + " ms (queue " +
+                           std::to_string(unacked_bytes_) + " bytes)");
+  } else if (l >= options_.lag_alert && !lag_alerted_) {
+    lag_alerted_ = true;
+    log::warning("sync", "replication lagging: oldest unacknowledged frame " +
+                             std::to_string(l.count()) + " ms old");
+  } else if (l < options_.lag_alert && (lag_alerted_ || stall_alerted_)) {
+    lag_alerted_ = stall_alerted_ = false;
+    log::notice("sync", "replication caught up");
+  }
+}
+
+void Replicator::on_ack(const wire::Ack& ack) {
+  while (!unacked_.empty() && unacked_.front().seq <= ack.seq()) {
+    unacked_bytes_ -= unacked_.front().bytes;
+    unacked_.pop_front();
+  }
+}
+
+// --- link ----------------------------------------------------------------------------------
 
 void Replicator::on_connected() {
   peer_hello_seen_ = false;
-  expected_seq_ = 0;
+  acked_seq_ = 0;
   wire::Frame hello;
-  hello.mutable_hello()->set_protocol_version(kProtocolVersion);
-  hello.mutable_hello()->set_node(options_.node_name);
+  auto* h = hello.mutable_hello();
+  h->set_protocol_version(kProtocolVersion);
+  h->set_node(options_.node_name);
+  h->set_session(role_ == Role::Source ? session_ : 0);
+  h->set_applied_session(applied_session_);
+  h->set_applied_seq(applied_seq_);
   transport_.send(hello);
 }
 
@@ -122,6 +201,7 @@ void Replicator::on_disconnected() {
   pending_.clear();
   barrier_done_ = nullptr;
   awaited_barrier_token_ = 0;
+  reconcile_.reset();
 }
 
 bool Replicator::on_hello(const wire::Hello& hello) {
@@ -137,7 +217,32 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   }
   peer_hello_seen_ = true;
   log::notice("sync", "peer " + hello.node() + " connected");
-  if (role_ == Role::Source) bulk_sync();
+  if (role_ != Role::Source || !options_.replicate) return true;
+  // Resume when the peer applied our session up to a seq we still hold everything after.
+  const bool same_session = hello.applied_session() == session_ && session_ != 0;
+  const bool have_rest =
+      unacked_.empty() ? hello.applied_seq() + 1 == next_seq_
+                       : unacked_.front().seq <= hello.applied_seq() + 1;
+  if (same_session && resumable_ && have_rest) {
+    wire::Ack applied;
+    applied.set_seq(hello.applied_seq());
+    on_ack(applied);
+    for (const auto& u : unacked_) {
+      transport_.send(u.frame);
+      ++counters_.frames_resent;
+    }
+    ++counters_.resumes;
+    log::notice("sync", "resumed after seq " + std::to_string(hello.applied_seq()) + ", resent " +
+                            std::to_string(unacked_.size()) + " frames");
+    return true;
+  }
+  // Cannot resume: a new numbering, and a round repairs whatever differs.
+  unacked_.clear();
+  unacked_bytes_ = 0;
+  resumable_ = true;
+  session_ = options_.new_session();
+  next_seq_ = 1;
+  start_round("connect");
   return true;
 }
 
@@ -150,17 +255,35 @@ bool Replicator::on_frame(const wire::Frame& frame) {
   }
   switch (frame.body_case()) {
     case wire::Frame::kHello: return on_hello(frame.hello());
-    case wire::Frame::kFlows: apply_batch(frame.flows()); return true;
-    case wire::Frame::kBulkBegin:
-      log::info("sync", "bulk sync from peer begins");
+    case wire::Frame::kFlows: return on_flows(frame.flows());
+    case wire::Frame::kAck: on_ack(frame.ack()); return true;
+    case wire::Frame::kDigestSummary:
+      if (role_ == Role::Sink && options_.replicate) {
+        after_input();  // what came before is applied: say so before the (slow) dump
+        auto request = reconcile_.on_summary(
+            frame.digest_summary(),
+            static_cast<uint32_t>(2 * std::chrono::duration_cast<std::chrono::seconds>(
+                                          options_.reconcile_interval).count()) + kExpiryMarginS,
+            kMaxExpiringPerRound);
+        transport_.send(request);
+      }
       return true;
-    case wire::Frame::kBulkEnd:
-      ++counters_.bulk_syncs_received;
-      log::notice("sync", "bulk sync from peer done entries=" +
-                              std::to_string(frame.bulk_end().entries()));
+    case wire::Frame::kRepairRequest:
+      if (role_ == Role::Source) {
+        const auto& r = frame.repair_request();
+        if (r.buckets_size() == 0 && r.expiring_size() == 0) return true;  // in line
+        if (options_.before_dump) options_.before_dump();
+        reconcile_.answer(
+            r, options_.max_changes_per_frame,
+            [this](std::vector<FlowChange>& changes) { send_changes(changes); },
+            [this](const wire::Frame& f) { transport_.send(f); });
+      }
       return true;
+    case wire::Frame::kRepairBegin: reconcile_.on_repair_begin(frame.repair_begin()); return true;
+    case wire::Frame::kRepairEnd: reconcile_.on_repair_end(frame.repair_end()); return true;
     case wire::Frame::kBarrier: {
       // Frames are applied as they arrive, so everything before the barrier is in the kernel.
+      after_input();
       wire::Frame ack;
       ack.mutable_barrier_ack()->set_token(frame.barrier().token());
       transport_.send(ack);
@@ -185,19 +308,41 @@ bool Replicator::on_frame(const wire::Frame& frame) {
   return true;
 }
 
-void Replicator::apply_batch(const wire::FlowBatch& batch) {
-  if (expected_seq_ != 0 && batch.seq() != expected_seq_) {
-    ++counters_.sequence_gaps;
-    log::warning("sync", "flow batch seq=" + std::to_string(batch.seq()) + " expected=" +
-                             std::to_string(expected_seq_));
-  }
-  expected_seq_ = batch.seq() + 1;
+// --- sink ----------------------------------------------------------------------------------
+
+bool Replicator::on_flows(const wire::FlowBatch& batch) {
   if (role_ == Role::Source) {
     // Both sides believe they are Master; the election settles it. Writing the peer's view
     // over ours now could undo live state.
     log::warning("sync", "peer sent flows while we are Master: ignored");
-    return;
+    return true;
   }
+  if (batch.session() != applied_session_) {
+    // First frame of a new source session: numbering starts again.
+    applied_session_ = batch.session();
+    applied_seq_ = batch.seq() - 1;
+    acked_seq_ = applied_seq_;
+  }
+  if (batch.seq() <= applied_seq_) {
+    ++counters_.duplicates;  // resent after a resume: already applied
+    return true;
+  }
+  if (batch.seq() != applied_seq_ + 1) {
+    ++counters_.sequence_gaps;
+    ++counters_.frames_rejected;
+    log::warning("sync", "flow batch seq=" + std::to_string(batch.seq()) + " after " +
+                             std::to_string(applied_seq_) +
+                             ": frames missing, reconnecting to resume");
+    return false;
+  }
+  apply_changes(batch);
+  applied_seq_ = batch.seq();
+  return true;
+}
+
+void Replicator::apply_changes(const wire::FlowBatch& batch) {
+  std::vector<FlowChange> changes;
+  changes.reserve(static_cast<size_t>(batch.changes_size()));
   for (const auto& wc : batch.changes()) {
     ++counters_.entries_received;
     std::string error;
@@ -208,15 +353,30 @@ void Replicator::apply_batch(const wire::FlowBatch& batch) {
       }
       continue;
     }
-    auto ec = writer_.apply(*change);
-    if (ec) {
+    changes.push_back(*change);
+  }
+  std::vector<std::error_code> errors;
+  writer_.apply_batch(changes, errors);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    reconcile_.note_applied(changes[i]);
+    if (errors[i]) {
       if (log::should_log(++counters_.apply_errors)) {
-        log::warning("sync", std::string("kernel refused ") + to_string(change->kind) +
-                                 " entry: " + ec.message());
+        log::warning("sync", std::string("kernel refused ") + to_string(changes[i].kind) +
+                                 " entry: " + errors[i].message());
       }
       continue;
     }
     ++counters_.entries_applied;
+  }
+}
+
+void Replicator::after_input() {
+  if (role_ != Role::Sink || applied_seq_ == acked_seq_ || !peer_hello_seen_) return;
+  wire::Frame f;
+  f.mutable_ack()->set_seq(applied_seq_);
+  if (transport_.send(f)) {
+    acked_seq_ = applied_seq_;
+    ++counters_.acks_sent;
   }
 }
 

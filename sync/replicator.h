@@ -1,15 +1,23 @@
-// Conntrack replication logic, without sockets or kernel: the Master's side (Source) turns
-// local conntrack changes into batched, sequence-numbered frames; the Backup's side (Sink)
-// validates received frames and writes the entries straight into its kernel table, so a
-// promotion needs no commit step. The kernel sits behind ConntrackWriter/ConntrackReader and
-// the connection behind FrameTransport: unit tests drive both with fakes.
+// Conntrack replication logic, without sockets, threads or kernel: the Master's side
+// (Source) turns local conntrack changes into batched, sequence-numbered frames and keeps
+// them until the peer acknowledges them; the Backup's side (Sink) validates frames, writes
+// the entries straight into its kernel table (so a promotion needs no commit step) and
+// acknowledges. The kernel sits behind ConntrackWriter/ConntrackReader and the connection
+// behind FrameTransport: unit tests drive both with fakes and a manual clock.
 //
-// Role follows the VRRP group: Master -> Source, Backup/Initialize -> Sink. A node becoming
-// Source while the link is up sends its whole table (bulk), as it does when a peer connects;
-// the sink's create-or-update makes duplicates harmless.
+// Nothing is lost for good:
+// - a reconnect resumes from the sink's last applied seq when the source still holds the
+//   frames after it; otherwise, and after an event overrun, a send-queue overflow or a gap,
+//   a reconciliation round (reconciliation.h) repairs only the buckets that differ;
+// - a periodic round heals drift from any cause within reconcile_interval, and refreshes the
+//   entries about to expire on the sink while the source still has them.
+//
+// Role follows the VRRP group: Master -> Source, Backup/Initialize -> Sink.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -17,8 +25,11 @@
 #include "fwha/flow.h"
 #include "fwha_sync.pb.h"
 #include "sync/conntrack_port.h"
+#include "sync/reconciliation.h"
 
 namespace fwha::sync {
+
+using Clock = std::chrono::steady_clock;
 
 class FrameTransport {
  public:
@@ -43,14 +54,17 @@ struct ReplicatorCounters {
   uint64_t apply_errors = 0;
   uint64_t frames_sent = 0;
   uint64_t frames_received = 0;
-  uint64_t frames_rejected = 0;   // unparseable or fatal framing
+  uint64_t frames_rejected = 0;   // unparseable, fatal framing, out of order, before hello
   uint64_t changes_rejected = 0;  // parsed frame, invalid flow inside
   uint64_t unknown_frames = 0;    // valid Frame with a body type we do not know
   uint64_t sequence_gaps = 0;
-  uint64_t bulk_syncs_sent = 0;
-  uint64_t bulk_syncs_received = 0;
+  uint64_t duplicates = 0;        // FlowBatch with a seq already applied (after a resume)
+  uint64_t resumes = 0;
+  uint64_t frames_resent = 0;
   uint64_t overruns = 0;          // ENOBUFS on the event socket
   uint64_t send_failures = 0;
+  uint64_t unacked_overflows = 0; // retransmit buffer over its bound: resume impossible
+  uint64_t acks_sent = 0;
 };
 
 class Replicator {
@@ -62,6 +76,15 @@ class Replicator {
     std::string peer_name;
     size_t max_changes_per_frame = 1000;
     bool replicate = true;  // false: the link still runs (peer visible), no entries flow
+    size_t max_unacked_bytes = 64 * 1024 * 1024;
+    std::chrono::milliseconds reconcile_interval{30000};
+    // Lag above this raises an alert; unacked data older than stall_after is a stall.
+    std::chrono::milliseconds lag_alert{1000};
+    std::chrono::milliseconds stall_after{3000};
+    std::function<Clock::time_point()> now = [] { return Clock::now(); };
+    std::function<uint64_t()> new_session = nullptr;  // random by default
+    // Called before the source dumps its table, to send the events already queued first.
+    std::function<void()> before_dump = nullptr;
   };
 
   Replicator(Options options, ConntrackWriter& writer, ConntrackReader& reader,
@@ -74,8 +97,9 @@ class Replicator {
   // --- Source side ---
   void on_local_change(const FlowChange& change);  // buffered until flush()
   void flush();
-  void on_overrun();  // events were lost: resend the whole table
-  void bulk_sync();
+  void on_overrun();  // events were lost: reconcile now
+  // Periodic work: reconciliation rounds, lag and stall alerts. Call about once a second.
+  void tick();
 
   // --- link events ---
   void on_connected();
@@ -83,28 +107,63 @@ class Replicator {
   // Returns false when the peer must be disconnected (protocol violation).
   bool on_frame(const wire::Frame& frame);
   void on_bad_frame(const std::string& error);
+  // After a burst of received frames has been handled: acknowledge what was applied.
+  void after_input();
 
-  // Graceful handover: sends a Barrier; `done(true)` runs when the peer acknowledged that it
+  // Graceful handover: sends a Barrier; `done()` runs when the peer acknowledged that it
   // applied every earlier frame. Returns false (and does not call `done`) if the link is down.
   bool request_barrier(std::function<void()> done);
 
   bool peer_hello_seen() const { return peer_hello_seen_; }
   const ReplicatorCounters& counters() const { return counters_; }
+  const ReconcileCounters& reconcile_counters() const { return reconcile_.counters(); }
+  // Source: age of the oldest unacknowledged frame (0 when all acknowledged).
+  std::chrono::milliseconds lag() const;
+  size_t unacked_bytes() const { return unacked_bytes_; }
+  uint64_t session() const { return session_; }
 
  private:
-  void send_batch(std::vector<FlowChange>& changes);
-  void apply_batch(const wire::FlowBatch& batch);
+  struct Unacked {
+    uint64_t seq;
+    Clock::time_point sent_at;
+    wire::Frame frame;
+    size_t bytes;
+  };
+
+  void send_changes(const std::vector<FlowChange>& changes);
+  bool send_batch_frame(wire::Frame frame);
   bool on_hello(const wire::Hello& hello);
+  void on_ack(const wire::Ack& ack);
+  bool on_flows(const wire::FlowBatch& batch);
+  void apply_changes(const wire::FlowBatch& batch);
+  void start_round(const std::string& cause);
+  void reset_source_state();
+  void check_lag();
 
   Options options_;
   ConntrackWriter& writer_;
   ConntrackReader& reader_;
   FrameTransport& transport_;
   LocalFilter filter_;
+  Reconciler reconcile_;
   Role role_ = Role::Sink;
   std::vector<FlowChange> pending_;
+
+  // Source state
+  uint64_t session_ = 0;
   uint64_t next_seq_ = 1;
-  uint64_t expected_seq_ = 0;  // 0: none seen yet on this connection
+  std::deque<Unacked> unacked_;
+  size_t unacked_bytes_ = 0;
+  bool resumable_ = true;           // false once frames were dropped from unacked_
+  Clock::time_point last_round_{};
+  bool lag_alerted_ = false;
+  bool stall_alerted_ = false;
+
+  // Sink state
+  uint64_t applied_session_ = 0;
+  uint64_t applied_seq_ = 0;
+  uint64_t acked_seq_ = 0;
+
   bool peer_hello_seen_ = false;
   uint64_t next_barrier_token_ = 1;
   uint64_t awaited_barrier_token_ = 0;

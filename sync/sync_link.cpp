@@ -69,7 +69,9 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
     for (;;) {
       auto r = decoder_.next();
       switch (r.status) {
-        case FrameDecoder::Status::NeedMore: return read();
+        case FrameDecoder::Status::NeedMore:
+          if (link_.handlers_.input_done) link_.handlers_.input_done();
+          return read();
         case FrameDecoder::Status::Frame:
           if (!link_.handlers_.frame(r.frame)) {
             return link_.on_connection_closed(this, "protocol violation");

@@ -29,6 +29,7 @@ class SyncLink : public FrameTransport {
     std::function<void()> disconnected;
     std::function<bool(const wire::Frame&)> frame;  // false: drop the connection
     std::function<void(const std::string&)> bad_frame;
+    std::function<void()> input_done;  // a read's frames are all handled (batching acks)
   };
   struct Counters {
     uint64_t connects = 0;

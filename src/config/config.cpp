@@ -197,7 +197,8 @@ Group read_group(const Reader& r, const toml::table& t) {
 
 Sync read_sync(const Reader& r, const toml::table& t) {
   const std::string prefix = "sync";
-  r.check_known(t, prefix, {"local_address", "peer_address", "port", "conntrack"});
+  r.check_known(t, prefix,
+                {"local_address", "peer_address", "port", "conntrack", "reconcile_interval_s"});
   Sync s;
   s.local_address = r.address(t, "local_address", prefix);
   s.peer_address = r.address(t, "peer_address", prefix);
@@ -211,6 +212,8 @@ Sync read_sync(const Reader& r, const toml::table& t) {
   }
   s.port = static_cast<uint16_t>(r.integer(t, "port", prefix, 1, 65535, 7788));
   s.conntrack = r.boolean(t, "conntrack", prefix, true);
+  s.reconcile_interval_s =
+      static_cast<uint32_t>(r.integer(t, "reconcile_interval_s", prefix, 1, 3600, 30));
   return s;
 }
 

@@ -36,6 +36,7 @@ struct Sync {
   IpAddress peer_address;
   uint16_t port = 7788;
   bool conntrack = true;  // replicate conntrack; off only to prove in the lab that it matters
+  uint32_t reconcile_interval_s = 30;  // periodic digest comparison: bound on drift healing
 };
 
 struct Config {

@@ -1,5 +1,6 @@
 #include "control/status.h"
 
+#include <cstdio>
 #include <sstream>
 
 namespace fwha::control {
@@ -24,9 +25,27 @@ std::string quote(const std::string& s) {
 
 const char* yes_no(bool b) { return b ? "true" : "false"; }
 
+std::string causes_text(const sync::ReconcileCounters& r) {
+  std::string out;
+  for (const auto& [cause, n] : r.causes) {
+    out += (out.empty() ? "" : ", ") + cause + " " + std::to_string(n);
+  }
+  return out.empty() ? "none" : out;
+}
+
+std::string causes_json(const sync::ReconcileCounters& r) {
+  std::string out = "{";
+  for (const auto& [cause, n] : r.causes) {
+    out += (out.size() > 1 ? ", " : "") + quote(cause) + ": " + std::to_string(n);
+  }
+  return out + "}";
+}
+
 }  // namespace
 
 std::string render_text(const StatusSnapshot& s) {
+  const auto& y = s.sync;
+  const auto& c = y.counters;
   std::ostringstream o;
   o << "node " << s.node << ", peer " << s.peer << "\n";
   o << "group " << s.group_name << " (vrid " << s.vrid << "): " << s.state << " for "
@@ -38,23 +57,28 @@ std::string render_text(const StatusSnapshot& s) {
   } else {
     o << "none seen\n";
   }
-  o << "sync link: " << (s.sync_connected ? "up" : "down") << ", queue " << s.sync_queue_bytes
-    << " bytes, conntrack replication "
-    << (s.conntrack_replication ? "on (" + s.replication_role + ")" : std::string("off"))
+  o << "sync link: " << (y.connected ? "up" : "down") << ", conntrack replication "
+    << (s.conntrack_replication ? "on (" + y.role + ")" : std::string("off")) << "\n";
+  o << "replication lag: " << y.lag_ms << " ms, queue " << y.link_queue_bytes
+    << " bytes, unacknowledged " << y.unacked_bytes << " bytes\n";
+  o << "entries: sent " << c.entries_sent << ", received " << c.entries_received << ", applied "
+    << c.entries_applied << ", apply errors " << c.apply_errors << ", filtered "
+    << c.entries_filtered << "\n";
+  o << "resyncs (reconciliation rounds): " << y.reconcile.rounds_started << " started ("
+    << causes_text(y.reconcile) << "), " << y.reconcile.rounds_completed << " completed, "
+    << y.reconcile.entries_repaired << " entries repaired, " << y.reconcile.entries_removed
+    << " stale removed; resumes " << c.resumes << ", overruns " << c.overruns << "\n";
+  o << "rejected: frames " << c.frames_rejected << ", flow changes " << c.changes_rejected
+    << ", connections " << y.rejected_connections << ", adverts ttl " << s.vrrp.rejected_ttl
+    << " / stranger " << s.vrrp.rejected_source << " / malformed " << s.vrrp.rejected_malformed
     << "\n";
-  o << "entries: sent " << s.sync.entries_sent << ", received " << s.sync.entries_received
-    << ", applied " << s.sync.entries_applied << ", apply errors " << s.sync.apply_errors
-    << ", filtered " << s.sync.entries_filtered << "\n";
-  o << "bulk syncs: sent " << s.sync.bulk_syncs_sent << ", received " << s.sync.bulk_syncs_received
-    << "; overruns " << s.sync.overruns << "\n";
-  o << "rejected: frames " << s.sync.frames_rejected << ", flow changes "
-    << s.sync.changes_rejected << ", connections " << s.sync_rejected_connections
-    << ", adverts ttl " << s.vrrp.rejected_ttl << " / stranger " << s.vrrp.rejected_source
-    << " / malformed " << s.vrrp.rejected_malformed << "\n";
   return o.str();
 }
 
 std::string render_json(const StatusSnapshot& s) {
+  const auto& y = s.sync;
+  const auto& c = y.counters;
+  const auto& r = y.reconcile;
   std::ostringstream o;
   o << "{\"node\": " << quote(s.node) << ", \"peer_name\": " << quote(s.peer)
     << ", \"group\": {\"name\": " << quote(s.group_name) << ", \"vrid\": " << s.vrid
@@ -63,25 +87,29 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"transitions\": " << s.vrrp.transitions << "}"
     << ", \"peer\": {\"adverts_seen\": " << yes_no(s.adverts_seen)
     << ", \"last_advert_age_ms\": " << s.last_advert_age_ms << "}"
-    << ", \"sync\": {\"connected\": " << yes_no(s.sync_connected)
-    << ", \"conntrack\": " << yes_no(s.conntrack_replication)
-    << ", \"role\": " << quote(s.replication_role) << ", \"queue_bytes\": " << s.sync_queue_bytes
-    << ", \"entries_sent\": " << s.sync.entries_sent
-    << ", \"entries_received\": " << s.sync.entries_received
-    << ", \"entries_applied\": " << s.sync.entries_applied
-    << ", \"entries_filtered\": " << s.sync.entries_filtered
-    << ", \"apply_errors\": " << s.sync.apply_errors
-    << ", \"frames_sent\": " << s.sync.frames_sent
-    << ", \"frames_received\": " << s.sync.frames_received
-    << ", \"frames_rejected\": " << s.sync.frames_rejected
-    << ", \"changes_rejected\": " << s.sync.changes_rejected
-    << ", \"unknown_frames\": " << s.sync.unknown_frames
-    << ", \"sequence_gaps\": " << s.sync.sequence_gaps
-    << ", \"bulk_syncs\": " << s.sync.bulk_syncs_sent + s.sync.bulk_syncs_received
-    << ", \"bulk_syncs_sent\": " << s.sync.bulk_syncs_sent
-    << ", \"bulk_syncs_received\": " << s.sync.bulk_syncs_received
-    << ", \"overruns\": " << s.sync.overruns << ", \"connects\": " << s.sync_connects
-    << ", \"rejected_connections\": " << s.sync_rejected_connections << "}"
+    << ", \"sync\": {\"connected\": " << yes_no(y.connected)
+    << ", \"conntrack\": " << yes_no(s.conntrack_replication) << ", \"role\": " << quote(y.role)
+    << ", \"status_age_ms\": " << s.sync_status_age_ms << ", \"lag_ms\": " << y.lag_ms
+    << ", \"queue_bytes\": " << y.link_queue_bytes << ", \"unacked_bytes\": " << y.unacked_bytes
+    << ", \"entries_sent\": " << c.entries_sent << ", \"entries_received\": " << c.entries_received
+    << ", \"entries_applied\": " << c.entries_applied
+    << ", \"entries_filtered\": " << c.entries_filtered << ", \"apply_errors\": " << c.apply_errors
+    << ", \"frames_sent\": " << c.frames_sent << ", \"frames_received\": " << c.frames_received
+    << ", \"frames_rejected\": " << c.frames_rejected
+    << ", \"changes_rejected\": " << c.changes_rejected
+    << ", \"unknown_frames\": " << c.unknown_frames << ", \"sequence_gaps\": " << c.sequence_gaps
+    << ", \"duplicates\": " << c.duplicates << ", \"resumes\": " << c.resumes
+    << ", \"frames_resent\": " << c.frames_resent << ", \"overruns\": " << c.overruns
+    << ", \"unacked_overflows\": " << c.unacked_overflows << ", \"acks_sent\": " << c.acks_sent
+    << ", \"connects\": " << y.connects
+    << ", \"rejected_connections\": " << y.rejected_connections
+    << ", \"resyncs\": " << r.rounds_started << ", \"resync_causes\": " << causes_json(r)
+    << ", \"last_resync_cause\": " << quote(r.last_cause)
+    << ", \"rounds_completed\": " << r.rounds_completed
+    << ", \"buckets_repaired\": " << r.buckets_repaired
+    << ", \"entries_repaired\": " << r.entries_repaired
+    << ", \"entries_removed\": " << r.entries_removed
+    << ", \"expiring_refreshed\": " << r.expiring_refreshed << "}"
     << ", \"vrrp\": {\"adverts_sent\": " << s.vrrp.adverts_sent
     << ", \"adverts_received\": " << s.vrrp.adverts_received
     << ", \"rejected_ttl\": " << s.vrrp.rejected_ttl

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "sync/replicator.h"
+#include "sync/sync_service.h"
 #include "vrrp/vrrp_group.h"
 
 namespace fwha::control {
@@ -22,12 +22,8 @@ struct StatusSnapshot {
   bool adverts_seen = false;
   int64_t last_advert_age_ms = -1;
   bool conntrack_replication = true;
-  bool sync_connected = false;
-  size_t sync_queue_bytes = 0;
-  std::string replication_role;
-  sync::ReplicatorCounters sync;
-  uint64_t sync_connects = 0;
-  uint64_t sync_rejected_connections = 0;
+  sync::SyncService::Status sync;
+  int64_t sync_status_age_ms = 0;
   vrrp::GroupCounters vrrp;
 };
 

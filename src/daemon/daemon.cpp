@@ -6,10 +6,7 @@
 #include <algorithm>
 
 #include "control/control_server.h"
-#include "sync/conntrack_port.h"
-#include "sync/event_pump.h"
-#include "sync/replicator.h"
-#include "sync/sync_link.h"
+#include "sync/sync_service.h"
 #include "util/log.h"
 #include "vip/address_port.h"
 #include "vrrp/vrrp_group.h"
@@ -70,27 +67,6 @@ bool Daemon::open() {
     log::error("daemon", "rtnetlink socket: " + ec.message());
     return false;
   }
-  writer_ = sync::make_netlink_writer(ec);
-  if (!writer_) {
-    log::error("daemon", "conntrack netlink socket (writer): " + ec.message());
-    return false;
-  }
-  reader_ = sync::make_netlink_reader(ec);
-  if (!reader_) {
-    log::error("daemon", "conntrack netlink socket (reader): " + ec.message());
-    return false;
-  }
-  sync::SyncLink::Handlers h;
-  h.connected = [this] { replicator_->on_connected(); };
-  h.disconnected = [this] { replicator_->on_disconnected(); };
-  h.frame = [this](const sync::wire::Frame& f) { return replicator_->on_frame(f); };
-  h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
-  link_ = std::make_unique<sync::SyncLink>(io_, config_.sync.local_address,
-                                           config_.sync.peer_address, config_.sync.port, h);
-  sync::Replicator::Options ro{config_.node_name, config_.peer_name};
-  ro.replicate = config_.sync.conntrack;
-  replicator_ = std::make_unique<sync::Replicator>(ro, *writer_, *reader_, *link_);
-  pump_ = std::make_unique<sync::EventPump>(io_, *replicator_, kEventBufferBytes);
   group_ = std::make_unique<vrrp::VrrpGroup>(
       io_, config_.group, *addresses_,
       [this](vrrp::State from, vrrp::State to, vrrp::Reason) {
@@ -101,9 +77,19 @@ bool Daemon::open() {
     log::error("daemon", what + ": " + gec.message());
     return false;
   }
-  if (auto lec = link_->start()) {
-    log::error("daemon", "sync link on " + config_.sync.local_address.to_string() + ":" +
-                             std::to_string(config_.sync.port) + ": " + lec.message());
+  sync::SyncService::Options so;
+  so.node_name = config_.node_name;
+  so.peer_name = config_.peer_name;
+  so.local_address = config_.sync.local_address;
+  so.peer_address = config_.sync.peer_address;
+  so.port = config_.sync.port;
+  so.replicate = config_.sync.conntrack;
+  so.reconcile_interval = std::chrono::seconds(config_.sync.reconcile_interval_s);
+  so.event_buffer_bytes = kEventBufferBytes;
+  sync_ = std::make_unique<sync::SyncService>(so);
+  sync_->set_filter(local_filter(config_));
+  if (auto sec = sync_->start(what)) {
+    log::error("daemon", what + ": " + sec.message());
     return false;
   }
   control_ = std::make_unique<control::ControlServer>(
@@ -136,46 +122,41 @@ int Daemon::run() {
 }
 
 void Daemon::on_role_change(int /*from*/, int to) {
-  if (static_cast<vrrp::State>(to) == vrrp::State::Master) {
-    replicator_->set_filter(local_filter(config_));
-    if (config_.sync.conntrack) {
-      if (auto ec = pump_->start()) {
-        log::error("sync", "cannot listen to conntrack events: " + ec.message() +
-                               " (replication to the peer is stopped)");
-      }
-    }
-    replicator_->set_role(sync::Replicator::Role::Source);
-  } else {
-    pump_->stop();
-    replicator_->set_role(sync::Replicator::Role::Sink);
-  }
+  const bool master = static_cast<vrrp::State>(to) == vrrp::State::Master;
+  if (master) sync_->set_filter(local_filter(config_));  // addresses may have changed
+  sync_->set_master(master);
 }
 
 void Daemon::begin_stop() {
   if (stopping_) return;
   stopping_ = true;
   // A Master hands over only after the Backup confirmed it holds every entry we sent:
-  // read the last events, send them, then a barrier (bounded by kHandoverDeadline).
+  // the sync thread reads the last events, sends them, then a barrier; bounded by
+  // kHandoverDeadline in case the peer is gone.
   if (group_->state() == vrrp::State::Master && config_.sync.conntrack) {
-    pump_->drain_now();
-    if (replicator_->request_barrier([this] { finish_stop(); })) {
-      stop_deadline_.expires_after(kHandoverDeadline);
-      stop_deadline_.async_wait([this](boost::system::error_code ec) {
-        if (ec) return;
-        log::warning("daemon", "peer did not confirm the handover barrier in time");
+    stop_deadline_.expires_after(kHandoverDeadline);
+    stop_deadline_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      log::warning("daemon", "peer did not confirm the handover barrier in time");
+      finish_stop();
+    });
+    sync_->handover([this](bool confirmed) {
+      boost::asio::post(io_, [this, confirmed] {
+        if (confirmed) log::info("daemon", "peer confirmed it holds our state");
         finish_stop();
       });
-      return;
-    }
+    });
+    return;
   }
   finish_stop();
 }
 
 void Daemon::finish_stop() {
+  if (finished_) return;
+  finished_ = true;
   stop_deadline_.cancel();
   group_->shutdown();  // priority 0 and VIPs removed, if we were Master
-  pump_->stop();
-  link_->stop();
+  sync_->stop();
   control_->stop();
   signals_.cancel();
   io_.stop();
@@ -198,12 +179,8 @@ control::StatusSnapshot Daemon::snapshot() const {
     s.adverts_seen = s.last_advert_age_ms <= 4 * 10 * config_.group.advert_interval_cs;
   }
   s.conntrack_replication = config_.sync.conntrack;
-  s.sync_connected = link_->connected() && replicator_->peer_hello_seen();
-  s.sync_queue_bytes = link_->queued_bytes();
-  s.replication_role = sync::to_string(replicator_->role());
-  s.sync = replicator_->counters();
-  s.sync_connects = link_->counters().connects;
-  s.sync_rejected_connections = link_->counters().rejected_connections;
+  s.sync = sync_->status();
+  s.sync_status_age_ms = monotonic_ms(now) - monotonic_ms(s.sync.taken);
   s.vrrp = group_->counters();
   return s;
 }

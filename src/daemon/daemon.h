@@ -1,7 +1,7 @@
-// fwhad's top level: one Asio event loop that owns the VRRP group, the sync link, the
-// conntrack replication and the control socket, and ties the replication role to the VRRP
-// state (Master replicates, Backup applies). No threads: a measurement has to show the need
-// first (issue 3 measures the event path).
+// fwhad's top level: the main Asio loop owns the VRRP group and the control socket; the
+// sync service (sync link + conntrack replication) runs on a thread of its own so that dumps
+// and bulk writes never delay adverts. The replication role follows the VRRP state (Master
+// replicates, Backup applies).
 #pragma once
 
 #include <memory>
@@ -11,11 +11,7 @@
 #include "fwha/asio.h"
 
 namespace fwha::sync {
-class ConntrackReader;
-class ConntrackWriter;
-class EventPump;
-class Replicator;
-class SyncLink;
+class SyncService;
 }  // namespace fwha::sync
 namespace fwha::vip {
 class AddressPort;
@@ -50,14 +46,11 @@ class Daemon {
   boost::asio::signal_set signals_;
   boost::asio::steady_timer stop_deadline_;
   std::unique_ptr<vip::AddressPort> addresses_;
-  std::unique_ptr<sync::ConntrackWriter> writer_;
-  std::unique_ptr<sync::ConntrackReader> reader_;
-  std::unique_ptr<sync::SyncLink> link_;
-  std::unique_ptr<sync::Replicator> replicator_;
-  std::unique_ptr<sync::EventPump> pump_;
+  std::unique_ptr<sync::SyncService> sync_;
   std::unique_ptr<vrrp::VrrpGroup> group_;
   std::unique_ptr<control::ControlServer> control_;
   bool stopping_ = false;
+  bool finished_ = false;
   int exit_code_ = 0;
 };
 

@@ -1,12 +1,11 @@
-// Replication logic with fake kernel and fake link: what the Master sends, what the Backup
-// writes into its table, bulk sync on connect, filtering of the node's own flows, rejection
-// of invalid input, and the handover barrier. Two replicators are also wired back to back
-// through the real frame codec.
+// Replication logic with fake kernel tables, a fake link and a manual clock: first sync,
+// incremental changes, acknowledgements and resume, reconciliation of drift (deleted by hand,
+// stale, expiring), overruns and overflows, invalid input, the handover barrier. Most tests
+// wire a Master and a Backup back to back through the real frame codec.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <deque>
-
+#include "fake_conntrack.h"
 #include "flow_samples.h"
 #include "sync/flow_wire.h"
 #include "sync/frame_codec.h"
@@ -15,41 +14,301 @@
 namespace fwha::sync {
 namespace {
 
+using test::FakeTable;
 using ::testing::ElementsAre;
 
-class FakeTable : public ConntrackWriter, public ConntrackReader {
- public:
-  std::error_code apply(const FlowChange& c) override {
-    applied.push_back(c);
-    if (fail_next) {
-      fail_next = false;
-      return std::make_error_code(std::errc::invalid_argument);
-    }
-    return {};
-  }
-  std::error_code dump(const std::function<void(const FlowEntry&)>& visit) override {
-    for (const auto& e : entries) visit(e);
-    return {};
-  }
-  std::vector<FlowChange> applied;
-  std::vector<FlowEntry> entries;
-  bool fail_next = false;
-};
-
-class FakeLink : public FrameTransport {
+// One direction of the link: frames are encoded, queued, and delivered on demand.
+class Pipe : public FrameTransport {
  public:
   bool connected() const override { return up; }
   bool send(const wire::Frame& f) override {
     if (!up) return false;
+    append_frame(f, bytes);
+    kinds.push_back(f.body_case());
+    return true;
+  }
+  // Delivers everything queued; returns false if the receiver asked to disconnect.
+  bool deliver(Replicator& to) {
+    FrameDecoder d;
+    d.feed(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    bytes.clear();
+    bool ok = true;
+    for (auto r = d.next(); r.status == FrameDecoder::Status::Frame; r = d.next()) {
+      ok = to.on_frame(r.frame) && ok;
+    }
+    to.after_input();
+    return ok;
+  }
+  void drop() { bytes.clear(); }
+  bool up = true;
+  std::string bytes;
+  std::vector<wire::Frame::BodyCase> kinds;
+};
+
+struct Clock {
+  sync::Clock::time_point t{};
+  void advance(std::chrono::milliseconds d) { t += d; }
+};
+
+FlowEntry flow(uint16_t port) { return test::snat_tcp_flow(port, static_cast<uint16_t>(port + 20000)); }
+
+class PairTest : public ::testing::Test {
+ protected:
+  Replicator::Options opts(const std::string& me, const std::string& peer) {
+    Replicator::Options o;
+    o.node_name = me;
+    o.peer_name = peer;
+    o.max_changes_per_frame = 3;
+    o.reconcile_interval = std::chrono::seconds(10);
+    o.now = [this] { return clock.t; };
+    o.new_session = [this] { return ++sessions; };
+    return o;
+  }
+  void SetUp() override {
+    master = std::make_unique<Replicator>(opts("fw1", "fw2"), mtable, mtable, to_backup);
+    backup = std::make_unique<Replicator>(opts("fw2", "fw1"), btable, btable, to_master);
+    master->set_role(Replicator::Role::Source);
+  }
+  // Connects and runs the exchange until both directions are quiet.
+  void connect() {
+    to_backup.up = to_master.up = true;
+    master->on_connected();
+    backup->on_connected();
+    settle();
+  }
+  void disconnect() {
+    to_backup.up = to_master.up = false;
+    to_backup.drop();
+    to_master.drop();
+    master->on_disconnected();
+    backup->on_disconnected();
+  }
+  void settle() {
+    for (int i = 0; i < 20 && (!to_backup.bytes.empty() || !to_master.bytes.empty()); ++i) {
+      to_backup.deliver(*backup);
+      to_master.deliver(*master);
+    }
+  }
+  void change(FlowChangeKind kind, const FlowEntry& e) {
+    mtable.apply({kind, e});
+    master->on_local_change({kind, e});
+  }
+
+  Clock clock;
+  uint64_t sessions = 100;
+  FakeTable mtable, btable;
+  Pipe to_backup, to_master;
+  std::unique_ptr<Replicator> master, backup;
+};
+
+TEST_F(PairTest, FirstSyncFillsAnEmptyBackupThroughAReconciliationRound) {
+  for (uint16_t p = 1; p <= 10; ++p) mtable.put(flow(p));
+  connect();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(master->reconcile_counters().causes.at("connect"), 1u);
+  EXPECT_EQ(backup->reconcile_counters().rounds_completed, 1u);
+  EXPECT_EQ(backup->counters().entries_applied, 10u);
+  EXPECT_EQ(master->unacked_bytes(), 0u) << "the backup acknowledged everything";
+}
+
+TEST_F(PairTest, OnlyDifferingBucketsAreSent) {
+  for (uint16_t p = 1; p <= 200; ++p) mtable.put(flow(p));
+  for (uint16_t p = 1; p <= 199; ++p) btable.put(flow(p));  // one entry missing
+  connect();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(master->reconcile_counters().buckets_repaired, 1u);
+  EXPECT_LE(backup->counters().entries_applied, 3u) << "only the one bucket's entries";
+}
+
+TEST_F(PairTest, IncrementalChangesAreAppliedAndAcknowledged) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  change(FlowChangeKind::New, flow(2));
+  change(FlowChangeKind::Update, flow(1));
+  change(FlowChangeKind::New, flow(3));  // 4th change: one frame full, one pending
+  master->flush();
+  EXPECT_GT(master->unacked_bytes(), 0u);
+  clock.advance(std::chrono::milliseconds(40));
+  EXPECT_EQ(master->lag(), std::chrono::milliseconds(40));
+  settle();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(master->unacked_bytes(), 0u);
+  EXPECT_EQ(master->lag(), std::chrono::milliseconds(0));
+  change(FlowChangeKind::Destroy, flow(2));
+  master->flush();
+  settle();
+  EXPECT_FALSE(btable.has(flow(2)));
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(PairTest, ReconnectResumesFromTheLastAppliedFrame) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  settle();
+  // Two frames sent, the link dies before the backup reads them.
+  change(FlowChangeKind::New, flow(2));
+  master->flush();
+  change(FlowChangeKind::New, flow(3));
+  master->flush();
+  disconnect();
+  connect();
+  EXPECT_EQ(master->counters().resumes, 1u);
+  EXPECT_EQ(master->counters().frames_resent, 2u);
+  EXPECT_EQ(master->reconcile_counters().rounds_started, 1u) << "no new round: resumed";
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(PairTest, ResentFramesAlreadyAppliedAreSkipped) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  to_backup.deliver(*backup);  // applied, but the ack is lost with the link
+  to_master.drop();
+  disconnect();
+  connect();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->counters().duplicates, 0u) << "the backup's hello told where it was";
+}
+
+TEST_F(PairTest, RestartedBackupIsReconciledNotResumed) {
+  for (uint16_t p = 1; p <= 20; ++p) mtable.put(flow(p));
+  connect();
+  btable.entries.erase(key_of(flow(5)));                 // lost while it was down
+  btable.put(flow(999));                                 // stale
+  disconnect();
+  backup = std::make_unique<Replicator>(opts("fw2", "fw1"), btable, btable, to_master);
+  connect();
+  EXPECT_EQ(master->counters().resumes, 0u);
+  EXPECT_EQ(master->reconcile_counters().causes.at("connect"), 2u);
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->reconcile_counters().entries_removed, 1u);
+}
+
+TEST_F(PairTest, PeriodicRoundRestoresEntriesDeletedByHandOnTheBackup) {
+  for (uint16_t p = 1; p <= 50; ++p) mtable.put(flow(p));
+  connect();
+  btable.entries.erase(key_of(flow(7)));
+  btable.entries.erase(key_of(flow(8)));
+  clock.advance(std::chrono::seconds(9));
+  master->tick();
+  settle();
+  EXPECT_FALSE(btable.same_as(mtable)) << "not before the interval";
+  clock.advance(std::chrono::seconds(1));
+  master->tick();
+  settle();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(master->reconcile_counters().causes.at("periodic"), 1u);
+}
+
+TEST_F(PairTest, ChangeRacingWithARoundIsNotRemoved) {
+  for (uint16_t p = 1; p <= 5; ++p) mtable.put(flow(p));
+  connect();
+  btable.put(flow(600));  // stale on the backup: the round will repair its bucket
+  clock.advance(std::chrono::seconds(10));
+  master->tick();                      // summary sent (flow 600 absent on the master)
+  to_backup.deliver(*backup);          // the backup answers with its request
+  // Before the master reads the request, flow 600 appears on the master for real.
+  change(FlowChangeKind::New, flow(600));
+  master->flush();
+  // The master's repair dump now includes it too; either way it must survive.
+  settle();
+  EXPECT_TRUE(btable.has(flow(600)));
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(PairTest, EntryCloseToExpiryIsRefreshedOrDestroyed) {
+  FlowEntry idle = flow(1), gone = flow(2);
+  mtable.put(idle);
+  mtable.put(gone);
+  connect();
+  // On the backup both are about to expire; the master keeps `idle` alive, `gone` ended
+  // without its destroy reaching us.
+  btable.entries[key_of(idle)].timeout_s = 5;
+  btable.entries[key_of(gone)].timeout_s = 5;
+  mtable.entries.erase(key_of(gone));
+  mtable.entries[key_of(idle)].timeout_s = 431000;
+  clock.advance(std::chrono::seconds(10));
+  master->tick();
+  settle();
+  EXPECT_EQ(btable.entries.at(key_of(idle)).timeout_s, 431000u);
+  EXPECT_FALSE(btable.has(gone));
+  EXPECT_EQ(master->reconcile_counters().expiring_refreshed, 1u);
+}
+
+TEST_F(PairTest, OverrunStartsARoundAtOnce) {
+  connect();
+  mtable.put(flow(1));  // an event the master never read
+  master->on_overrun();
+  settle();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(master->reconcile_counters().causes.at("overrun"), 1u);
+}
+
+TEST_F(PairTest, PeerTooFarBehindIsReconciledInsteadOfResumed) {
+  master = std::make_unique<Replicator>(
+      [&] {
+        auto o = opts("fw1", "fw2");
+        o.max_unacked_bytes = 300;
+        return o;
+      }(),
+      mtable, mtable, to_backup);
+  master->set_role(Replicator::Role::Source);
+  connect();
+  for (uint16_t p = 1; p <= 30; ++p) change(FlowChangeKind::New, flow(p));
+  master->flush();
+  EXPECT_GE(master->counters().unacked_overflows, 1u);
+  EXPECT_EQ(master->unacked_bytes(), 0u) << "bounded: dropped, not grown";
+  disconnect();
+  connect();
+  EXPECT_EQ(master->counters().resumes, 0u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(PairTest, LagAndStallAreMeasured) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  clock.advance(std::chrono::milliseconds(3500));
+  master->tick();
+  EXPECT_EQ(master->lag(), std::chrono::milliseconds(3500));
+}
+
+TEST_F(PairTest, OwnFlowsAreNotReplicated) {
+  LocalFilter f{{*IpAddress::parse("192.0.2.10")}};  // the sample flows' source
+  master->set_filter(f);
+  mtable.put(flow(1));
+  connect();
+  EXPECT_TRUE(btable.entries.empty());
+  change(FlowChangeKind::New, flow(2));
+  EXPECT_EQ(master->counters().entries_filtered, 1u);
+}
+
+TEST_F(PairTest, ReplicationOffSendsNoEntries) {
+  master = std::make_unique<Replicator>(
+      [&] {
+        auto o = opts("fw1", "fw2");
+        o.replicate = false;
+        return o;
+      }(),
+      mtable, mtable, to_backup);
+  master->set_role(Replicator::Role::Source);
+  mtable.put(flow(1));
+  connect();
+  change(FlowChangeKind::New, flow(2));
+  master->flush();
+  settle();
+  EXPECT_TRUE(btable.entries.empty());
+}
+
+// --- single replicator: input validation ----------------------------------------------------
+
+struct Recorder : FrameTransport {
+  bool connected() const override { return true; }
+  bool send(const wire::Frame& f) override {
     sent.push_back(f);
     return true;
   }
-  std::vector<wire::Frame::BodyCase> kinds() const {
-    std::vector<wire::Frame::BodyCase> out;
-    for (const auto& f : sent) out.push_back(f.body_case());
-    return out;
-  }
-  bool up = true;
   std::vector<wire::Frame> sent;
 };
 
@@ -60,244 +319,106 @@ wire::Frame hello_from(const std::string& node, uint32_t version = kProtocolVers
   return f;
 }
 
-struct Fixture : ::testing::Test {
-  FakeTable table;
-  FakeLink link;
-  Replicator rep{{"fw1", "fw2", 2}, table, table, link};
-
-  void connect() {
-    rep.on_connected();
-    ASSERT_TRUE(rep.on_frame(hello_from("fw2")));
-  }
-};
-
-using ReplicatorTest = Fixture;
-
-TEST_F(ReplicatorTest, ConnectSendsHelloAndSinkSendsNothingElse) {
-  connect();
-  EXPECT_THAT(link.kinds(), ElementsAre(wire::Frame::kHello));
-  EXPECT_EQ(link.sent[0].hello().node(), "fw1");
-  EXPECT_TRUE(rep.peer_hello_seen());
-}
-
-TEST_F(ReplicatorTest, SourceSendsBulkOnConnectInBatches) {
-  table.entries = {test::snat_tcp_flow(1), test::snat_tcp_flow(2), test::snat_tcp_flow(3)};
-  rep.set_role(Replicator::Role::Source);
-  connect();
-  EXPECT_THAT(link.kinds(), ElementsAre(wire::Frame::kHello, wire::Frame::kBulkBegin,
-                                        wire::Frame::kFlows, wire::Frame::kFlows,
-                                        wire::Frame::kBulkEnd));
-  EXPECT_EQ(link.sent[2].flows().changes_size(), 2);  // max_changes_per_frame = 2
-  EXPECT_EQ(link.sent[3].flows().changes_size(), 1);
-  EXPECT_EQ(link.sent[4].bulk_end().entries(), 3u);
-  EXPECT_EQ(link.sent[3].flows().seq(), link.sent[2].flows().seq() + 1);
-  EXPECT_EQ(rep.counters().entries_sent, 3u);
-  EXPECT_EQ(rep.counters().bulk_syncs_sent, 1u);
-}
-
-TEST_F(ReplicatorTest, BecomingSourceWhileConnectedSendsBulk) {
-  table.entries = {test::snat_tcp_flow(1)};
-  connect();
-  rep.set_role(Replicator::Role::Source);
-  EXPECT_THAT(link.kinds(), ElementsAre(wire::Frame::kHello, wire::Frame::kBulkBegin,
-                                        wire::Frame::kFlows, wire::Frame::kBulkEnd));
-}
-
-TEST_F(ReplicatorTest, LocalChangesAreBatchedUntilFlush) {
-  rep.set_role(Replicator::Role::Source);
-  connect();
-  link.sent.clear();
-  rep.on_local_change({FlowChangeKind::New, test::snat_tcp_flow(1)});
-  EXPECT_TRUE(link.sent.empty());
-  rep.on_local_change({FlowChangeKind::Update, test::snat_tcp_flow(1)});  // batch full
-  rep.on_local_change({FlowChangeKind::Destroy, test::snat_tcp_flow(1)});
-  rep.flush();
-  ASSERT_EQ(link.sent.size(), 2u);
-  EXPECT_EQ(link.sent[0].flows().changes(0).kind(), wire::FlowChange::NEW);
-  EXPECT_EQ(link.sent[0].flows().changes(1).kind(), wire::FlowChange::UPDATE);
-  EXPECT_EQ(link.sent[1].flows().changes(0).kind(), wire::FlowChange::DESTROY);
-}
-
-TEST_F(ReplicatorTest, SinkIgnoresLocalChanges) {
-  connect();
-  link.sent.clear();
-  rep.on_local_change({FlowChangeKind::New, test::snat_tcp_flow(1)});
-  rep.flush();
-  EXPECT_TRUE(link.sent.empty());
-}
-
-TEST_F(ReplicatorTest, OwnFlowsAndVrrpAreFiltered) {
-  rep.set_filter(LocalFilter{{*IpAddress::parse("203.0.113.1")}});
-  table.entries = {test::snat_tcp_flow(1)};
-  FlowEntry sync_flow = test::snat_tcp_flow(2);
-  sync_flow.original.src = *IpAddress::parse("203.0.113.1");
-  FlowEntry vrrp = test::snat_tcp_flow(3);
-  vrrp.original.l4proto = vrrp.reply.l4proto = 112;
-  table.entries.push_back(sync_flow);
-  table.entries.push_back(vrrp);
-  rep.set_role(Replicator::Role::Source);
-  connect();
-  EXPECT_EQ(rep.counters().entries_sent, 1u);
-  EXPECT_EQ(rep.counters().entries_filtered, 0u);  // bulk filtering is not counted per entry
-  rep.on_local_change({FlowChangeKind::New, sync_flow});
-  EXPECT_EQ(rep.counters().entries_filtered, 1u);
-}
-
-TEST_F(ReplicatorTest, OverrunResendsTheWholeTable) {
-  table.entries = {test::snat_tcp_flow(1)};
-  rep.set_role(Replicator::Role::Source);
-  connect();
-  link.sent.clear();
-  rep.on_overrun();
-  EXPECT_EQ(rep.counters().overruns, 1u);
-  EXPECT_THAT(link.kinds(), ElementsAre(wire::Frame::kBulkBegin, wire::Frame::kFlows,
-                                        wire::Frame::kBulkEnd));
-}
-
-TEST_F(ReplicatorTest, ReplicationOffSendsNoEntries) {
-  Replicator off{{"fw1", "fw2", 2, false}, table, table, link};
-  table.entries = {test::snat_tcp_flow(1)};
-  off.set_role(Replicator::Role::Source);
-  off.on_connected();
-  ASSERT_TRUE(off.on_frame(hello_from("fw2")));
-  off.on_local_change({FlowChangeKind::New, test::snat_tcp_flow(1)});
-  off.flush();
-  EXPECT_THAT(link.kinds(), ElementsAre(wire::Frame::kHello));
-}
-
-wire::Frame batch_of(uint64_t seq, const std::vector<FlowChange>& changes) {
+wire::Frame batch_of(uint64_t session, uint64_t seq, const std::vector<FlowChange>& changes) {
   wire::Frame f;
   f.mutable_flows()->set_seq(seq);
+  f.mutable_flows()->set_session(session);
   for (const auto& c : changes) to_wire(c, f.mutable_flows()->add_changes());
   return f;
 }
 
-TEST_F(ReplicatorTest, SinkAppliesValidChangesAndRejectsInvalidOnes) {
-  connect();
-  wire::Frame f = batch_of(1, {{FlowChangeKind::New, test::snat_tcp_flow(1)},
-                               {FlowChangeKind::New, test::snat_tcp_flow(2)},
-                               {FlowChangeKind::Destroy, test::icmpv6_flow()}});
+struct SinkTest : ::testing::Test {
+  FakeTable table;
+  Recorder link;
+  Replicator rep{{"fw2", "fw1"}, table, table, link};
+  void SetUp() override {
+    rep.on_connected();
+    ASSERT_TRUE(rep.on_frame(hello_from("fw1")));
+  }
+};
+
+TEST_F(SinkTest, ValidChangesAreAppliedInvalidOnesRejected) {
+  wire::Frame f = batch_of(7, 1, {{FlowChangeKind::New, flow(1)},
+                                  {FlowChangeKind::New, flow(2)},
+                                  {FlowChangeKind::Destroy, test::icmpv6_flow()}});
   f.mutable_flows()->mutable_changes(1)->mutable_flow()->mutable_original()->set_src("bad");
   EXPECT_TRUE(rep.on_frame(f));
-  ASSERT_EQ(table.applied.size(), 2u);
-  EXPECT_EQ(table.applied[0], (FlowChange{FlowChangeKind::New, test::snat_tcp_flow(1)}));
-  EXPECT_EQ(table.applied[1], (FlowChange{FlowChangeKind::Destroy, test::icmpv6_flow()}));
   EXPECT_EQ(rep.counters().entries_received, 3u);
   EXPECT_EQ(rep.counters().entries_applied, 2u);
   EXPECT_EQ(rep.counters().changes_rejected, 1u);
+  EXPECT_TRUE(table.has(flow(1)));
+  EXPECT_FALSE(table.has(flow(2)));
 }
 
-TEST_F(ReplicatorTest, KernelRefusalIsCountedAndTheRestApplied) {
-  connect();
+TEST_F(SinkTest, KernelRefusalIsCountedAndTheRestApplied) {
   table.fail_next = true;
-  EXPECT_TRUE(rep.on_frame(batch_of(1, {{FlowChangeKind::New, test::snat_tcp_flow(1)},
-                                        {FlowChangeKind::New, test::snat_tcp_flow(2)}})));
+  EXPECT_TRUE(rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)},
+                                           {FlowChangeKind::New, flow(2)}})));
   EXPECT_EQ(rep.counters().apply_errors, 1u);
   EXPECT_EQ(rep.counters().entries_applied, 1u);
 }
 
-TEST_F(ReplicatorTest, SequenceGapIsCounted) {
-  connect();
-  rep.on_frame(batch_of(5, {}));
-  rep.on_frame(batch_of(6, {}));
-  EXPECT_EQ(rep.counters().sequence_gaps, 0u);
-  rep.on_frame(batch_of(9, {}));
+TEST_F(SinkTest, AcksCoverWhatWasApplied) {
+  rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}}));
+  rep.on_frame(batch_of(7, 2, {{FlowChangeKind::New, flow(2)}}));
+  link.sent.clear();
+  rep.after_input();
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].ack().seq(), 2u);
+  rep.after_input();
+  EXPECT_EQ(link.sent.size(), 1u) << "nothing new to acknowledge";
+}
+
+TEST_F(SinkTest, OutOfOrderFramesAreRejectedOrSkipped) {
+  EXPECT_TRUE(rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}})));
+  EXPECT_TRUE(rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}})));
+  EXPECT_EQ(rep.counters().duplicates, 1u);
+  EXPECT_FALSE(rep.on_frame(batch_of(7, 5, {{FlowChangeKind::New, flow(2)}})))
+      << "a gap: reconnect so the source resumes";
   EXPECT_EQ(rep.counters().sequence_gaps, 1u);
+  EXPECT_FALSE(table.has(flow(2)));
+  EXPECT_TRUE(rep.on_frame(batch_of(8, 1, {{FlowChangeKind::New, flow(3)}})))
+      << "a new session starts a new numbering";
 }
 
-TEST_F(ReplicatorTest, SourceDoesNotApplyPeerFlows) {
-  rep.set_role(Replicator::Role::Source);
-  connect();
-  rep.on_frame(batch_of(1, {{FlowChangeKind::New, test::snat_tcp_flow(1)}}));
-  EXPECT_TRUE(table.applied.empty());
-}
-
-TEST_F(ReplicatorTest, WrongPeerOrVersionOrFrameBeforeHelloDisconnects) {
+TEST_F(SinkTest, WrongPeerOrVersionOrFrameBeforeHelloDisconnects) {
   rep.on_connected();
-  EXPECT_FALSE(rep.on_frame(batch_of(1, {})));  // before hello
+  EXPECT_FALSE(rep.on_frame(batch_of(7, 1, {})));
   EXPECT_EQ(rep.counters().frames_rejected, 1u);
   rep.on_connected();
   EXPECT_FALSE(rep.on_frame(hello_from("intruder")));
   rep.on_connected();
-  EXPECT_FALSE(rep.on_frame(hello_from("fw2", kProtocolVersion + 1)));
+  EXPECT_FALSE(rep.on_frame(hello_from("fw1", kProtocolVersion + 1)));
   EXPECT_FALSE(rep.peer_hello_seen());
 }
 
-TEST_F(ReplicatorTest, UnknownFrameTypeIsSkipped) {
-  connect();
+TEST_F(SinkTest, UnknownFrameTypeIsSkipped) {
   EXPECT_TRUE(rep.on_frame(wire::Frame{}));
   EXPECT_EQ(rep.counters().unknown_frames, 1u);
 }
 
-TEST_F(ReplicatorTest, BarrierIsAcknowledgedAndCompletesTheHandover) {
-  connect();
+TEST_F(SinkTest, SinkAnswersABarrierAfterApplying) {
+  rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}}));
+  link.sent.clear();
   wire::Frame b;
   b.mutable_barrier()->set_token(42);
-  link.sent.clear();
   rep.on_frame(b);
-  ASSERT_THAT(link.kinds(), ElementsAre(wire::Frame::kBarrierAck));
-  EXPECT_EQ(link.sent[0].barrier_ack().token(), 42u);
+  ASSERT_EQ(link.sent.size(), 2u);
+  EXPECT_EQ(link.sent[0].ack().seq(), 1u);
+  EXPECT_EQ(link.sent[1].barrier_ack().token(), 42u);
+}
 
+TEST_F(PairTest, BarrierCompletesTheHandoverOnlyWhenAcknowledged) {
+  connect();
   bool done = false;
-  link.sent.clear();
-  ASSERT_TRUE(rep.request_barrier([&] { done = true; }));
-  ASSERT_THAT(link.kinds(), ElementsAre(wire::Frame::kBarrier));
-  wire::Frame wrong;
-  wrong.mutable_barrier_ack()->set_token(link.sent[0].barrier().token() + 1);
-  rep.on_frame(wrong);
+  change(FlowChangeKind::New, flow(1));
+  ASSERT_TRUE(master->request_barrier([&] { done = true; }));
   EXPECT_FALSE(done);
-  wire::Frame ack;
-  ack.mutable_barrier_ack()->set_token(link.sent[0].barrier().token());
-  rep.on_frame(ack);
+  settle();
   EXPECT_TRUE(done);
-}
-
-TEST_F(ReplicatorTest, BarrierIsRefusedWhenTheLinkIsDown) {
-  link.up = false;
-  EXPECT_FALSE(rep.request_barrier([] {}));
-}
-
-// Two replicators back to back through the real frame codec: the Backup's table ends up with
-// exactly what the Master had and what changed after.
-class Pipe : public FrameTransport {
- public:
-  bool connected() const override { return true; }
-  bool send(const wire::Frame& f) override {
-    append_frame(f, bytes);
-    return true;
-  }
-  void deliver(Replicator& to) {
-    FrameDecoder d;
-    d.feed(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    bytes.clear();
-    for (auto r = d.next(); r.status == FrameDecoder::Status::Frame; r = d.next()) {
-      to.on_frame(r.frame);
-    }
-  }
-  std::string bytes;
-};
-
-TEST(ReplicatorPair, BackupTableFollowsTheMaster) {
-  FakeTable master_table, backup_table;
-  Pipe to_backup, to_master;
-  Replicator master({"fw1", "fw2"}, master_table, master_table, to_backup);
-  Replicator backup({"fw2", "fw1"}, backup_table, backup_table, to_master);
-  master_table.entries = {test::snat_tcp_flow(1), test::icmpv6_flow()};
-  master.set_role(Replicator::Role::Source);
-  master.on_connected();
-  backup.on_connected();
-  to_backup.deliver(backup);
-  to_master.deliver(master);  // hello -> the master sends its bulk
-  to_backup.deliver(backup);
-  master.on_local_change({FlowChangeKind::Destroy, test::icmpv6_flow()});
-  master.flush();
-  to_backup.deliver(backup);
-  ASSERT_EQ(backup_table.applied.size(), 3u);
-  EXPECT_EQ(backup_table.applied[0].entry, test::snat_tcp_flow(1));
-  EXPECT_EQ(backup_table.applied[1].entry, test::icmpv6_flow());
-  EXPECT_EQ(backup_table.applied[2].kind, FlowChangeKind::Destroy);
-  EXPECT_EQ(backup.counters().bulk_syncs_received, 1u);
-  EXPECT_EQ(backup.counters().sequence_gaps, 0u);
+  EXPECT_TRUE(btable.has(flow(1))) << "the pending change went before the barrier";
+  to_backup.up = false;
+  EXPECT_FALSE(master->request_barrier([] {}));
 }
 
 }  // namespace

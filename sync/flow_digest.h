@@ -1,0 +1,50 @@
+// Identity and fingerprints of conntrack entries for reconciliation (issue 3).
+//
+// A flow's key is its original tuple plus zone: what the kernel uses to find the entry. The
+// key hash picks one of kBuckets buckets, so both nodes partition their tables identically.
+// A bucket's digest is the XOR of the content hashes of its entries: order-independent and
+// cheap to maintain, so each side computes it from a dump in one pass. The content hash
+// covers what replication must carry (tuples, NAT, mark, zone, TCP state, the status bits the
+// sink can set) and leaves out what legitimately differs between nodes (timeouts, the
+// kernel's internal status bits).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "fwha/flow.h"
+
+namespace fwha::sync {
+
+inline constexpr uint32_t kBuckets = 4096;
+
+struct FlowKey {
+  FlowTuple original;
+  uint16_t zone = 0;
+  friend bool operator==(const FlowKey&, const FlowKey&) = default;
+};
+
+inline FlowKey key_of(const FlowEntry& e) { return FlowKey{e.original, e.zone}; }
+
+uint64_t key_hash(const FlowKey& k);
+uint64_t content_hash(const FlowEntry& e);
+inline uint32_t bucket_of(const FlowKey& k) { return static_cast<uint32_t>(key_hash(k) % kBuckets); }
+
+struct FlowKeyHash {
+  size_t operator()(const FlowKey& k) const { return static_cast<size_t>(key_hash(k)); }
+};
+
+// Per-bucket digest and entry count of a table.
+struct TableDigest {
+  std::vector<uint64_t> digest = std::vector<uint64_t>(kBuckets, 0);
+  std::vector<uint32_t> count = std::vector<uint32_t>(kBuckets, 0);
+  uint64_t entries = 0;
+
+  void add(const FlowEntry& e);
+  // Buckets whose digest differs from `other` (same size required).
+  std::vector<uint32_t> differing(const std::vector<uint64_t>& other) const;
+};
+
+}  // namespace fwha::sync

@@ -1,0 +1,175 @@
+#include "sync/reconciliation.h"
+
+#include "sync/flow_wire.h"
+#include "sync/replicator.h"
+#include "util/log.h"
+
+namespace fwha::sync {
+
+Reconciler::Reconciler(ConntrackWriter& writer, ConntrackReader& reader,
+                       const LocalFilter& filter)
+    : writer_(writer), reader_(reader), filter_(filter) {}
+
+wire::Frame Reconciler::begin_round(const std::string& cause) {
+  TableDigest digest;
+  auto ec = reader_.dump([&](const FlowEntry& e) {
+    if (!filter_.skip(e)) digest.add(e);
+  });
+  if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+  wire::Frame f;
+  auto* s = f.mutable_digest_summary();
+  s->set_round(next_round_++);
+  s->set_bucket_count(kBuckets);
+  s->set_cause(cause);
+  s->mutable_digests()->Reserve(kBuckets);
+  for (uint64_t d : digest.digest) s->add_digests(d);
+  ++counters_.rounds_started;
+  ++counters_.causes[cause];
+  counters_.last_cause = cause;
+  log::info("sync", "reconciliation round " + std::to_string(s->round()) + " cause=" + cause +
+                        " entries=" + std::to_string(digest.entries));
+  return f;
+}
+
+void Reconciler::answer(const wire::RepairRequest& request, size_t max_per_frame,
+                        const SendChanges& send_changes, const SendControl& send_control) {
+  std::vector<bool> wanted(kBuckets, false);
+  for (uint32_t b : request.buckets()) {
+    if (b < kBuckets) wanted[b] = true;
+  }
+  std::unordered_set<FlowKey, FlowKeyHash> expiring;
+  for (const auto& f : request.expiring()) {
+    std::string error;
+    if (auto e = from_wire(f, error)) expiring.insert(key_of(*e));
+  }
+  wire::Frame begin;
+  begin.mutable_repair_begin()->set_round(request.round());
+  *begin.mutable_repair_begin()->mutable_buckets() = request.buckets();
+  send_control(begin);
+
+  std::vector<FlowChange> batch;
+  uint64_t sent = 0;
+  auto push = [&](FlowChange c) {
+    batch.push_back(std::move(c));
+    ++sent;
+    if (batch.size() >= max_per_frame) {
+      send_changes(batch);
+      batch.clear();
+    }
+  };
+  auto ec = reader_.dump([&](const FlowEntry& e) {
+    if (filter_.skip(e)) return;
+    const FlowKey k = key_of(e);
+    if (wanted[bucket_of(k)]) {
+      push({FlowChangeKind::New, e});
+      expiring.erase(k);
+    } else if (expiring.erase(k)) {
+      ++counters_.expiring_refreshed;
+      push({FlowChangeKind::Update, e});
+    }
+  });
+  if (ec) log::error("sync", "conntrack dump for repair failed: " + ec.message());
+  // What the sink holds close to expiry and we no longer have: it ends on the sink too.
+  for (const FlowKey& k : expiring) {
+    FlowEntry gone;
+    gone.original = k.original;
+    gone.reply = k.original;
+    gone.reply.src = k.original.dst;
+    gone.reply.dst = k.original.src;
+    gone.zone = k.zone;
+    push({FlowChangeKind::Destroy, gone});
+  }
+  if (!batch.empty()) send_changes(batch);
+  wire::Frame end;
+  end.mutable_repair_end()->set_round(request.round());
+  end.mutable_repair_end()->set_entries(sent);
+  send_control(end);
+  counters_.buckets_repaired += static_cast<uint64_t>(request.buckets_size());
+  counters_.entries_repaired += sent;
+}
+
+wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
+                                   uint32_t expiry_threshold_s, size_t max_expiring) {
+  reset();
+  round_ = summary.round();
+  std::vector<FlowEntry> entries;
+  TableDigest digest;
+  wire::Frame f;
+  auto* req = f.mutable_repair_request();
+  req->set_round(round_);
+  auto ec = reader_.dump([&](const FlowEntry& e) {
+    if (filter_.skip(e)) return;
+    digest.add(e);
+    entries.push_back(e);
+  });
+  if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+  std::vector<uint64_t> theirs(summary.digests().begin(), summary.digests().end());
+  if (summary.bucket_count() != kBuckets || theirs.size() != kBuckets) {
+    log::warning("sync", "digest summary with " + std::to_string(theirs.size()) +
+                             " buckets, expected " + std::to_string(kBuckets) +
+                             ": repairing everything");
+    theirs.assign(kBuckets, ~uint64_t{0});
+  }
+  for (uint32_t b : digest.differing(theirs)) {
+    req->add_buckets(b);
+    repairing_[b] = true;
+  }
+  for (const auto& e : entries) {
+    const FlowKey k = key_of(e);
+    if (repairing_[bucket_of(k)]) {
+      present_at_summary_.push_back(k);
+    } else if (e.timeout_s < expiry_threshold_s &&
+               static_cast<size_t>(req->expiring_size()) < max_expiring) {
+      to_wire(e, req->add_expiring());
+    }
+  }
+  if (req->buckets_size() > 0 || req->expiring_size() > 0) {
+    log::info("sync", "reconciliation round " + std::to_string(round_) + ": " +
+                          std::to_string(req->buckets_size()) + " of " +
+                          std::to_string(kBuckets) + " buckets differ, " +
+                          std::to_string(req->expiring_size()) + " entries near expiry");
+  }
+  return f;
+}
+
+void Reconciler::on_repair_begin(const wire::RepairBegin& begin) {
+  if (begin.round() != round_) return;
+  in_repair_ = true;
+}
+
+void Reconciler::note_applied(const FlowChange& change) {
+  if (round_ == 0) return;
+  const FlowKey k = key_of(change.entry);
+  if (!repairing_[bucket_of(k)]) return;
+  touched_.insert(k);
+  if (in_repair_) ++counters_.entries_repaired;
+}
+
+void Reconciler::on_repair_end(const wire::RepairEnd& end) {
+  if (end.round() != round_ || !in_repair_) return;
+  uint64_t removed = 0;
+  for (const FlowKey& k : present_at_summary_) {
+    if (touched_.count(k)) continue;
+    FlowEntry stale;
+    stale.original = k.original;
+    stale.zone = k.zone;
+    if (!writer_.apply({FlowChangeKind::Destroy, stale})) ++removed;
+  }
+  counters_.entries_removed += removed;
+  ++counters_.rounds_completed;
+  if (removed > 0) {
+    log::notice("sync", "reconciliation round " + std::to_string(round_) + " removed " +
+                            std::to_string(removed) + " stale entries");
+  }
+  reset();
+}
+
+void Reconciler::reset() {
+  round_ = 0;
+  in_repair_ = false;
+  repairing_.assign(kBuckets, false);
+  present_at_summary_.clear();
+  touched_.clear();
+}
+
+}  // namespace fwha::sync

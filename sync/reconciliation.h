@@ -1,0 +1,90 @@
+// Reconciliation rounds: repair only what differs between the source's table and the sink's.
+//
+//   source                                   sink
+//   DigestSummary{round, digests[4096]}  ->  dumps its table, compares bucket digests
+//                                       <-   RepairRequest{round, differing buckets,
+//                                                          entries close to expiry}
+//   RepairBegin{round, buckets}          ->
+//   FlowBatch... (entries of those buckets, current state of the expiring ones,
+//                 Destroy for expiring ones the source no longer has)
+//   RepairEnd{round}                     ->  deletes, in the repaired buckets, entries that
+//                                            were there at the summary and that neither the
+//                                            repair nor a later incremental change touched
+//
+// The same round serves a first sync (the sink is empty: every bucket differs), a resync
+// after an event overrun or a lost connection, and the periodic check that heals drift. A
+// change that races with the round is safe: the sink never deletes an entry touched by an
+// incremental change after the summary, and an upsert of a stale copy is overwritten by the
+// change's own frame, which follows it on the ordered stream.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "fwha_sync.pb.h"
+#include "sync/conntrack_port.h"
+#include "sync/flow_digest.h"
+
+namespace fwha::sync {
+
+struct LocalFilter;
+
+struct ReconcileCounters {
+  uint64_t rounds_started = 0;      // source: summaries sent
+  uint64_t rounds_completed = 0;    // sink: RepairEnd handled (or nothing to repair)
+  uint64_t buckets_repaired = 0;
+  uint64_t entries_repaired = 0;    // source: sent in repairs; sink: received in repairs
+  uint64_t entries_removed = 0;     // sink: stale entries deleted
+  uint64_t expiring_refreshed = 0;  // source: expiring entries answered
+  std::map<std::string, uint64_t> causes;  // rounds by cause
+  std::string last_cause;
+};
+
+class Reconciler {
+ public:
+  using SendChanges = std::function<void(std::vector<FlowChange>&)>;
+  using SendControl = std::function<void(const wire::Frame&)>;
+
+  Reconciler(ConntrackWriter& writer, ConntrackReader& reader, const LocalFilter& filter);
+
+  // --- source ---
+  // Dumps the table and returns the DigestSummary to send.
+  wire::Frame begin_round(const std::string& cause);
+  // Answers a RepairRequest: RepairBegin, batches of changes, RepairEnd.
+  void answer(const wire::RepairRequest& request, size_t max_per_frame,
+              const SendChanges& send_changes, const SendControl& send_control);
+
+  // --- sink ---
+  // Dumps the sink's table, compares, and returns the RepairRequest to send. Entries with
+  // less than `expiry_threshold_s` left are listed (at most `max_expiring`).
+  wire::Frame on_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
+                         size_t max_expiring);
+  void on_repair_begin(const wire::RepairBegin& begin);
+  // Every change the sink applies goes through here, so the round knows what it touched.
+  void note_applied(const FlowChange& change);
+  void on_repair_end(const wire::RepairEnd& end);
+  bool in_repair() const { return in_repair_; }
+
+  void reset();  // the connection was lost: an unfinished round is abandoned
+  const ReconcileCounters& counters() const { return counters_; }
+
+ private:
+  ConntrackWriter& writer_;
+  ConntrackReader& reader_;
+  const LocalFilter& filter_;
+  uint64_t next_round_ = 1;
+  ReconcileCounters counters_;
+
+  // sink round state
+  uint64_t round_ = 0;            // 0: none in progress
+  bool in_repair_ = false;
+  std::vector<bool> repairing_ = std::vector<bool>(kBuckets, false);
+  std::vector<FlowKey> present_at_summary_;  // sink's keys in the differing buckets
+  std::unordered_set<FlowKey, FlowKeyHash> touched_;
+};
+
+}  // namespace fwha::sync

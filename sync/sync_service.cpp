@@ -1,0 +1,137 @@
+#include "sync/sync_service.h"
+
+
+#include "sync/event_pump.h"
+#include "sync/sync_link.h"
+#include "util/log.h"
+
+namespace fwha::sync {
+
+namespace asio = boost::asio;
+
+SyncService::SyncService(Options options)
+    : options_(std::move(options)), work_(asio::make_work_guard(io_)), tick_timer_(io_) {}
+
+SyncService::~SyncService() { stop(); }
+
+std::error_code SyncService::start(std::string& what_failed) {
+  std::error_code ec;
+  writer_ = make_netlink_writer(ec);
+  if (!writer_) {
+    what_failed = "conntrack netlink socket (writer)";
+    return ec;
+  }
+  reader_ = make_netlink_reader(ec);
+  if (!reader_) {
+    what_failed = "conntrack netlink socket (reader)";
+    return ec;
+  }
+  SyncLink::Handlers h;
+  h.connected = [this] { replicator_->on_connected(); };
+  h.disconnected = [this] { replicator_->on_disconnected(); };
+  h.frame = [this](const wire::Frame& f) { return replicator_->on_frame(f); };
+  h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
+  h.input_done = [this] { replicator_->after_input(); };
+  link_ = std::make_unique<SyncLink>(io_, options_.local_address, options_.peer_address,
+                                     options_.port, h);
+  Replicator::Options ro;
+  ro.node_name = options_.node_name;
+  ro.peer_name = options_.peer_name;
+  ro.replicate = options_.replicate;
+  ro.reconcile_interval = options_.reconcile_interval;
+  ro.before_dump = [this] { pump_->drain_now(); };
+  replicator_ = std::make_unique<Replicator>(ro, *writer_, *reader_, *link_);
+  pump_ = std::make_unique<EventPump>(io_, *replicator_, options_.event_buffer_bytes);
+  if (auto lec = link_->start()) {
+    what_failed = "sync link on " + options_.local_address.to_string() + ":" +
+                  std::to_string(options_.port);
+    return lec;
+  }
+  tick();
+  thread_ = std::thread([this] {
+    try {
+      io_.run();
+    } catch (const std::exception& e) {
+      // A broken invariant: abort so systemd restarts us (docs/error-policy.md).
+      log::error("sync", std::string("sync thread died: ") + e.what());
+      std::abort();
+    }
+  });
+  return {};
+}
+
+void SyncService::stop() {
+  if (!thread_.joinable()) return;
+  asio::post(io_, [this] {
+    tick_timer_.cancel();
+    if (pump_) pump_->stop();
+    if (link_) link_->stop();
+    work_.reset();
+    io_.stop();
+  });
+  thread_.join();
+}
+
+void SyncService::tick() {
+  replicator_->tick();
+  publish();
+  tick_timer_.expires_after(std::chrono::milliseconds(100));
+  tick_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) tick();
+  });
+}
+
+void SyncService::set_filter(LocalFilter filter) {
+  asio::post(io_, [this, f = std::move(filter)]() mutable { replicator_->set_filter(std::move(f)); });
+}
+
+void SyncService::set_master(bool master) {
+  asio::post(io_, [this, master] {
+    if (master) {
+      if (options_.replicate) {
+        if (auto ec = pump_->start()) {
+          log::error("sync", "cannot listen to conntrack events: " + ec.message() +
+                                 " (replication to the peer is stopped)");
+        }
+      }
+      replicator_->set_role(Replicator::Role::Source);
+    } else {
+      pump_->stop();
+      replicator_->set_role(Replicator::Role::Sink);
+    }
+  });
+}
+
+void SyncService::handover(std::function<void(bool)> done) {
+  asio::post(io_, [this, done = std::move(done)]() mutable {
+    if (replicator_->role() != Replicator::Role::Source || !options_.replicate) {
+      return done(false);
+    }
+    pump_->drain_now();
+    auto shared = std::make_shared<std::function<void(bool)>>(std::move(done));
+    if (!replicator_->request_barrier([shared] { (*shared)(true); })) (*shared)(false);
+  });
+}
+
+void SyncService::publish() {
+  Status s;
+  s.connected = link_->connected() && replicator_->peer_hello_seen();
+  s.role = to_string(replicator_->role());
+  s.link_queue_bytes = link_->queued_bytes();
+  s.unacked_bytes = replicator_->unacked_bytes();
+  s.lag_ms = replicator_->lag().count();
+  s.connects = link_->counters().connects;
+  s.rejected_connections = link_->counters().rejected_connections;
+  s.counters = replicator_->counters();
+  s.reconcile = replicator_->reconcile_counters();
+  s.taken = std::chrono::steady_clock::now();
+  std::lock_guard lock(status_mutex_);
+  status_ = std::move(s);
+}
+
+SyncService::Status SyncService::status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+}  // namespace fwha::sync

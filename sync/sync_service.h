@@ -1,0 +1,87 @@
+// Replication in a thread of its own, with its own Asio loop: kernel dumps, bulk writes and
+// reconciliation rounds take seconds at a million entries and must never delay the VRRP
+// adverts and timers on the main loop (DESIGN.md: no head-of-line blocking of liveness).
+//
+// Ownership: everything below (sync link, replicator, event pump, kernel sockets) lives and
+// runs on the sync thread only. The main thread talks to it through post() and reads a
+// snapshot of its status; results come back through callbacks the caller posts to its own
+// loop.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "fwha/asio.h"
+#include "fwha/ip_address.h"
+#include "sync/replicator.h"
+
+namespace fwha::sync {
+
+class EventPump;
+class SyncLink;
+
+class SyncService {
+ public:
+  struct Options {
+    std::string node_name;
+    std::string peer_name;
+    IpAddress local_address;
+    IpAddress peer_address;
+    uint16_t port = 7788;
+    bool replicate = true;
+    std::chrono::milliseconds reconcile_interval{30000};
+    size_t event_buffer_bytes = 64 * 1024 * 1024;
+  };
+
+  struct Status {
+    bool connected = false;
+    std::string role;
+    size_t link_queue_bytes = 0;
+    size_t unacked_bytes = 0;
+    int64_t lag_ms = 0;
+    uint64_t connects = 0;
+    uint64_t rejected_connections = 0;
+    ReplicatorCounters counters;
+    ReconcileCounters reconcile;
+    std::chrono::steady_clock::time_point taken{};
+  };
+
+  explicit SyncService(Options options);
+  ~SyncService();
+
+  // Opens the kernel sockets and the listening socket, then starts the thread.
+  std::error_code start(std::string& what_failed);
+  void stop();
+
+  void set_filter(LocalFilter filter);
+  void set_master(bool master);
+  // Graceful handover: read the last events, send them, and wait for the peer to confirm it
+  // applied everything. `done(confirmed)` runs on the sync thread.
+  void handover(std::function<void(bool confirmed)> done);
+  // The latest snapshot, published by the sync thread every tick: never blocks the caller
+  // (the VRRP loop), even while the sync thread is in a long dump.
+  Status status() const;
+
+ private:
+  void tick();
+  void publish();
+
+  Options options_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  boost::asio::steady_timer tick_timer_;
+  std::unique_ptr<ConntrackWriter> writer_;
+  std::unique_ptr<ConntrackReader> reader_;
+  std::unique_ptr<SyncLink> link_;
+  std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<EventPump> pump_;
+  std::thread thread_;
+  mutable std::mutex status_mutex_;
+  Status status_;
+};
+
+}  // namespace fwha::sync
