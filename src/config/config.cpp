@@ -198,7 +198,8 @@ Group read_group(const Reader& r, const toml::table& t) {
 Sync read_sync(const Reader& r, const toml::table& t) {
   const std::string prefix = "sync";
   r.check_known(t, prefix,
-                {"local_address", "peer_address", "port", "conntrack", "reconcile_interval_s"});
+                {"local_address", "peer_address", "port", "conntrack", "reconcile_interval_s",
+                 "event_buffer_kib"});
   Sync s;
   s.local_address = r.address(t, "local_address", prefix);
   s.peer_address = r.address(t, "peer_address", prefix);
@@ -214,6 +215,8 @@ Sync read_sync(const Reader& r, const toml::table& t) {
   s.conntrack = r.boolean(t, "conntrack", prefix, true);
   s.reconcile_interval_s =
       static_cast<uint32_t>(r.integer(t, "reconcile_interval_s", prefix, 1, 3600, 30));
+  s.event_buffer_kib =
+      static_cast<uint32_t>(r.integer(t, "event_buffer_kib", prefix, 4, 1024 * 1024, 64 * 1024));
   return s;
 }
 

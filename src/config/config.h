@@ -37,6 +37,7 @@ struct Sync {
   uint16_t port = 7788;
   bool conntrack = true;  // replicate conntrack; off only to prove in the lab that it matters
   uint32_t reconcile_interval_s = 30;  // periodic digest comparison: bound on drift healing
+  uint32_t event_buffer_kib = 64 * 1024;  // conntrack event socket receive buffer
 };
 
 struct Config {

@@ -15,9 +15,6 @@ namespace fwha {
 
 namespace {
 
-// KERNEL-FACTS: each event costs ~1280 bytes of receive buffer; 64 MiB held 100k creates plus
-// 100k destroys without a single ENOBUFS.
-constexpr size_t kEventBufferBytes = 64 * 1024 * 1024;
 // How long a graceful stop waits for the Backup to confirm it holds our state.
 constexpr auto kHandoverDeadline = std::chrono::milliseconds(500);
 
@@ -85,7 +82,7 @@ bool Daemon::open() {
   so.port = config_.sync.port;
   so.replicate = config_.sync.conntrack;
   so.reconcile_interval = std::chrono::seconds(config_.sync.reconcile_interval_s);
-  so.event_buffer_bytes = kEventBufferBytes;
+  so.event_buffer_bytes = size_t{config_.sync.event_buffer_kib} * 1024;
   sync_ = std::make_unique<sync::SyncService>(so);
   sync_->set_filter(local_filter(config_));
   if (auto sec = sync_->start(what)) {

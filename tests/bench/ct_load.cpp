@@ -5,10 +5,14 @@
 // prints one JSON line on stdout; errors go to stderr with exit status 2.
 //
 //   gen    --k0 K --count N [--rate R] [--batch B] [--ts-out FILE] [--max-seconds S]
+//          [--fifo PRIO]
 //          Creates entries K .. K+N-1 (see "Entries" below) at R entries/s (0 = as fast as
 //          possible), several ctnetlink messages per sendmsg() and no ACK requested (errors
 //          are still reported by the kernel and counted). With --ts-out, writes one u64 per
-//          entry: CLOCK_MONOTONIC ns just before the sendmsg() that created it.
+//          entry: CLOCK_MONOTONIC ns just before the sendmsg() that created it. With --fifo,
+//          runs SCHED_FIFO at PRIO: on a firewall, flows are created in softirq context, which
+//          no daemon can delay; a normal-priority generator would instead be throttled by a
+//          daemon running real-time (conntrackd runs SCHED_RR 99 by default).
 //   listen --k0 K --count N [--out FILE] [--max-seconds S]
 //          Subscribes to conntrack NEW events (64 MiB receive buffer, SO_RCVBUFFORCE), prints
 //          {"ready":true} once subscribed, and records for each generator entry in range the
@@ -39,6 +43,7 @@
 #include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -321,6 +326,12 @@ int cmd_gen(const Args& a) {
   const double max_s = a.d("max-seconds", 600);
   const std::string ts_out = a.s("ts-out");
   if (k0 + count > kMaxK) die("k range exceeds the unique-tuple space");
+  if (const uint64_t prio = a.u("fifo", 0); prio > 0) {
+    sched_param sp{};
+    sp.sched_priority = int(prio);
+    if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
+      die(std::string("sched_setscheduler: ") + strerror(errno));
+  }
 
   mnl_socket* nl = open_nl(0, 8 << 20);
   Templates tpl;
