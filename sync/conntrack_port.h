@@ -6,9 +6,9 @@
 #include <functional>
 #include <memory>
 #include <span>
-#include <vector>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "fwha/flow.h"
 
@@ -24,7 +24,9 @@ class ConntrackWriter {
   virtual std::error_code apply(const FlowChange& change) = 0;
   // Applies changes in order with as few syscalls as possible (many netlink messages per
   // sendmsg, ACKs read back in bulk). `errors` is resized to changes.size(); errors[i] is the
-  // result of changes[i] (same semantics as apply()).
+  // result of changes[i] (same semantics as apply()). Changes to the same entry take effect in
+  // their order; changes to different entries may reach the kernel in any order. The default
+  // (one apply() per change) suits fakes; the netlink writer batches.
   virtual void apply_batch(std::span<const FlowChange> changes,
                            std::vector<std::error_code>& errors) {
     errors.resize(changes.size());

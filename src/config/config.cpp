@@ -145,9 +145,10 @@ VipInterface read_interface(const Reader& r, const toml::table& t, const std::st
   for (const toml::node& item : *arr) {
     auto text = item.value<std::string>();
     auto p = text ? IpPrefix::parse(*text) : std::nullopt;
-    if (!p || p->address.family != Family::V4) {
+    if (!p) {
       r.fail(item.source(), prefix + ".vips",
-             "expected an IPv4 address with prefix length like \"192.0.2.1/24\", got " +
+             "expected an address with prefix length like \"192.0.2.1/24\" or "
+             "\"fd00:1::1/64\", got " +
                  (text ? "'" + *text + "'" : std::string("a non-string")));
     }
     if (p->address == vi.peer_address) {

@@ -13,6 +13,7 @@
 
 #include "vip/address_port.h"
 #include "vip/gratuitous_arp.h"
+#include "vip/neighbour_advert.h"
 
 namespace fwha::vip {
 namespace {
@@ -38,7 +39,8 @@ class KernelAddressPort : public AddressPort {
   }
 
   std::error_code announce(int ifindex, const IpAddress& address) override {
-    return send_gratuitous_arp(ifindex, address);
+    return address.family == Family::V4 ? send_gratuitous_arp(ifindex, address)
+                                        : send_unsolicited_na(ifindex, address);
   }
 
  private:

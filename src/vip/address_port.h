@@ -18,6 +18,7 @@ class AddressPort {
   virtual std::error_code remove(int ifindex, const IpPrefix& prefix) = 0;
   // Gratuitous ARP (IPv4): an ARP request with sender IP = target IP = address, to broadcast,
   // which updates existing neighbour entries at once (RFC 5227 "ARP Announcement").
+  // IPv6: an unsolicited Neighbour Advertisement with the Override flag.
   virtual std::error_code announce(int ifindex, const IpAddress& address) = 0;
 };
 

@@ -136,7 +136,10 @@ void VrrpGroup::send_adverts(uint8_t priority) {
     advert.vrid = config_.vrid;
     advert.priority = priority;
     advert.max_adver_interval_cs = config_.advert_interval_cs;
-    for (const auto& v : iface.config->vips) advert.addresses.push_back(v.address);
+    // An IPv4 advert lists the IPv4 VIPs (RFC 5798 5.2.9); IPv6 VIPs move with the group.
+    for (const auto& v : iface.config->vips) {
+      if (v.address.family == Family::V4) advert.addresses.push_back(v.address);
+    }
     const auto payload = encode_ipv4(advert, iface.info.primary,
                                      IpAddress::v4(kVrrpMulticastV4));
     if (auto ec = iface.socket->send(payload)) {
@@ -167,7 +170,7 @@ void VrrpGroup::announce_vips(int repeats_left) {
   for (const auto& iface : interfaces_) {
     for (const auto& v : iface.config->vips) {
       if (auto ec = addresses_.announce(iface.info.ifindex, v.address)) {
-        log::warning("vip", "gratuitous ARP for " + v.address.to_string() + " on " +
+        log::warning("vip", "announcing " + v.address.to_string() + " on " +
                                 iface.config->name + " failed: " + ec.message());
       }
     }

@@ -91,6 +91,15 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
 }
 
+TEST(Config, Ipv6VipsMoveWithTheGroup) {
+  auto r = parse(replace(kGood, "vips = [\"192.0.2.1/24\"]", "vips = [\"192.0.2.1/24\", \"fd00:1::1/64\"]"),
+                 "fwha.conf");
+  ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+  const auto& vips = std::get<Config>(r).group.interfaces[0].vips;
+  ASSERT_EQ(vips.size(), 2u);
+  EXPECT_EQ(vips[1].to_string(), "fd00:1::1/64");
+}
+
 TEST(Config, TypoInKeyNamesKeyAndLine) {
   auto e = expect_error(replace(kGood, "priority = 150", "prority = 150"));
   EXPECT_EQ(e.key, "group.prority");
