@@ -58,6 +58,9 @@ constexpr size_t kSendBytes = 128 * 1024;
 constexpr int kAnswerBufferBytes = 4 << 20;
 constexpr size_t kAnswerTruesize = 1024;
 constexpr size_t kMaxRequestsPerSend = 2048;
+// Answers read per recvmmsg, and the room for one: 36 bytes with NETLINK_CAP_ACK.
+constexpr size_t kAnswersPerRead = 128;
+constexpr size_t kAnswerBytes = 256;
 // Large receive buffers let the kernel pack more dump messages per datagram.
 constexpr size_t kReceiveBuffer = 32768;
 // Bound on datagrams read per drain(), so a flood cannot starve the event loop; the fd stays
@@ -137,6 +140,48 @@ ssize_t receive(mnl_socket* s, std::vector<char>& buf, int flags) {
     return n;
   }
 }
+
+// Many datagrams per syscall (recvmmsg): netlink hands out one skb per recvmsg, and every
+// answer and every event is an skb of its own.
+class BulkReceiver {
+ public:
+  BulkReceiver(size_t slots, size_t slot_bytes)
+      : slot_bytes_(slot_bytes), buf_(slots * slot_bytes), iov_(slots), from_(slots),
+        msgs_(slots) {
+    for (size_t i = 0; i < slots; ++i) {
+      iov_[i] = {buf_.data() + i * slot_bytes, slot_bytes};
+      msgs_[i].msg_hdr.msg_iov = &iov_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+      msgs_[i].msg_hdr.msg_name = &from_[i];
+    }
+  }
+
+  // Up to `slots` datagrams without waiting; returns how many, or -errno (-EAGAIN: none).
+  int receive(mnl_socket* s) {
+    for (size_t i = 0; i < msgs_.size(); ++i) msgs_[i].msg_hdr.msg_namelen = sizeof from_[i];
+    for (;;) {
+      int n = recvmmsg(mnl_socket_get_fd(s), msgs_.data(), static_cast<unsigned>(msgs_.size()),
+                       MSG_DONTWAIT, nullptr);
+      if (n >= 0) return n;
+      if (errno != EINTR) return -errno;
+    }
+  }
+
+  // Datagram i of the last receive(); empty if it did not come from the kernel. A truncated
+  // one is returned cut (the parsers stop at its incomplete message); `truncated` tells.
+  std::span<const char> datagram(size_t i, bool& truncated) const {
+    truncated = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    if (from_[i].nl_pid != 0) return {};
+    return {buf_.data() + i * slot_bytes_, std::min<size_t>(msgs_[i].msg_len, slot_bytes_)};
+  }
+
+ private:
+  size_t slot_bytes_;
+  std::vector<char> buf_;
+  std::vector<iovec> iov_;
+  std::vector<sockaddr_nl> from_;
+  std::vector<mmsghdr> msgs_;
+};
 
 // One family throughout the tuples we send; a mixed entry (only possible from a broken peer)
 // would otherwise be serialised with addresses of the wrong length. The reply tuple is only
@@ -249,9 +294,13 @@ class NetlinkWriter final : public ConntrackWriter {
   // now: read without waiting. False when some were lost (ENOBUFS) or are missing.
   bool read_answers(AckWindow& window) {
     while (!window.complete()) {
-      ssize_t n = receive(sock_.get(), reply_, MSG_DONTWAIT);
+      const int n = answers_in_.receive(sock_.get());
       if (n < 0) return false;
-      window.collect(reply_.data(), static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        bool truncated = false;
+        const std::span<const char> d = answers_in_.datagram(static_cast<size_t>(i), truncated);
+        window.collect(d.data(), d.size());
+      }
     }
     return true;
   }
@@ -320,6 +369,7 @@ class NetlinkWriter final : public ConntrackWriter {
   std::vector<Pending> pending_;
   std::vector<Pending> retry_;
   std::vector<int> answers_;  // per pending_ slot: 0 or the kernel's errno
+  BulkReceiver answers_in_{kAnswersPerRead, kAnswerBytes};
 };
 
 // ---------------------------------------------------------------------------------------------

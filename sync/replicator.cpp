@@ -10,8 +10,7 @@ namespace fwha::sync {
 namespace {
 
 constexpr uint8_t kIpProtoVrrp = 112;
-// The sink asks about entries with less than this left: two reconciliation intervals plus a
-// margin, so an idle flow is refreshed at least once before it could expire.
+// Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
 constexpr size_t kMaxExpiringPerRound = 50000;
 
@@ -73,6 +72,13 @@ void Replicator::reset_source_state() {
   session_ = 0;
 }
 
+uint32_t Replicator::timeout_slack_s() const {
+  return static_cast<uint32_t>(
+             std::chrono::duration_cast<std::chrono::seconds>(options_.reconcile_interval)
+                 .count()) +
+         kExpiryMarginS;
+}
+
 std::chrono::milliseconds Replicator::lag() const {
   if (unacked_.empty()) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(options_.now() -
@@ -85,6 +91,10 @@ void Replicator::on_local_change(const FlowChange& change) {
   if (role_ != Role::Source || !options_.replicate) return;
   if (filter_.skip(change.entry)) {
     ++counters_.entries_filtered;
+    return;
+  }
+  if (options_.suppress_echoes && echo_.is_echo(change, options_.now())) {
+    ++counters_.echoes_suppressed;
     return;
   }
   if (!transport_.connected() || !peer_hello_seen_) return;  // the connect round covers it
@@ -260,11 +270,9 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kDigestSummary:
       if (role_ == Role::Sink && options_.replicate) {
         after_input();  // what came before is applied: say so before the (slow) dump
-        auto request = reconcile_.on_summary(
-            frame.digest_summary(),
-            static_cast<uint32_t>(2 * std::chrono::duration_cast<std::chrono::seconds>(
-                                          options_.reconcile_interval).count()) + kExpiryMarginS,
-            kMaxExpiringPerRound);
+        // Refresh what would otherwise expire before the round after next.
+        auto request = reconcile_.on_summary(frame.digest_summary(), 2 * timeout_slack_s(),
+                                             kMaxExpiringPerRound);
         transport_.send(request);
       }
       return true;
@@ -353,12 +361,20 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
       }
       continue;
     }
+    // The Master removes what ends (destroy events, and reconciliation for any it missed),
+    // so the copy may outlive the Master's timeout safely; it must never expire first. The
+    // slack covers one reconciliation interval, after which the round refreshes entries
+    // close to expiry with the Master's current timeout.
+    if (change->kind != FlowChangeKind::Destroy && change->entry.timeout_s != 0) {
+      change->entry.timeout_s += timeout_slack_s();
+    }
     changes.push_back(*change);
   }
   std::vector<std::error_code> errors;
   writer_.apply_batch(changes, errors);
   for (size_t i = 0; i < changes.size(); ++i) {
     reconcile_.note_applied(changes[i]);
+    if (options_.suppress_echoes && !errors[i]) echo_.note_written(changes[i], options_.now());
     if (errors[i]) {
       if (log::should_log(++counters_.apply_errors)) {
         log::warning("sync", std::string("kernel refused ") + to_string(changes[i].kind) +

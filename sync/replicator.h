@@ -25,6 +25,7 @@
 #include "fwha/flow.h"
 #include "fwha_sync.pb.h"
 #include "sync/conntrack_port.h"
+#include "sync/echo_filter.h"
 #include "sync/reconciliation.h"
 
 namespace fwha::sync {
@@ -65,6 +66,7 @@ struct ReplicatorCounters {
   uint64_t send_failures = 0;
   uint64_t unacked_overflows = 0; // retransmit buffer over its bound: resume impossible
   uint64_t acks_sent = 0;
+  uint64_t echoes_suppressed = 0;
 };
 
 class Replicator {
@@ -85,6 +87,10 @@ class Replicator {
     std::function<uint64_t()> new_session = nullptr;  // random by default
     // Called before the source dumps its table, to send the events already queued first.
     std::function<void()> before_dump = nullptr;
+    // Active/Active: this node listens to events while it applies the peer's entries, so
+    // its own writes must not be sent back (echo_filter.h). Off in Active/Passive, where the
+    // Backup does not listen and the filter would only cost memory.
+    bool suppress_echoes = false;
   };
 
   Replicator(Options options, ConntrackWriter& writer, ConntrackReader& reader,
@@ -139,6 +145,7 @@ class Replicator {
   void start_round(const std::string& cause);
   void reset_source_state();
   void check_lag();
+  uint32_t timeout_slack_s() const;
 
   Options options_;
   ConntrackWriter& writer_;
@@ -146,6 +153,7 @@ class Replicator {
   FrameTransport& transport_;
   LocalFilter filter_;
   Reconciler reconcile_;
+  EchoFilter echo_;
   Role role_ = Role::Sink;
   std::vector<FlowChange> pending_;
 

@@ -231,9 +231,20 @@ TEST_F(PairTest, EntryCloseToExpiryIsRefreshedOrDestroyed) {
   clock.advance(std::chrono::seconds(10));
   master->tick();
   settle();
-  EXPECT_EQ(btable.entries.at(key_of(idle)).timeout_s, 431000u);
+  // The master's current timeout plus the slack of one interval (10 s) and 10 s margin.
+  EXPECT_EQ(btable.entries.at(key_of(idle)).timeout_s, 431000u + 20u);
   EXPECT_FALSE(btable.has(gone));
   EXPECT_EQ(master->reconcile_counters().expiring_refreshed, 1u);
+}
+
+TEST_F(PairTest, BackupCopyOutlivesTheMastersTimeoutBySlack) {
+  FlowEntry e = flow(1);
+  e.timeout_s = 30;  // e.g. UDP unreplied: shorter than a reconciliation interval
+  connect();
+  change(FlowChangeKind::New, e);
+  master->flush();
+  settle();
+  EXPECT_EQ(btable.entries.at(key_of(e)).timeout_s, 30u + 20u);
 }
 
 TEST_F(PairTest, OverrunStartsARoundAtOnce) {
