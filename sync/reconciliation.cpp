@@ -147,14 +147,18 @@ void Reconciler::note_applied(const FlowChange& change) {
 
 void Reconciler::on_repair_end(const wire::RepairEnd& end) {
   if (end.round() != round_ || !in_repair_) return;
-  uint64_t removed = 0;
+  std::vector<FlowChange> stale;
   for (const FlowKey& k : present_at_summary_) {
     if (touched_.count(k)) continue;
-    FlowEntry stale;
-    stale.original = k.original;
-    stale.zone = k.zone;
-    if (!writer_.apply({FlowChangeKind::Destroy, stale})) ++removed;
+    FlowEntry e;
+    e.original = k.original;
+    e.zone = k.zone;
+    stale.push_back({FlowChangeKind::Destroy, e});
   }
+  std::vector<std::error_code> errors;
+  writer_.apply_batch(stale, errors);
+  uint64_t removed = 0;
+  for (const auto& ec : errors) removed += ec ? 0 : 1;
   counters_.entries_removed += removed;
   ++counters_.rounds_completed;
   if (removed > 0) {
