@@ -22,10 +22,21 @@ Status: fwhactl status [--json].
 
 Exit codes: 0 stopped cleanly, 1 start-up failed (socket, interface), 2 bad configuration.)";
 
+constexpr const char* kFooter = R"(
+Configuration (TOML; every key is explained in fwha.conf.example, docs/running.md):
+  [node]   name, control_socket
+  [peer]   name
+  [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
+           event_buffer_kib
+  [group]  name, vrid, priority, advert_interval_cs, preempt
+  [[group.interface]]  name, peer_address, vips = ["ADDR/LEN", ...]
+Unknown keys are errors: `fwhad --check-config -c FILE` shows file:line: key: problem.)";
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{kDescription, "fwhad"};
+  app.footer(kFooter);
   std::string config_path = fwha::config::kDefaultPath;
   bool check_only = false;
   bool verbose = false;
