@@ -127,6 +127,9 @@ void set_original(nf_conntrack* ct, const FlowTuple& t) {
 // reply.src. The port is pinned for protocols with ports (the library sends it for TCP/UDP),
 // so port-preserving and port-randomising SNAT both come out as on the Master.
 void set_nat(nf_conntrack* ct, const FlowEntry& e) {
+  // Other protocols get their whole NAT nest from append_raw_attributes(): the library would
+  // send the address without the port (or ICMP id) and the kernel would pick a new one.
+  if (!library_sends_nat_port(e.original.l4proto)) return;
   const bool ports = has_ports(e.original.l4proto);
   if (e.status & IPS_SRC_NAT) {
     set_address(ct, ATTR_SNAT_IPV4, ATTR_SNAT_IPV6, e.reply.dst);
@@ -402,6 +405,107 @@ void AckWindow::collect(const void* data, size_t len) {
                          : -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
     if (*slot == last_slot_) complete_ = true;
   }
+}
+
+namespace {
+
+// --- raw ctnetlink attributes ---------------------------------------------------------------
+
+struct AttrTable {
+  static constexpr int kMax = 32;
+  std::array<const nlattr*, kMax + 1> at{};
+};
+
+int collect(const nlattr* a, void* data) {
+  auto* t = static_cast<AttrTable*>(data);
+  const int type = mnl_attr_get_type(a);
+  if (type >= 0 && type <= AttrTable::kMax) t->at[static_cast<size_t>(type)] = a;
+  return MNL_CB_OK;
+}
+
+bool nested(const nlattr* a, AttrTable& out) {
+  return a != nullptr && mnl_attr_parse_nested(a, collect, &out) >= 0;
+}
+
+uint8_t u8_or(const nlattr* a, uint8_t fallback) {
+  return a && mnl_attr_get_payload_len(a) >= 1 ? mnl_attr_get_u8(a) : fallback;
+}
+
+uint32_t be32_or_zero(const nlattr* a) {
+  return a && mnl_attr_get_payload_len(a) >= 4 ? ntohl(mnl_attr_get_u32(a)) : 0;
+}
+
+void parse_reply_icmp(const AttrTable& top, FlowEntry& e) {
+  AttrTable reply, proto;
+  if (!nested(top.at[CTA_TUPLE_REPLY], reply) || !nested(reply.at[CTA_TUPLE_PROTO], proto)) return;
+  const bool v6 = e.original.l4proto == IPPROTO_ICMPV6;
+  const nlattr* id = proto.at[v6 ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID];
+  if (id && mnl_attr_get_payload_len(id) >= 2) e.reply.icmp_id = ntohs(mnl_attr_get_u16(id));
+  e.reply.icmp_type = u8_or(proto.at[v6 ? CTA_PROTO_ICMPV6_TYPE : CTA_PROTO_ICMP_TYPE],
+                            e.reply.icmp_type);
+  e.reply.icmp_code = u8_or(proto.at[v6 ? CTA_PROTO_ICMPV6_CODE : CTA_PROTO_ICMP_CODE],
+                            e.reply.icmp_code);
+}
+
+void parse_sctp(const AttrTable& top, FlowEntry& e) {
+  AttrTable info, sctp;
+  if (!nested(top.at[CTA_PROTOINFO], info) || !nested(info.at[CTA_PROTOINFO_SCTP], sctp)) return;
+  e.sctp_state = u8_or(sctp.at[CTA_PROTOINFO_SCTP_STATE], 0);
+  e.sctp_vtag_original = be32_or_zero(sctp.at[CTA_PROTOINFO_SCTP_VTAG_ORIGINAL]);
+  e.sctp_vtag_reply = be32_or_zero(sctp.at[CTA_PROTOINFO_SCTP_VTAG_REPLY]);
+}
+
+// CTA_NAT_SRC/DST { MINIP, MAXIP, CTA_NAT_PROTO { PORT_MIN, PORT_MAX } }: a range of one.
+// For ICMP the "port" is the echo id (the kernel's nf_nat range is a union).
+void put_nat(nlmsghdr* nlh, uint16_t which, const IpAddress& addr, uint16_t port_host) {
+  nlattr* nest = mnl_attr_nest_start(nlh, which);
+  const bool v4 = addr.family == Family::V4;
+  const auto len = static_cast<uint16_t>(addr.size());
+  mnl_attr_put(nlh, v4 ? CTA_NAT_V4_MINIP : CTA_NAT_V6_MINIP, len, addr.bytes.data());
+  mnl_attr_put(nlh, v4 ? CTA_NAT_V4_MAXIP : CTA_NAT_V6_MAXIP, len, addr.bytes.data());
+  nlattr* proto = mnl_attr_nest_start(nlh, CTA_NAT_PROTO);
+  mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MIN, htons(port_host));
+  mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MAX, htons(port_host));
+  mnl_attr_nest_end(nlh, proto);
+  mnl_attr_nest_end(nlh, nest);
+}
+
+void put_sctp(nlmsghdr* nlh, const FlowEntry& e) {
+  nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
+  nlattr* sctp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_SCTP);
+  mnl_attr_put_u8(nlh, CTA_PROTOINFO_SCTP_STATE, e.sctp_state);
+  mnl_attr_put_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, htonl(e.sctp_vtag_original));
+  mnl_attr_put_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_REPLY, htonl(e.sctp_vtag_reply));
+  mnl_attr_nest_end(nlh, sctp);
+  mnl_attr_nest_end(nlh, info);
+}
+
+}  // namespace
+
+bool library_sends_nat_port(uint8_t l4proto) {
+  return l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP;
+}
+
+void parse_raw_attributes(const nlmsghdr* nlh, FlowEntry& e) {
+  const uint8_t p = e.original.l4proto;
+  if (!is_icmp(p) && p != IPPROTO_SCTP) return;
+  AttrTable top;
+  if (mnl_attr_parse(nlh, sizeof(nfgenmsg), collect, &top) < 0) return;
+  if (is_icmp(p)) parse_reply_icmp(top, e);
+  if (p == IPPROTO_SCTP) parse_sctp(top, e);
+}
+
+void append_raw_attributes(nlmsghdr* nlh, const FlowEntry& e, bool create) {
+  const uint8_t p = e.original.l4proto;
+  if (create && !library_sends_nat_port(p)) {
+    if (e.status & IPS_SRC_NAT) {
+      put_nat(nlh, CTA_NAT_SRC, e.reply.dst, is_icmp(p) ? e.reply.icmp_id : e.reply.dst_port);
+    }
+    if (e.status & IPS_DST_NAT) {
+      put_nat(nlh, CTA_NAT_DST, e.reply.src, is_icmp(p) ? e.reply.icmp_id : e.reply.src_port);
+    }
+  }
+  if (p == IPPROTO_SCTP && e.sctp_state != 0) put_sctp(nlh, e);
 }
 
 }  // namespace fwha::sync

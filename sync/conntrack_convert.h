@@ -19,6 +19,7 @@
 #include "fwha/flow.h"
 
 struct nf_conntrack;
+struct nlmsghdr;
 
 namespace fwha::sync {
 
@@ -119,5 +120,16 @@ class AckWindow {
   size_t last_slot_;
   bool complete_ = false;
 };
+
+// What libnetfilter_conntrack 1.0.9 cannot carry, read from / appended to the raw ctnetlink
+// message (measured in the lab, tests/lab/coverage.py): the NAT "port" of protocols other
+// than TCP and UDP (the ICMP echo id, SCTP/DCCP/UDP-Lite ports), the reply tuple's ICMP
+// fields, and SCTP state and verification tags.
+void parse_raw_attributes(const nlmsghdr* nlh, FlowEntry& e);
+// Appends to a request built by nfct_nlmsg_build: `create` adds the NAT nests that
+// to_nf_conntrack_for_create left out; both add SCTP protoinfo.
+void append_raw_attributes(nlmsghdr* nlh, const FlowEntry& e, bool create);
+// True when the library sends the NAT port itself (TCP, UDP).
+bool library_sends_nat_port(uint8_t l4proto);
 
 }  // namespace fwha::sync

@@ -112,7 +112,9 @@ bool is_ctnetlink(const nlmsghdr* nlh) { return (nlh->nlmsg_type >> 8) == NFNL_S
 bool parse_entry(const nlmsghdr* nlh, FlowEntry& out) {
   NfConntrackPtr ct(nfct_new());
   if (!ct || nfct_nlmsg_parse(nlh, ct.get()) < 0) return false;
-  return from_nf_conntrack(ct.get(), out);
+  if (!from_nf_conntrack(ct.get(), out)) return false;
+  parse_raw_attributes(nlh, out);
+  return true;
 }
 
 // errno of an NLMSG_ERROR message (0 for an ACK).
@@ -201,8 +203,7 @@ class NetlinkWriter final : public ConntrackWriter {
   NetlinkWriter(MnlSocketPtr s, size_t send_bytes, size_t max_per_send)
       : sock_(std::move(s)),
         max_per_send_(max_per_send),
-        request_(send_bytes),
-        reply_(kReceiveBuffer) {}
+        request_(send_bytes) {}
 
   std::error_code apply(const FlowChange& change) override {
     std::vector<std::error_code> errors;
@@ -305,16 +306,22 @@ class NetlinkWriter final : public ConntrackWriter {
     return true;
   }
 
-  // A send whose answers were lost: its requests again, one per send with its own ACK. Safe,
-  // since each request is idempotent for its change (a repeated create answers EEXIST and
-  // goes on as an update; a repeated delete answers ENOENT) and a round's entries are
-  // distinct.
+  // A send whose answers were lost: drop what is still queued (until the queue is empty the
+  // kernel drops further answers silently, without a new ENOBUFS), then its requests again,
+  // one per send with its own ACK. Safe, since each request is idempotent for its change (a
+  // repeated create answers EEXIST and goes on as an update; a repeated delete ENOENT) and a
+  // round's entries are distinct.
   void replay(std::span<const FlowChange> changes, size_t begin, size_t end) {
+    for (int n = 0; n != -EAGAIN;) {
+      n = answers_in_.receive(sock_.get());
+      if (n < 0 && n != -ENOBUFS && n != -EAGAIN) break;
+    }
     for (size_t k = begin; k < end; ++k) {
       answers_[k] = request_one(changes[pending_[k].index], pending_[k].request);
     }
   }
 
+  // Never blocks: the answer is queued by the time sendmsg returns, or it was lost (ENOBUFS).
   int request_one(const FlowChange& c, CtRequest r) {
     const uint32_t seq = ++seq_;
     nlmsghdr* nlh = build(c, r, seq, request_.data());
@@ -323,12 +330,7 @@ class NetlinkWriter final : public ConntrackWriter {
     if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return errno;
     int answer = 0;
     AckWindow window(seq, std::span<int>(&answer, 1), 0);
-    while (!window.complete()) {
-      ssize_t n = receive(sock_.get(), reply_, 0);
-      if (n < 0) return static_cast<int>(-n);
-      window.collect(reply_.data(), static_cast<size_t>(n));
-    }
-    return answer;
+    return read_answers(window) ? answer : ENOBUFS;
   }
 
   // The request `r` for `c` at `at` (kMaxCtRequestBytes free); nullptr if it cannot be built.
@@ -358,14 +360,17 @@ class NetlinkWriter final : public ConntrackWriter {
         break;
     }
     if (!ct) return nullptr;
-    return put_ct_request(at, msg, flags, seq, family_of(ct.get()), ct.get());
+    nlmsghdr* nlh = put_ct_request(at, msg, flags, seq, family_of(ct.get()), ct.get());
+    if (nlh != nullptr && msg == IPCTNL_MSG_CT_NEW) {
+      append_raw_attributes(nlh, c.entry, r == CtRequest::CreateExcl || r == CtRequest::Upsert);
+    }
+    return nlh;
   }
 
   MnlSocketPtr sock_;
   size_t max_per_send_;
   uint32_t seq_ = 0;
   std::vector<char> request_;
-  std::vector<char> reply_;
   std::vector<Pending> pending_;
   std::vector<Pending> retry_;
   std::vector<int> answers_;  // per pending_ slot: 0 or the kernel's errno

@@ -42,7 +42,8 @@ uint64_t content_hash(const FlowEntry& e) {
   uint64_t h = mix_tuple(0x636f6e74, e.original);
   h = mix_tuple(h, e.reply);
   h = mix(h, (uint64_t{e.status & kComparedStatus} << 32) | e.mark);
-  return mix(h, (uint64_t{e.zone} << 8) | e.tcp_state);
+  h = mix(h, (uint64_t{e.zone} << 16) | (uint64_t{e.sctp_state} << 8) | e.tcp_state);
+  return mix(h, (uint64_t{e.sctp_vtag_original} << 32) | e.sctp_vtag_reply);
 }
 
 void TableDigest::add(const FlowEntry& e) {

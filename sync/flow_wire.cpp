@@ -67,6 +67,9 @@ void to_wire(const FlowEntry& e, wire::Flow* out) {
   out->set_mark(e.mark);
   out->set_zone(e.zone);
   out->set_tcp_state(e.tcp_state);
+  out->set_sctp_state(e.sctp_state);
+  out->set_sctp_vtag_original(e.sctp_vtag_original);
+  out->set_sctp_vtag_reply(e.sctp_vtag_reply);
 }
 
 void to_wire(const FlowChange& c, wire::FlowChange* out) {
@@ -98,6 +101,13 @@ std::optional<FlowEntry> from_wire(const wire::Flow& f, std::string& error) {
     error = "tcp_state set on a non-TCP flow";
     return std::nullopt;
   }
+  // SCTP_CONNTRACK_MAX is 10 (include/uapi/linux/netfilter/nf_conntrack_sctp.h).
+  if (!in_range(f.sctp_state(), 9, "sctp_state", error)) return std::nullopt;
+  if ((f.sctp_state() != 0 || f.sctp_vtag_original() != 0 || f.sctp_vtag_reply() != 0) &&
+      original->l4proto != IPPROTO_SCTP) {
+    error = "SCTP state or tags set on a non-SCTP flow";
+    return std::nullopt;
+  }
   FlowEntry e;
   e.original = *original;
   e.reply = *reply;
@@ -106,6 +116,9 @@ std::optional<FlowEntry> from_wire(const wire::Flow& f, std::string& error) {
   e.mark = f.mark();
   e.zone = static_cast<uint16_t>(f.zone());
   e.tcp_state = static_cast<uint8_t>(f.tcp_state());
+  e.sctp_state = static_cast<uint8_t>(f.sctp_state());
+  e.sctp_vtag_original = f.sctp_vtag_original();
+  e.sctp_vtag_reply = f.sctp_vtag_reply();
   return e;
 }
 

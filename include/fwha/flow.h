@@ -45,6 +45,11 @@ struct FlowEntry {
   uint32_t mark = 0;
   uint16_t zone = 0;
   uint8_t tcp_state = 0;    // TCP_CONNTRACK_* (0 = none)
+  // SCTP: without the association's state and verification tags the standby's conntrack
+  // judges every chunk after a failover invalid.
+  uint8_t sctp_state = 0;   // SCTP_CONNTRACK_* (0 = none)
+  uint32_t sctp_vtag_original = 0;  // host order
+  uint32_t sctp_vtag_reply = 0;
 
   bool is_snat() const { return status & flow_status::kSrcNat; }
   bool is_dnat() const { return status & flow_status::kDstNat; }
