@@ -25,9 +25,8 @@
 #include <errno.h>
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
-#include <sys/socket.h>
-
 #include <linux/netlink.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -47,9 +46,6 @@ struct MnlSocketCloser {
 };
 using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketCloser>;
 
-// One conntrack object is a few hundred bytes; a request buffer of 8 KiB cannot overflow
-// (nfct_nlmsg_build does not check the space it writes to).
-constexpr size_t kRequestBuffer = 8192;
 // Bytes of requests per send (writer). Must stay under the socket's send buffer (sendmsg
 // refuses a datagram larger than sk_sndbuf - 32: EMSGSIZE); 212992 by default.
 constexpr size_t kSendBytes = 128 * 1024;
@@ -79,7 +75,7 @@ MnlSocketPtr open_socket(int flags, unsigned groups, std::error_code& ec) {
   return s;
 }
 
-// Appends one ctnetlink request at `at` (which must have kRequestBuffer bytes free).
+// Appends one ctnetlink request at `at` (which must have kMaxCtRequestBytes free).
 nlmsghdr* put_ct_request(void* at, uint8_t msg, uint16_t flags, uint32_t seq, uint8_t family,
                          const nf_conntrack* ct) {
   nlmsghdr* nlh = mnl_nlmsg_put_header(at);

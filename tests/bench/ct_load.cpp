@@ -12,20 +12,25 @@
 //          entry: CLOCK_MONOTONIC ns just before the sendmsg() that created it. With --fifo,
 //          runs SCHED_FIFO at PRIO: on a firewall, flows are created in softirq context, which
 //          no daemon can delay; a normal-priority generator would instead be throttled by a
-//          daemon running real-time (conntrackd runs SCHED_RR 99 by default).
-//   listen --k0 K --count N [--out FILE] [--max-seconds S]
+//          daemon running real-time (conntrackd runs SCHED_RR 99 by default). At rates of
+//          --spin-above (default 20000) and more it waits by spinning, not sleeping: a woken
+//          SCHED_FIFO task still waits for a CPU that same-priority SCHED_RR tasks hold.
+//   listen --k0 K --count N [--out FILE] [--max-seconds S] [--fifo PRIO]
 //          Subscribes to conntrack NEW events (64 MiB receive buffer, SO_RCVBUFFORCE), prints
 //          {"ready":true} once subscribed, and records for each generator entry in range the
 //          CLOCK_MONOTONIC ns at which its first NEW event was read: pairs of u64 (k, t) in
-//          FILE. Ends when all N were seen, on SIGTERM/SIGINT, or after S seconds.
+//          FILE. Ends when all N were seen, on SIGTERM/SIGINT, or after S seconds. --fifo as
+//          for gen, so that the time an event is read is close to the time it was queued.
 //   count  [--k0 K --count N]
 //          Dumps the IPv4 table and counts generator entries (all, in range, in range with
 //          the SRC_NAT status bit) and the table total.
 //   wait   --k0 K --count N --target T [--timeout S] [--stable S] [--poll-ms P]
+//          [--pid-file FILE]
 //          Polls /proc/sys/net/netfilter/nf_conntrack_count (per namespace) every P ms. When
 //          it reaches T, confirms with a dump that T generator entries in range exist and
-//          reports the poll time at which that was first true ("t_reach_ns"). Gives up when
-//          the count has not changed for --stable seconds (0: never) or after --timeout.
+//          reports the poll time at which that was first true ("t_reach_ns"). Gives up after
+//          --timeout, or when for --stable seconds (0: never) the count has not changed and
+//          the processes listed in FILE (PIDs, re-read every second) have used at most 3% CPU.
 //
 // Entries: entry k is a forwarded client -> server flow as the lab's firewall would hold it:
 //   original 192.0.2.(16 + k % 224):(1024 + (k / 224) % 64000) -> 198.51.100.10:(10000 +
@@ -319,19 +324,24 @@ void drain_errors(mnl_socket* nl, std::vector<char>& buf, ErrorCounts& ec) {
   }
 }
 
-int cmd_gen(const Args& a) {
-  const uint64_t k0 = a.u("k0", 0), count = a.u("count", 0);
-  const double rate = a.d("rate", 0);
-  const uint64_t batch_max = std::max<uint64_t>(1, a.u("batch", 200));
-  const double max_s = a.d("max-seconds", 600);
-  const std::string ts_out = a.s("ts-out");
-  if (k0 + count > kMaxK) die("k range exceeds the unique-tuple space");
+void set_fifo(const Args& a) {
   if (const uint64_t prio = a.u("fifo", 0); prio > 0) {
     sched_param sp{};
     sp.sched_priority = int(prio);
     if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
       die(std::string("sched_setscheduler: ") + strerror(errno));
   }
+}
+
+int cmd_gen(const Args& a) {
+  const uint64_t k0 = a.u("k0", 0), count = a.u("count", 0);
+  const double rate = a.d("rate", 0);
+  const uint64_t batch_max = std::max<uint64_t>(1, a.u("batch", 200));
+  const double max_s = a.d("max-seconds", 600);
+  const std::string ts_out = a.s("ts-out");
+  const bool spin = rate >= a.d("spin-above", 20000);
+  if (k0 + count > kMaxK) die("k range exceeds the unique-tuple space");
+  set_fifo(a);
 
   mnl_socket* nl = open_nl(0, 8 << 20);
   Templates tpl;
@@ -358,7 +368,7 @@ int cmd_gen(const Args& a) {
       uint64_t due = uint64_t(double(t - t_start) * rate / 1e9) + 1;
       if (due > count) due = count;
       if (due <= done) {
-        sleep_until_ns(t_start + uint64_t(double(done) * 1e9 / rate));
+        if (!spin) sleep_until_ns(t_start + uint64_t(double(done) * 1e9 / rate));
         continue;
       }
       n = std::min(due - done, batch_max);
@@ -415,6 +425,7 @@ int cmd_listen(const Args& a) {
   const uint64_t k0 = a.u("k0", 0), count = a.u("count", 0);
   const double max_s = a.d("max-seconds", 600);
   const std::string out = a.s("out");
+  set_fifo(a);
 
   mnl_socket* nl = open_nl(NF_NETLINK_CONNTRACK_NEW, 64 << 20);
   int fd = mnl_socket_get_fd(nl);
@@ -538,6 +549,40 @@ int cmd_count(const Args& a) {
   return 0;
 }
 
+// utime+stime+cutime+cstime, in clock ticks, of the PIDs listed in `path`.
+long long read_ticks(const std::string& path) {
+  long long total = 0;
+  if (path.empty()) return 0;
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return 0;
+  long pid;
+  while (std::fscanf(f, "%ld", &pid) == 1) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/proc/%ld/stat", pid);
+    FILE* st = std::fopen(name, "r");
+    if (!st) continue;
+    char line[1024];
+    size_t n = std::fread(line, 1, sizeof line - 1, st);
+    std::fclose(st);
+    line[n] = 0;
+    const char* p = std::strrchr(line, ')');
+    if (!p) continue;
+    // Fields after the command name: 3 (state) ... 14 utime, 15 stime, 16 cutime, 17 cstime.
+    long long v[15] = {};
+    int field = 0;
+    for (const char* q = p + 2; *q && field < 15; ++field) {
+      char* end;
+      v[field] = std::strtoll(q, &end, 10);
+      if (end == q) ++end;  // the state letter
+      q = end;
+      while (*q == ' ') ++q;
+    }
+    total += v[11] + v[12] + v[13] + v[14];
+  }
+  std::fclose(f);
+  return total;
+}
+
 long read_ct_count() {
   int fd = open("/proc/sys/net/netfilter/nf_conntrack_count", O_RDONLY | O_CLOEXEC);
   if (fd < 0) die("cannot open nf_conntrack_count");
@@ -554,6 +599,8 @@ int cmd_wait(const Args& a) {
   const uint64_t target = a.u("target", count);
   const double timeout = a.d("timeout", 60), stable = a.d("stable", 0);
   const uint64_t poll_ns = uint64_t(a.d("poll-ms", 5) * 1e6);
+  const std::string pid_file = a.s("pid-file");
+  const long long busy_ticks = std::max(1L, sysconf(_SC_CLK_TCK) * 3 / 100);
   std::printf("{\"ready\":true}\n");
   std::fflush(stdout);
 
@@ -561,6 +608,8 @@ int cmd_wait(const Args& a) {
   const uint64_t deadline = t0 + uint64_t(timeout * 1e9);
   long last = -1;
   uint64_t t_last_change = t0, t_reach = 0, dumps = 0, t_next_dump = 0;
+  uint64_t t_last_busy = t0, t_next_sample = t0 + 1000000000ull;
+  long long ticks = read_ticks(pid_file);
   const char* why = "timeout";
   Count c;
   while (!g_stop) {
@@ -581,7 +630,13 @@ int cmd_wait(const Args& a) {
       // The count includes entries that are not ours: look again once it has moved on.
       t_next_dump = now_ns() + 50000000ull;
     }
-    if (stable > 0 && t - t_last_change >= uint64_t(stable * 1e9)) {
+    if (t >= t_next_sample) {
+      const long long now_ticks = read_ticks(pid_file);
+      if (now_ticks - ticks > busy_ticks) t_last_busy = t;
+      ticks = now_ticks;
+      t_next_sample = t + 1000000000ull;
+    }
+    if (stable > 0 && t - std::max(t_last_change, t_last_busy) >= uint64_t(stable * 1e9)) {
       why = "stable";
       break;
     }

@@ -34,7 +34,9 @@ the pair splits brain. Only forwarded LAN traffic is meant to be NATed.
 Sysctls set by the lab (everything else keeps the new-namespace defaults):
     fw1, fw2: net.ipv4.ip_forward = 1      (a new namespace starts with 0)
 Nothing else is changed: rp_filter, arp_*, nf_conntrack_tcp_loose (1) and
-nf_conntrack_tcp_be_liberal (0) stay at their defaults. Bridges are created with
+nf_conntrack_tcp_be_liberal (0) stay at their defaults, unless a scenario asks for more with
+Lab(sysctls=...) (replication.py sets the UDP conntrack timeouts of the firewalls, printed as
+its `config_*` lines); Lab(sync_options=...) likewise adds keys to a node's [sync] section. Bridges are created with
 stp_state 0 (ports forward at once) and mcast_snooping 0 (VRRP multicast is flooded).
 
 Hard rules this module keeps: nothing is added to the root namespace (veths are created
@@ -119,7 +121,7 @@ local_address = "{sync_local}"
 peer_address = "{sync_peer}"
 port = {sync_port}
 conntrack = {conntrack}
-
+{sync_extra}
 [group]
 name = "{group}"
 vrid = {vrid}
@@ -312,12 +314,19 @@ class Lab:
     """The topology plus the processes started in it. Use as a context manager."""
 
     def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
-                 log=None):
+                 log=None, sync_options=None, sysctls=None):
+        """sync_options: {fw: {key: value}} extra keys of a node's [sync] section (e.g.
+        reconcile_interval_s, event_buffer_kib); values are written as TOML (str quoted).
+        sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS."""
         self.build_dir = os.path.abspath(
             build_dir or os.environ.get("FWHA_BUILD_DIR") or "/work/main/build")
         self.fwhad = os.path.join(self.build_dir, "src", "fwhad")
         self.fwhactl = os.path.join(self.build_dir, "src", "fwhactl")
         self.conntrack = conntrack
+        self.sync_options = {fw: dict((sync_options or {}).get(fw, {})) for fw in FWS}
+        self.sysctls = {n: dict(v) for n, v in SYSCTLS.items()}
+        for node, values in (sysctls or {}).items():
+            self.sysctls.setdefault(node, {}).update(values)
         self.verbose = verbose
         self.keep = keep
         self.failed = False
@@ -408,7 +417,7 @@ class Lab:
             self.ip(n, "link", "set", "lo", "up")
         self._build_links()
         self._addresses()
-        for node, values in SYSCTLS.items():
+        for node, values in self.sysctls.items():
             for key, value in values.items():
                 self.nsexec(node, ["sysctl", "-q", "-w", f"{key}={value}"])
         for fw in FWS:
@@ -469,7 +478,9 @@ class Lab:
             group=GROUP, vrid=VRID, priority=PRIORITY[fw],
             advert_interval_cs=ADVERT_INTERVAL_CS,
             lan_if=self.ifname[(fw, "lan")], lan_peer=ADDR[peer]["lan"], lan_vip=LAN_VIP,
-            wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP)
+            wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP,
+            sync_extra="".join(f"{k} = {_toml_value(v)}\n"
+                               for k, v in self.sync_options.get(fw, {}).items()))
         values.update(overrides)
         return CONFIG.format(**values)
 
@@ -659,6 +670,14 @@ class Lab:
 
     def wall_to_rel(self, wall_s):
         return wall_s - self.t0_wall
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(str(v))
 
 
 def _parse_log_time(line):

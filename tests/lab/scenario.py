@@ -255,6 +255,22 @@ def print_role_log(lab):
         lab.log(f"role change logged by {fw} at {when}: {line.strip()}")
 
 
+def crash_node(lab, node, event_ns=None):
+    """The crash: freeze every process of node (SIGSTOP, so no goodbye), cut all its links,
+    then SIGKILL them. Returns the time of the freeze (monotonic ns)."""
+    event_ns = event_ns or mono_ns()
+    lab.freeze(node)
+    cut_ns = mono_ns()
+    lab.cut_links(node)
+    kill_ns = mono_ns()
+    lab.kill9(node)
+    lab.log(f"crash: {node} frozen (SIGSTOP), links cut after "
+            f"{(cut_ns - event_ns) / 1e6:.1f} ms, killed (SIGKILL) after "
+            f"{(kill_ns - event_ns) / 1e6:.1f} ms")
+    out("links_cut_ms_after_freeze", f"{(cut_ns - event_ns) / 1e6:.1f}")
+    return event_ns
+
+
 def failover_run(lab, args, checks, kind):
     """crash / control / graceful: pair up, traffic, event, traffic, measure."""
     master, backup = start_pair(lab)
@@ -281,15 +297,7 @@ def failover_run(lab, args, checks, kind):
     exit_code = None
     event_ns = mono_ns()
     if kind in ("crash", "control"):
-        lab.freeze(master)
-        cut_ns = mono_ns()
-        lab.cut_links(master)
-        kill_ns = mono_ns()
-        lab.kill9(master)
-        lab.log(f"crash: {master} frozen (SIGSTOP), links cut after "
-                f"{(cut_ns - event_ns) / 1e6:.1f} ms, killed (SIGKILL) after "
-                f"{(kill_ns - event_ns) / 1e6:.1f} ms")
-        out("links_cut_ms_after_freeze", f"{(cut_ns - event_ns) / 1e6:.1f}")
+        crash_node(lab, master, event_ns)
     else:
         lab.fwhad_procs[master].signal(signal.SIGTERM)
         lab.log(f"graceful: SIGTERM to {master}'s fwhad")
