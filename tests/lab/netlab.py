@@ -36,8 +36,9 @@ Sysctls set by the lab (everything else keeps the new-namespace defaults):
 Nothing else is changed: rp_filter, arp_*, nf_conntrack_tcp_loose (1) and
 nf_conntrack_tcp_be_liberal (0) stay at their defaults, unless a scenario asks for more with
 Lab(sysctls=...) (replication.py sets the UDP conntrack timeouts of the firewalls, printed as
-its `config_*` lines); Lab(sync_options=...) likewise adds keys to a node's [sync] section. Bridges are created with
-stp_state 0 (ports forward at once) and mcast_snooping 0 (VRRP multicast is flooded).
+its `config_*` lines); Lab(sync_options=...) likewise adds keys to a node's [sync] section.
+Bridges are created with stp_state 0 (ports forward at once) and mcast_snooping 0 (VRRP
+multicast is flooded).
 
 Hard rules this module keeps: nothing is added to the root namespace (veths are created
 directly inside their namespaces), every namespace/link/bridge name carries a per-run random
