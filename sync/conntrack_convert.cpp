@@ -272,7 +272,8 @@ namespace {
 bool has_nat(const FlowEntry& e) { return e.is_snat() || e.is_dnat(); }
 
 // What to try after `done` failed with `err`; nullopt when `err` is the answer.
-std::optional<CtRequest> retry_after(const FlowChange& c, CtRequest done, int err) {
+std::optional<CtRequest> retry_after(const FlowChange& c, CtRequest done, int err,
+                                     unsigned sent) {
   const CtRequest create = has_nat(c.entry) ? CtRequest::CreateExcl : CtRequest::Upsert;
   switch (done) {
     case CtRequest::CreateExcl:
@@ -280,14 +281,20 @@ std::optional<CtRequest> retry_after(const FlowChange& c, CtRequest done, int er
       break;
     case CtRequest::Upsert:
       if (err == EBUSY) return CtRequest::UpdateNoStatus;  // keep the local ASSURED/SEEN_REPLY
-      if (err == EEXIST) return CtRequest::Upsert;  // a local packet created it meanwhile
+      // An upsert updates an entry found by its original tuple, so a second EEXIST means our
+      // reply tuple is held by another entry; the first may be a local packet's entry racing.
+      if (err == EEXIST) return sent >= 2 ? CtRequest::DeleteReplyHolder : CtRequest::Upsert;
       break;
     case CtRequest::Update:
-      if (err == ENOENT) return create;
-      if (err == EBUSY) return CtRequest::UpdateNoStatus;
-      break;
     case CtRequest::UpdateNoStatus:
-      if (err == ENOENT) return create;  // expired or destroyed since the last answer
+      // ENOENT as the first answer: simply missing. After an earlier request it means the
+      // create clashed on the reply tuple (or the entry vanished in between: the delete of the
+      // holder then finds nothing, harmlessly).
+      if (err == ENOENT) return sent >= 2 ? CtRequest::DeleteReplyHolder : create;
+      if (err == EBUSY && done == CtRequest::Update) return CtRequest::UpdateNoStatus;
+      break;
+    case CtRequest::DeleteReplyHolder:
+      if (err == 0 || err == ENOENT) return create;
       break;
     case CtRequest::Delete:
       break;
@@ -341,6 +348,8 @@ const char* to_string(CtRequest r) {
       return "update-without-status";
     case CtRequest::Delete:
       return "delete";
+    case CtRequest::DeleteReplyHolder:
+      return "delete-reply-holder";
   }
   return "?";
 }
@@ -358,8 +367,11 @@ CtRequest first_request(const FlowChange& c) {
 }
 
 CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent) {
-  if (err == 0 || (done == CtRequest::Delete && err == ENOENT)) return {};
-  std::optional<CtRequest> next = retry_after(c, done, err);
+  // Removing the holder of our reply tuple only clears the way: the change still has to land.
+  if (done != CtRequest::DeleteReplyHolder &&
+      (err == 0 || (done == CtRequest::Delete && err == ENOENT)))
+    return {};
+  std::optional<CtRequest> next = retry_after(c, done, err, sent);
   if (!next || sent >= kMaxRequestsPerChange) return {std::nullopt, err};
   return {next, 0};
 }
@@ -480,7 +492,36 @@ void put_sctp(nlmsghdr* nlh, const FlowEntry& e) {
   mnl_attr_nest_end(nlh, info);
 }
 
+// CTA_TUPLE_* { CTA_TUPLE_IP { SRC, DST }, CTA_TUPLE_PROTO { NUM, ports | ICMP id/type/code } }
+void put_tuple(nlmsghdr* nlh, uint16_t which, const FlowTuple& t) {
+  nlattr* tuple = mnl_attr_nest_start(nlh, which);
+  nlattr* ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+  const bool v4 = t.src.family == Family::V4;
+  const auto len = static_cast<uint16_t>(t.src.size());
+  mnl_attr_put(nlh, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, len, t.src.bytes.data());
+  mnl_attr_put(nlh, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, len, t.dst.bytes.data());
+  mnl_attr_nest_end(nlh, ip);
+  nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+  mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t.l4proto);
+  if (is_icmp(t.l4proto)) {
+    const bool v6 = t.l4proto == IPPROTO_ICMPV6;
+    mnl_attr_put_u16(nlh, v6 ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID, htons(t.icmp_id));
+    mnl_attr_put_u8(nlh, v6 ? CTA_PROTO_ICMPV6_TYPE : CTA_PROTO_ICMP_TYPE, t.icmp_type);
+    mnl_attr_put_u8(nlh, v6 ? CTA_PROTO_ICMPV6_CODE : CTA_PROTO_ICMP_CODE, t.icmp_code);
+  } else if (has_ports(t.l4proto)) {
+    mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t.src_port));
+    mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t.dst_port));
+  }
+  mnl_attr_nest_end(nlh, proto);
+  mnl_attr_nest_end(nlh, tuple);
+}
+
 }  // namespace
+
+void append_reply_tuple(nlmsghdr* nlh, const FlowEntry& e) {
+  put_tuple(nlh, CTA_TUPLE_REPLY, e.reply);
+  if (e.zone != 0) mnl_attr_put_u16(nlh, CTA_ZONE, htons(e.zone));
+}
 
 bool library_sends_nat_port(uint8_t l4proto) {
   return l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP;

@@ -52,19 +52,28 @@ NfConntrackPtr to_nf_conntrack_for_delete(const FlowEntry& e);
 //   CREATE (no EXCL) on an existing entry     -> updates it; EOPNOTSUPP if NAT is attached
 //   no flags (update) with NAT attributes     -> EOPNOTSUPP; on a missing entry -> ENOENT
 //   status lacking ASSURED/SEEN_REPLY the entry has -> EBUSY;  DELETE of a missing entry -> ENOENT
+//   CREATE of an entry whose reply tuple another entry holds (either direction) -> EEXIST, and
+//   then an update by its original tuple -> ENOENT (a NAT binding the Master reused while this
+//   table still has the old flow's copy, e.g. after a standby restart)
 enum class CtRequest : uint8_t {
   CreateExcl,      // IPCTNL_MSG_CT_NEW, CREATE|EXCL, create object: the only way to set NAT
   Upsert,          // IPCTNL_MSG_CT_NEW, CREATE, create object: create or update, one message
   Update,          // IPCTNL_MSG_CT_NEW, no flags, update object (no NAT)
   UpdateNoStatus,  // as Update without CTA_STATUS: the local entry has bits ours lacks
   Delete,          // IPCTNL_MSG_CT_DELETE
+  // IPCTNL_MSG_CT_DELETE by *our reply tuple*: removes the entry that holds it, which cannot be
+  // ours (an update by our original tuple just answered ENOENT). The Master's table has one
+  // owner per tuple, so that entry is a stale copy.
+  DeleteReplyHolder,
 };
 
 const char* to_string(CtRequest r);
 
 // Requests one change may cost before its last answer is final (bounds a create/update
 // ping-pong with a concurrent writer).
-inline constexpr unsigned kMaxRequestsPerChange = 4;
+// The longest honest chain: update ENOENT, create EEXIST, update ENOENT, delete the reply
+// holder, create.
+inline constexpr unsigned kMaxRequestsPerChange = 5;
 
 // First request: non-NAT New/Update -> Upsert (one message either way); NAT New ->
 // CreateExcl (the common case is a new flow); NAT Update -> Update; Destroy -> Delete.
@@ -129,6 +138,9 @@ void parse_raw_attributes(const nlmsghdr* nlh, FlowEntry& e);
 // Appends to a request built by nfct_nlmsg_build: `create` adds the NAT nests that
 // to_nf_conntrack_for_create left out; both add SCTP protoinfo.
 void append_raw_attributes(nlmsghdr* nlh, const FlowEntry& e, bool create);
+// Appends CTA_TUPLE_REPLY (and CTA_ZONE) to an empty IPCTNL_MSG_CT_DELETE request: the kernel
+// deletes whichever entry holds that tuple in either direction.
+void append_reply_tuple(nlmsghdr* nlh, const FlowEntry& e);
 // True when the library sends the NAT port itself (TCP, UDP).
 bool library_sends_nat_port(uint8_t l4proto);
 

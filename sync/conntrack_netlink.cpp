@@ -369,6 +369,12 @@ class NetlinkWriter final : public ConntrackWriter {
         ct = to_nf_conntrack_for_delete(c.entry);
         msg = IPCTNL_MSG_CT_DELETE;
         break;
+      case CtRequest::DeleteReplyHolder: {
+        const uint8_t family = c.entry.reply.src.family == Family::V4 ? AF_INET : AF_INET6;
+        nlmsghdr* nlh = put_ct_request(at, IPCTNL_MSG_CT_DELETE, 0, seq, family, nullptr);
+        append_reply_tuple(nlh, c.entry);
+        return nlh;
+      }
     }
     if (!ct) return nullptr;
     nlmsghdr* nlh = put_ct_request(at, msg, flags, seq, family_of(ct.get()), ct.get());

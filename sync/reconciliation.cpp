@@ -1,10 +1,17 @@
 #include "sync/reconciliation.h"
 
+#include <algorithm>
+
 #include "sync/flow_wire.h"
 #include "sync/replicator.h"
 #include "util/log.h"
 
 namespace fwha::sync {
+
+namespace {
+// Tag and length prefix of one element of a repeated message field (a Flow is < 2^14 bytes).
+constexpr size_t kRepeatedFieldOverhead = 3;
+}  // namespace
 
 Reconciler::Reconciler(ConntrackWriter& writer, ConntrackReader& reader,
                        const LocalFilter& filter)
@@ -89,7 +96,7 @@ void Reconciler::answer(const wire::RepairRequest& request, size_t max_per_frame
 }
 
 wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
-                                   uint32_t expiry_threshold_s, size_t max_expiring) {
+                                   uint32_t expiry_threshold_s, size_t max_expiring_bytes) {
   reset();
   round_ = summary.round();
   std::vector<FlowEntry> entries;
@@ -114,13 +121,26 @@ wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
     req->add_buckets(b);
     repairing_[b] = true;
   }
+  std::vector<const FlowEntry*> expiring;
   for (const auto& e : entries) {
     const FlowKey k = key_of(e);
     if (repairing_[bucket_of(k)]) {
       present_at_summary_.push_back(k);
-    } else if (e.timeout_s < expiry_threshold_s &&
-               static_cast<size_t>(req->expiring_size()) < max_expiring) {
-      to_wire(e, req->add_expiring());
+    } else if (e.timeout_s < expiry_threshold_s) {
+      expiring.push_back(&e);
+    }
+  }
+  // Bounded in bytes, not entries: the request is one frame (IPv6 entries are twice the size).
+  std::sort(expiring.begin(), expiring.end(),
+            [](const FlowEntry* a, const FlowEntry* b) { return a->timeout_s < b->timeout_s; });
+  size_t bytes = 0;
+  for (const FlowEntry* e : expiring) {
+    wire::Flow* w = req->add_expiring();
+    to_wire(*e, w);
+    bytes += w->ByteSizeLong() + kRepeatedFieldOverhead;
+    if (bytes > max_expiring_bytes) {
+      req->mutable_expiring()->RemoveLast();
+      break;
     }
   }
   if (req->buckets_size() > 0 || req->expiring_size() > 0) {

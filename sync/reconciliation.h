@@ -60,9 +60,11 @@ class Reconciler {
 
   // --- sink ---
   // Dumps the sink's table, compares, and returns the RepairRequest to send. Entries with
-  // less than `expiry_threshold_s` left are listed (at most `max_expiring`).
+  // less than `expiry_threshold_s` left are listed, nearest expiry first, in at most
+  // `max_expiring_bytes` of encoded entries (the rest wait for the next round; the threshold
+  // leaves them one).
   wire::Frame on_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
-                         size_t max_expiring);
+                         size_t max_expiring_bytes);
   void on_repair_begin(const wire::RepairBegin& begin);
   // Every change the sink applies goes through here, so the round knows what it touched.
   void note_applied(const FlowChange& change);

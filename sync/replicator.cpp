@@ -12,7 +12,9 @@ namespace {
 constexpr uint8_t kIpProtoVrrp = 112;
 // Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
-constexpr size_t kMaxExpiringPerRound = 50000;
+// A RepairRequest is one frame: its expiring list gets half the frame limit (~20k IPv6 or
+// ~35k IPv4 entries), the rest of the frame is for the bucket list.
+constexpr size_t kMaxExpiringBytesPerRound = kMaxFrameBytes / 2;
 
 uint64_t random_session() {
   std::random_device rd;
@@ -272,7 +274,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
         after_input();  // what came before is applied: say so before the (slow) dump
         // Refresh what would otherwise expire before the round after next.
         auto request = reconcile_.on_summary(frame.digest_summary(), 2 * timeout_slack_s(),
-                                             kMaxExpiringPerRound);
+                                             kMaxExpiringBytesPerRound);
         transport_.send(request);
       }
       return true;

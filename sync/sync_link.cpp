@@ -21,12 +21,16 @@ asio::ip::address to_asio(const IpAddress& a) {
 
 // A dead peer (crashed, link cut) must be noticed within seconds even when we have nothing
 // to send: TCP keepalive probes every second, and a user timeout for unacknowledged data.
+// The user timeout also ends a connection whose receiver advertises a zero window for that
+// long, and a Backup busy in the dump of a large table (1M entries: several seconds, more
+// under CPU load) does not read meanwhile; 3 s cut such links (seen in the lab), 10 s does
+// not. Failover does not wait for this: the election runs on VRRP adverts.
 void tune(tcp::socket& s) {
   boost::system::error_code ec;
   s.set_option(tcp::no_delay(true), ec);
   s.set_option(asio::socket_base::keep_alive(true), ec);
   int fd = s.native_handle();
-  int idle = 1, intvl = 1, cnt = 3, user_timeout_ms = 3000;
+  int idle = 1, intvl = 1, cnt = 3, user_timeout_ms = 10000;
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
@@ -62,7 +66,12 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
+  // A connection that was replaced or closed may still have a completed read queued: its
+  // bytes belong to a session the replicator has already left, so they are dropped unread.
+  bool current() const { return link_.current_.get() == this; }
+
   void on_read(boost::system::error_code ec, size_t n) {
+    if (!current()) return;
     if (ec) return link_.on_connection_closed(this, ec == asio::error::eof ? "peer closed"
                                                                               : ec.message());
     decoder_.feed(buffer_.data(), n);
@@ -76,7 +85,7 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
           if (!link_.handlers_.frame(r.frame)) {
             return link_.on_connection_closed(this, "protocol violation");
           }
-          if (!socket_.is_open()) return;  // a handler reset the link
+          if (!current()) return;  // a handler reset or replaced the link
           break;
         case FrameDecoder::Status::BadFrame: link_.handlers_.bad_frame(r.error); break;
         case FrameDecoder::Status::Fatal:
@@ -96,7 +105,7 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
   void on_written(boost::system::error_code ec) {
     if (ec) return link_.on_connection_closed(this, "write failed: " + ec.message());
     queue_bytes -= queue_.front().size();
-    link_.queued_bytes_ = queue_bytes;
+    if (current()) link_.queued_bytes_ = queue_bytes;
     queue_.pop_front();
     if (!queue_.empty()) write_front();
   }

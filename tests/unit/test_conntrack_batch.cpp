@@ -69,6 +69,7 @@ TEST(ConntrackBatchChain, WrongGuessesLeadToTheOtherRequest) {
     CtRequest done;
     int err;
     std::optional<CtRequest> next;
+    unsigned sent = 1;
   };
   const Row rows[] = {
       {&nat, CtRequest::CreateExcl, EEXIST, CtRequest::Update},
@@ -78,15 +79,24 @@ TEST(ConntrackBatchChain, WrongGuessesLeadToTheOtherRequest) {
       {&plain, CtRequest::Upsert, EBUSY, CtRequest::UpdateNoStatus},
       {&plain, CtRequest::Upsert, EEXIST, CtRequest::Upsert},
       {&plain, CtRequest::UpdateNoStatus, ENOENT, CtRequest::Upsert},
+      // A create that clashed, then no entry by our original tuple: our reply tuple is held by
+      // another (stale) entry. Delete that one, then create.
+      {&nat, CtRequest::Update, ENOENT, CtRequest::DeleteReplyHolder, 2},
+      {&plain, CtRequest::Upsert, EEXIST, CtRequest::DeleteReplyHolder, 2},
+      {&nat, CtRequest::DeleteReplyHolder, 0, CtRequest::CreateExcl, 3},
+      {&nat, CtRequest::DeleteReplyHolder, ENOENT, CtRequest::CreateExcl, 3},
+      {&plain, CtRequest::DeleteReplyHolder, 0, CtRequest::Upsert, 3},
       // Final answers: nothing to retry.
       {&nat, CtRequest::CreateExcl, EINVAL, std::nullopt},
       {&nat, CtRequest::Update, EOPNOTSUPP, std::nullopt},
       {&nat, CtRequest::UpdateNoStatus, EBUSY, std::nullopt},
       {&plain, CtRequest::Upsert, ENOMEM, std::nullopt},
+      {&nat, CtRequest::DeleteReplyHolder, EPERM, std::nullopt, 3},
   };
   for (const Row& row : rows) {
-    CtNext n = next_request(*row.c, row.done, row.err, 1);
-    EXPECT_EQ(n.request, row.next) << to_string(row.done) << " errno " << row.err;
+    CtNext n = next_request(*row.c, row.done, row.err, row.sent);
+    EXPECT_EQ(n.request, row.next) << to_string(row.done) << " errno " << row.err << " sent "
+                                   << row.sent;
     EXPECT_EQ(n.error, row.next ? 0 : row.err) << to_string(row.done) << " errno " << row.err;
   }
 }
@@ -99,55 +109,73 @@ TEST(ConntrackBatchChain, RetriesAreBounded) {
 }
 
 // What ctnetlink does with our requests, as measured on 6.18 (see conntrack_convert.h).
+// `slot` is the entry found by our original tuple; `holder` another entry holding our reply
+// tuple (a stale copy whose NAT binding the Master has since reused).
 struct ModelEntry {
   bool nat = false;
   bool assured = false;
 };
 
-int model_kernel(std::optional<ModelEntry>& slot, const FlowChange& c, CtRequest r) {
+struct ModelTable {
+  std::optional<ModelEntry> slot;
+  bool holder = false;
+};
+
+int model_kernel(ModelTable& t, const FlowChange& c, CtRequest r) {
   const bool nat = c.entry.is_snat() || c.entry.is_dnat();
   const bool assured = (c.entry.status & flow_status::kAssured) != 0;
   switch (r) {
     case CtRequest::CreateExcl:
     case CtRequest::Upsert:
-      if (!slot) {
-        slot = ModelEntry{nat, assured};
+      if (!t.slot) {
+        if (t.holder) return EEXIST;  // the insert clashes on the reply tuple
+        t.slot = ModelEntry{nat, assured};
         return 0;
       }
       if (r == CtRequest::CreateExcl) return EEXIST;
       if (nat) return EOPNOTSUPP;
-      return slot->assured && !assured ? EBUSY : 0;
+      return t.slot->assured && !assured ? EBUSY : 0;
     case CtRequest::Update:
     case CtRequest::UpdateNoStatus:
-      if (!slot) return ENOENT;
+      if (!t.slot) return ENOENT;
       // The update object carries status only when it has a settable bit.
-      if (r == CtRequest::Update && assured != slot->assured && slot->assured) return EBUSY;
+      if (r == CtRequest::Update && assured != t.slot->assured && t.slot->assured) return EBUSY;
       return 0;
     case CtRequest::Delete:
-      if (!slot) return ENOENT;
-      slot.reset();
+      if (!t.slot) return ENOENT;
+      t.slot.reset();
+      return 0;
+    case CtRequest::DeleteReplyHolder:
+      if (t.holder) {
+        t.holder = false;
+        return 0;
+      }
+      if (!t.slot) return ENOENT;
+      t.slot.reset();  // our own entry holds our reply tuple too
       return 0;
   }
   return EINVAL;
 }
 
-// Every kind, NAT or not, against an absent, a plain and an assured existing entry: the chain
-// ends applied, within the bound, with NAT set whenever the entry was created by us.
+// Every kind, NAT or not, against an absent, a plain, an assured existing entry and a stale
+// one holding our reply tuple: the chain ends applied, within the bound, with NAT set whenever
+// the entry was created by us, and the stale holder gone.
 TEST(ConntrackBatchChain, EveryCaseEndsAppliedAgainstTheKernelModel) {
   for (FlowChangeKind kind :
        {FlowChangeKind::New, FlowChangeKind::Update, FlowChangeKind::Destroy}) {
     for (bool nat : {false, true}) {
-      for (int state = 0; state < 3; ++state) {
+      for (int state = 0; state < 4; ++state) {
         FlowChange c = change(kind, nat);
         c.entry.status &= ~flow_status::kAssured;  // ours lacks a bit the local one may have
-        std::optional<ModelEntry> slot;
-        if (state > 0) slot = ModelEntry{false, state == 2};
-        const bool existed = slot.has_value();
+        ModelTable table;
+        if (state == 1 || state == 2) table.slot = ModelEntry{false, state == 2};
+        if (state == 3) table.holder = true;
+        const bool existed = table.slot.has_value();
         CtRequest r = first_request(c);
         CtNext n;
         unsigned sent = 1;
         for (;; ++sent) {
-          n = next_request(c, r, model_kernel(slot, c, r), sent);
+          n = next_request(c, r, model_kernel(table, c, r), sent);
           if (!n.request) break;
           r = *n.request;
         }
@@ -155,9 +183,12 @@ TEST(ConntrackBatchChain, EveryCaseEndsAppliedAgainstTheKernelModel) {
                      std::to_string(state));
         EXPECT_EQ(n.error, 0);
         EXPECT_LE(sent, kMaxRequestsPerChange);
-        EXPECT_EQ(slot.has_value(), kind != FlowChangeKind::Destroy);
-        if (slot && !existed) {
-          EXPECT_EQ(slot->nat, nat);
+        EXPECT_EQ(table.slot.has_value(), kind != FlowChangeKind::Destroy);
+        if (kind != FlowChangeKind::Destroy) {
+          EXPECT_FALSE(table.holder);
+        }
+        if (table.slot && !existed) {
+          EXPECT_EQ(table.slot->nat, nat);
         }
       }
     }

@@ -237,6 +237,41 @@ TEST_F(PairTest, EntryCloseToExpiryIsRefreshedOrDestroyed) {
   EXPECT_EQ(master->reconcile_counters().expiring_refreshed, 1u);
 }
 
+// 60k IPv6 entries near expiry would make a ~6 MB RepairRequest, over the frame limit: the
+// Master would reject it and drop the link every round. The list is cut by size, nearest
+// expiry first, and the link stays up.
+TEST_F(PairTest, ExpiringListFitsInOneFrameNearestExpiryFirst) {
+  connect();
+  constexpr uint32_t kCount = 60000;
+  FlowEntry nearest;
+  for (uint32_t i = 0; i < kCount; ++i) {
+    FlowEntry e = test::icmpv6_flow();
+    e.original.icmp_id = static_cast<uint16_t>(i);
+    e.reply.icmp_id = static_cast<uint16_t>(i);
+    e.zone = static_cast<uint16_t>(1 + i / 65536);
+    e.timeout_s = 5 + i % 7;
+    if (i == kCount - 1) {
+      e.timeout_s = 1;
+      nearest = e;
+    }
+    FlowEntry alive = e;
+    alive.timeout_s = 3600;
+    mtable.put(alive);
+    btable.put(e);
+  }
+  clock.advance(std::chrono::seconds(10));
+  master->tick();
+  to_backup.deliver(*backup);  // the summary; the backup answers with its RepairRequest
+  ASSERT_FALSE(to_master.bytes.empty());
+  EXPECT_LE(to_master.bytes.size(), kMaxFrameBytes);
+  EXPECT_TRUE(to_master.deliver(*master));  // accepted: no disconnect
+  settle();
+  const uint64_t refreshed = master->reconcile_counters().expiring_refreshed;
+  EXPECT_GT(refreshed, 10000u);
+  EXPECT_LT(refreshed, uint64_t{kCount});
+  EXPECT_EQ(btable.entries.at(key_of(nearest)).timeout_s, 3600u + 20u);
+}
+
 TEST_F(PairTest, BackupCopyOutlivesTheMastersTimeoutBySlack) {
   FlowEntry e = flow(1);
   e.timeout_s = 30;  // e.g. UDP unreplied: shorter than a reconciliation interval
