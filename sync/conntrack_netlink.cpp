@@ -397,38 +397,43 @@ class NetlinkWriter final : public ConntrackWriter {
 
 // ---------------------------------------------------------------------------------------------
 
-class NetlinkReader final : public ConntrackReader {
+// One dump of the table, read a datagram at a time: the kernel fills the next datagram when
+// we ask for it, so a dump can pause between parts (the answer to a repair is paced by the
+// peer's acks) without holding the table.
+class NetlinkDump final : public ConntrackDump {
  public:
-  std::error_code dump(const std::function<void(const FlowEntry&)>& visit) override {
-    std::error_code ec;
-    MnlSocketPtr sock = open_socket(0, 0, ec);
-    if (!sock) return ec;
-    std::vector<char> buf(kReceiveBuffer);
-    const uint32_t seq = 1;
+  NetlinkDump(MnlSocketPtr s) : sock_(std::move(s)), buf_(kReceiveBuffer) {}
+
+  std::error_code start() {
     // AF_UNSPEC: one dump covers IPv4 and IPv6.
     nlmsghdr* nlh =
-        put_ct_request(buf.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq, AF_UNSPEC, nullptr);
-    if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return errno_code(errno);
-
-    std::vector<FlowEntry> batch;
-    for (bool done = false; !done;) {
-      ssize_t n = receive(sock.get(), buf, 0);
-      if (n < 0) return errno_code(static_cast<int>(-n));
-      batch.clear();
-      ec = parse_datagram(buf.data(), static_cast<int>(n), seq, batch, done);
-      for (const FlowEntry& e : batch) visit(e);
-      if (ec) return ec;
-    }
+        put_ct_request(buf_.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, kSeq, AF_UNSPEC, nullptr);
+    if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return errno_code(errno);
     return {};
   }
 
+  bool next(std::vector<FlowEntry>& out, std::error_code& ec) override {
+    ec.clear();
+    if (done_) return false;
+    const ssize_t n = receive(sock_.get(), buf_, 0);
+    if (n < 0) {
+      done_ = true;
+      ec = errno_code(static_cast<int>(-n));
+      return false;
+    }
+    ec = parse_datagram(buf_.data(), static_cast<int>(n), out, done_);
+    return !done_;
+  }
+
  private:
+  static constexpr uint32_t kSeq = 1;
+
   // Collects the entries of one datagram; `done` on NLMSG_DONE or an error.
-  static std::error_code parse_datagram(const char* data, int len, uint32_t seq,
-                                        std::vector<FlowEntry>& out, bool& done) {
+  static std::error_code parse_datagram(const char* data, int len, std::vector<FlowEntry>& out,
+                                        bool& done) {
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, len);
          nlh = mnl_nlmsg_next(nlh, &len)) {
-      if (nlh->nlmsg_seq != seq) continue;
+      if (nlh->nlmsg_seq != kSeq) continue;
       if (nlh->nlmsg_type == NLMSG_DONE) {
         done = true;
         return {};
@@ -446,6 +451,34 @@ class NetlinkReader final : public ConntrackReader {
       if (is_ctnetlink(nlh) && parse_entry(nlh, e)) out.push_back(e);
     }
     return {};
+  }
+
+  MnlSocketPtr sock_;
+  std::vector<char> buf_;
+  bool done_ = false;
+};
+
+class NetlinkReader final : public ConntrackReader {
+ public:
+  std::error_code dump(const std::function<void(const FlowEntry&)>& visit) override {
+    std::error_code ec;
+    std::unique_ptr<ConntrackDump> d = open_dump(ec);
+    if (!d) return ec;
+    std::vector<FlowEntry> batch;
+    for (bool more = true; more;) {
+      batch.clear();
+      more = d->next(batch, ec);
+      for (const FlowEntry& e : batch) visit(e);
+    }
+    return ec;
+  }
+
+  std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec) override {
+    MnlSocketPtr sock = open_socket(0, 0, ec);
+    if (!sock) return nullptr;
+    auto d = std::make_unique<NetlinkDump>(std::move(sock));
+    if ((ec = d->start())) return nullptr;
+    return d;
   }
 };
 

@@ -34,12 +34,24 @@ class ConntrackWriter {
   }
 };
 
+// A dump in progress, read part by part.
+class ConntrackDump {
+ public:
+  virtual ~ConntrackDump() = default;
+  // Appends the entries of the next part to `out`. False once the dump has ended (`ec` says
+  // why if it failed); the call that returns false may still have appended the last part.
+  virtual bool next(std::vector<FlowEntry>& out, std::error_code& ec) = 0;
+};
+
 // Reads the local kernel table (the source side).
 class ConntrackReader {
  public:
   virtual ~ConntrackReader() = default;
   // Calls `visit` for every entry currently in the table (IPv4 and IPv6).
   virtual std::error_code dump(const std::function<void(const FlowEntry&)>& visit) = 0;
+  // A dump to read at the caller's pace. The default takes the whole table now and hands it
+  // out in parts (fine for fakes); the kernel adapter reads a datagram per part.
+  virtual std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec);
 };
 
 // Subscription to conntrack events (new, update, destroy). Non-blocking: the owner polls fd()

@@ -38,61 +38,101 @@ wire::Frame Reconciler::begin_round(const std::string& cause) {
   return f;
 }
 
-void Reconciler::answer(const wire::RepairRequest& request, size_t max_per_frame,
-                        const SendChanges& send_changes, const SendControl& send_control) {
-  std::vector<bool> wanted(kBuckets, false);
+void Reconciler::start_answer(const wire::RepairRequest& request,
+                              const SendControl& send_control) {
+  answer_ = std::make_unique<Answer>();
+  Answer& a = *answer_;
+  a.round = request.round();
+  a.wanted.assign(kBuckets, false);
   for (uint32_t b : request.buckets()) {
-    if (b < kBuckets) wanted[b] = true;
+    if (b < kBuckets && !a.wanted[b]) {
+      a.wanted[b] = true;
+      ++a.buckets;
+    }
   }
-  std::unordered_set<FlowKey, FlowKeyHash> expiring;
   for (const auto& f : request.expiring()) {
     std::string error;
-    if (auto e = from_wire(f, error)) expiring.insert(key_of(*e));
+    if (auto e = from_wire(f, error)) a.expiring.insert(key_of(*e));
   }
   wire::Frame begin;
   begin.mutable_repair_begin()->set_round(request.round());
   *begin.mutable_repair_begin()->mutable_buckets() = request.buckets();
   send_control(begin);
+  std::error_code ec;
+  a.dump = reader_.open_dump(ec);
+  if (!a.dump) {
+    log::error("sync", "conntrack dump for repair failed: " + ec.message());
+    a.dump_failed = true;
+  }
+}
 
+bool Reconciler::pump_answer(size_t max_per_frame, const SendChanges& send_changes,
+                             const SendControl& send_control) {
+  if (!answer_) return false;
+  Answer& a = *answer_;
   std::vector<FlowChange> batch;
-  uint64_t sent = 0;
-  auto push = [&](FlowChange c) {
-    batch.push_back(std::move(c));
-    ++sent;
-    if (batch.size() >= max_per_frame) {
-      send_changes(batch);
-      batch.clear();
+  batch.reserve(max_per_frame);
+  while (batch.size() < max_per_frame) {
+    if (a.part_at == a.part.size()) {
+      a.part.clear();
+      a.part_at = 0;
+      if (!a.dump) break;
+      std::error_code ec;
+      const bool more = a.dump->next(a.part, ec);
+      if (ec) {
+        log::error("sync", "conntrack dump for repair failed: " + ec.message());
+        a.dump_failed = true;
+      }
+      if (!more) a.dump.reset();
+      continue;
     }
-  };
-  auto ec = reader_.dump([&](const FlowEntry& e) {
-    if (filter_.skip(e)) return;
+    const FlowEntry& e = a.part[a.part_at++];
+    if (filter_.skip(e)) continue;
     const FlowKey k = key_of(e);
-    if (wanted[bucket_of(k)]) {
-      push({FlowChangeKind::New, e});
-      expiring.erase(k);
-    } else if (expiring.erase(k)) {
+    if (a.wanted[bucket_of(k)]) {
+      batch.push_back({FlowChangeKind::New, e});
+      a.expiring.erase(k);
+    } else if (a.expiring.erase(k)) {
       ++counters_.expiring_refreshed;
-      push({FlowChangeKind::Update, e});
+      batch.push_back({FlowChangeKind::Update, e});
     }
-  });
-  if (ec) log::error("sync", "conntrack dump for repair failed: " + ec.message());
-  // What the sink holds close to expiry and we no longer have: it ends on the sink too.
-  for (const FlowKey& k : expiring) {
-    FlowEntry gone;
-    gone.original = k.original;
-    gone.reply = k.original;
-    gone.reply.src = k.original.dst;
-    gone.reply.dst = k.original.src;
-    gone.zone = k.zone;
-    push({FlowChangeKind::Destroy, gone});
+  }
+  a.sent += batch.size();
+  const bool dump_over = !a.dump && a.part_at == a.part.size();
+  if (dump_over) {
+    finish_answer(batch, send_changes, send_control);
+    return false;
+  }
+  if (!batch.empty()) send_changes(batch);
+  return true;
+}
+
+// What the sink holds close to expiry and we no longer have ends on the sink too; then
+// RepairEnd.
+void Reconciler::finish_answer(std::vector<FlowChange>& batch, const SendChanges& send_changes,
+                               const SendControl& send_control) {
+  Answer& a = *answer_;
+  if (!a.dump_failed) {
+    for (const FlowKey& k : a.expiring) {
+      FlowEntry gone;
+      gone.original = k.original;
+      gone.reply = k.original;
+      gone.reply.src = k.original.dst;
+      gone.reply.dst = k.original.src;
+      gone.zone = k.zone;
+      batch.push_back({FlowChangeKind::Destroy, gone});
+      ++a.sent;
+    }
   }
   if (!batch.empty()) send_changes(batch);
   wire::Frame end;
-  end.mutable_repair_end()->set_round(request.round());
-  end.mutable_repair_end()->set_entries(sent);
+  end.mutable_repair_end()->set_round(a.round);
+  end.mutable_repair_end()->set_entries(a.sent);
+  end.mutable_repair_end()->set_incomplete(a.dump_failed);
   send_control(end);
-  counters_.buckets_repaired += static_cast<uint64_t>(request.buckets_size());
-  counters_.entries_repaired += sent;
+  counters_.buckets_repaired += a.buckets;
+  counters_.entries_repaired += a.sent;
+  answer_.reset();
 }
 
 wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
@@ -125,7 +165,7 @@ wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
   for (const auto& e : entries) {
     const FlowKey k = key_of(e);
     if (repairing_[bucket_of(k)]) {
-      present_at_summary_.push_back(k);
+      untouched_.insert(k);
     } else if (e.timeout_s < expiry_threshold_s) {
       expiring.push_back(&e);
     }
@@ -161,15 +201,22 @@ void Reconciler::note_applied(const FlowChange& change) {
   if (round_ == 0) return;
   const FlowKey k = key_of(change.entry);
   if (!repairing_[bucket_of(k)]) return;
-  touched_.insert(k);
   if (in_repair_) ++counters_.entries_repaired;
+  if (!untouched_.empty()) untouched_.erase(k);
 }
 
 void Reconciler::on_repair_end(const wire::RepairEnd& end) {
   if (end.round() != round_ || !in_repair_) return;
+  if (end.incomplete()) {
+    log::warning("sync", "reconciliation round " + std::to_string(round_) +
+                             ": the peer's dump failed part-way; nothing removed, the next "
+                             "round repairs the rest");
+    ++counters_.rounds_completed;
+    reset();
+    return;
+  }
   std::vector<FlowChange> stale;
-  for (const FlowKey& k : present_at_summary_) {
-    if (touched_.count(k)) continue;
+  for (const FlowKey& k : untouched_) {
     FlowEntry e;
     e.original = k.original;
     e.zone = k.zone;
@@ -192,8 +239,8 @@ void Reconciler::reset() {
   round_ = 0;
   in_repair_ = false;
   repairing_.assign(kBuckets, false);
-  present_at_summary_.clear();
-  touched_.clear();
+  untouched_.clear();
+  answer_.reset();
 }
 
 }  // namespace fwha::sync

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -54,9 +55,15 @@ class Reconciler {
   // --- source ---
   // Dumps the table and returns the DigestSummary to send.
   wire::Frame begin_round(const std::string& cause);
-  // Answers a RepairRequest: RepairBegin, batches of changes, RepairEnd.
-  void answer(const wire::RepairRequest& request, size_t max_per_frame,
-              const SendChanges& send_changes, const SendControl& send_control);
+  // Starts answering a RepairRequest: sends RepairBegin and opens a dump that pump_answer()
+  // sends on a part at a time. Paced by the caller (by the peer's acks), the answer is never
+  // queued whole: 1M entries are ~60 MB of frames, and several times that as objects.
+  void start_answer(const wire::RepairRequest& request, const SendControl& send_control);
+  // Sends the next frame of the answer in progress (of up to `max_per_frame` changes), and
+  // RepairEnd after the last one. False when no answer is in progress any more.
+  bool pump_answer(size_t max_per_frame, const SendChanges& send_changes,
+                   const SendControl& send_control);
+  bool answering() const { return answer_ != nullptr; }
 
   // --- sink ---
   // Dumps the sink's table, compares, and returns the RepairRequest to send. Entries with
@@ -71,7 +78,7 @@ class Reconciler {
   void on_repair_end(const wire::RepairEnd& end);
   bool in_repair() const { return in_repair_; }
 
-  void reset();  // the connection was lost: an unfinished round is abandoned
+  void reset();  // the connection was lost: an unfinished round or answer is abandoned
   const ReconcileCounters& counters() const { return counters_; }
 
  private:
@@ -81,12 +88,30 @@ class Reconciler {
   uint64_t next_round_ = 1;
   ReconcileCounters counters_;
 
+  // source: the answer in progress
+  struct Answer {
+    uint64_t round = 0;
+    uint64_t buckets = 0;
+    std::vector<bool> wanted;                           // by bucket
+    std::unordered_set<FlowKey, FlowKeyHash> expiring;  // not yet answered
+    std::unique_ptr<ConntrackDump> dump;
+    std::vector<FlowEntry> part;   // read from the dump, not yet looked at
+    size_t part_at = 0;
+    uint64_t sent = 0;
+    bool dump_failed = false;
+  };
+  void finish_answer(std::vector<FlowChange>& batch, const SendChanges& send_changes,
+                     const SendControl& send_control);
+  std::unique_ptr<Answer> answer_;
+
   // sink round state
   uint64_t round_ = 0;            // 0: none in progress
   bool in_repair_ = false;
   std::vector<bool> repairing_ = std::vector<bool>(kBuckets, false);
-  std::vector<FlowKey> present_at_summary_;  // sink's keys in the differing buckets
-  std::unordered_set<FlowKey, FlowKeyHash> touched_;
+  // The sink's entries in the differing buckets at the summary that no change of this round
+  // has touched yet: what is left at RepairEnd is stale. Empty for an empty sink, so a first
+  // sync tracks nothing per entry.
+  std::unordered_set<FlowKey, FlowKeyHash> untouched_;
 };
 
 }  // namespace fwha::sync

@@ -68,10 +68,12 @@ void Replicator::set_role(Role role) {
 void Replicator::reset_source_state() {
   pending_.clear();
   unacked_.clear();
-  unacked_bytes_ = 0;
+  inflight_bytes_ = 0;
+  retained_bytes_ = 0;
   next_seq_ = 1;
   resumable_ = true;
   session_ = 0;
+  deferred_round_.clear();
 }
 
 uint32_t Replicator::timeout_slack_s() const {
@@ -120,28 +122,33 @@ void Replicator::send_changes(const std::vector<FlowChange>& changes) {
   send_batch_frame(std::move(frame));
 }
 
-// Every FlowBatch is kept until acknowledged, so a reconnect can resume. The buffer is
-// bounded: beyond it we give up resuming (the next connect reconciles instead).
-bool Replicator::send_batch_frame(wire::Frame frame) {
-  const size_t bytes = frame.ByteSizeLong();
-  const uint64_t seq = frame.flows().seq();
-  const bool ok = transport_.send(frame);
+// Every FlowBatch is kept until acknowledged, so a reconnect can resume. The kept bytes are
+// bounded: beyond the bound we give up resuming (the next connect reconciles instead) but
+// still count what is in flight, which paces repairs and measures the lag.
+bool Replicator::send_batch_frame(const wire::Frame& frame) {
+  std::string encoded;
+  append_frame(frame, encoded);
+  const bool ok = transport_.send_encoded(encoded);
   if (ok) {
     ++counters_.frames_sent;
   } else {
     ++counters_.send_failures;
   }
+  const size_t bytes = encoded.size();
+  inflight_bytes_ += bytes;
   if (resumable_) {
-    unacked_.push_back({seq, options_.now(), std::move(frame), bytes});
-    unacked_bytes_ += bytes;
-    if (unacked_bytes_ > options_.max_unacked_bytes) {
+    retained_bytes_ += bytes;
+    unacked_.push_back({frame.flows().seq(), options_.now(), bytes, std::move(encoded)});
+    if (retained_bytes_ > options_.max_unacked_bytes) {
       ++counters_.unacked_overflows;
-      log::warning("sync", "peer is " + std::to_string(unacked_bytes_) +
+      log::warning("sync", "peer is " + std::to_string(retained_bytes_) +
                                " bytes behind: it will be resynced by reconciliation");
-      unacked_.clear();
-      unacked_bytes_ = 0;
+      for (Unacked& u : unacked_) std::string().swap(u.encoded);
+      retained_bytes_ = 0;
       resumable_ = false;
     }
+  } else {
+    unacked_.push_back({frame.flows().seq(), options_.now(), bytes, {}});
   }
   return ok;
 }
@@ -157,14 +164,37 @@ void Replicator::on_overrun() {
 
 void Replicator::start_round(const std::string& cause) {
   if (!options_.replicate) return;
+  last_round_ = options_.now();
+  if (reconcile_.answering()) {
+    // One round at a time: a new summary now would make the sink compare against a table
+    // the running answer has not finished filling. Started when the answer ends.
+    if (deferred_round_.empty()) deferred_round_ = cause;
+    return;
+  }
   if (options_.before_dump) options_.before_dump();
   flush();
-  last_round_ = options_.now();
   transport_.send(reconcile_.begin_round(cause));
+}
+
+// Sends the running repair answer on while the peer keeps up (or all of it, for a barrier).
+void Replicator::pump_repair(bool ignore_window) {
+  if (role_ != Role::Source) return;
+  const auto send = [this](std::vector<FlowChange>& changes) { send_changes(changes); };
+  const auto control = [this](const wire::Frame& f) { transport_.send(f); };
+  while (reconcile_.answering() && transport_.connected() &&
+         (ignore_window || inflight_bytes_ < options_.repair_window_bytes)) {
+    if (!reconcile_.pump_answer(options_.max_changes_per_frame, send, control)) break;
+  }
+  if (!reconcile_.answering() && !deferred_round_.empty()) {
+    const std::string cause = std::move(deferred_round_);
+    deferred_round_.clear();
+    start_round(cause);
+  }
 }
 
 void Replicator::tick() {
   if (role_ != Role::Source || !transport_.connected() || !peer_hello_seen_) return;
+  pump_repair();
   if (options_.now() - last_round_ >= options_.reconcile_interval) start_round("periodic");
   check_lag();
 }
@@ -175,7 +205,7 @@ void Replicator::check_lag() {
     stall_alerted_ = true;
     log::error("sync", "replication stalled: the peer acknowledged nothing for " +
                            std::to_string(l.count()) + " ms (queue " +
-                           std::to_string(unacked_bytes_) + " bytes)");
+                           std::to_string(inflight_bytes_) + " bytes)");
   } else if (l >= options_.lag_alert && !lag_alerted_) {
     lag_alerted_ = true;
     log::warning("sync", "replication lagging: oldest unacknowledged frame " +
@@ -188,7 +218,8 @@ void Replicator::check_lag() {
 
 void Replicator::on_ack(const wire::Ack& ack) {
   while (!unacked_.empty() && unacked_.front().seq <= ack.seq()) {
-    unacked_bytes_ -= unacked_.front().bytes;
+    inflight_bytes_ -= unacked_.front().bytes;
+    retained_bytes_ -= unacked_.front().encoded.size();
     unacked_.pop_front();
   }
 }
@@ -240,7 +271,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     applied.set_seq(hello.applied_seq());
     on_ack(applied);
     for (const auto& u : unacked_) {
-      transport_.send(u.frame);
+      transport_.send_encoded(u.encoded);
       ++counters_.frames_resent;
     }
     ++counters_.resumes;
@@ -250,8 +281,10 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   }
   // Cannot resume: a new numbering, and a round repairs whatever differs.
   unacked_.clear();
-  unacked_bytes_ = 0;
+  inflight_bytes_ = 0;
+  retained_bytes_ = 0;
   resumable_ = true;
+  deferred_round_.clear();
   session_ = options_.new_session();
   next_seq_ = 1;
   start_round("connect");
@@ -268,7 +301,10 @@ bool Replicator::on_frame(const wire::Frame& frame) {
   switch (frame.body_case()) {
     case wire::Frame::kHello: return on_hello(frame.hello());
     case wire::Frame::kFlows: return on_flows(frame.flows());
-    case wire::Frame::kAck: on_ack(frame.ack()); return true;
+    case wire::Frame::kAck:
+      on_ack(frame.ack());
+      pump_repair();
+      return true;
     case wire::Frame::kDigestSummary:
       if (role_ == Role::Sink && options_.replicate) {
         after_input();  // what came before is applied: say so before the (slow) dump
@@ -282,11 +318,14 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       if (role_ == Role::Source) {
         const auto& r = frame.repair_request();
         if (r.buckets_size() == 0 && r.expiring_size() == 0) return true;  // in line
+        if (reconcile_.answering()) {
+          log::warning("sync", "repair request while the previous answer is running: "
+                               "answering the new one");
+        }
         if (options_.before_dump) options_.before_dump();
-        reconcile_.answer(
-            r, options_.max_changes_per_frame,
-            [this](std::vector<FlowChange>& changes) { send_changes(changes); },
-            [this](const wire::Frame& f) { transport_.send(f); });
+        flush();
+        reconcile_.start_answer(r, [this](const wire::Frame& f) { transport_.send(f); });
+        pump_repair();
       }
       return true;
     case wire::Frame::kRepairBegin: reconcile_.on_repair_begin(frame.repair_begin()); return true;
@@ -407,6 +446,8 @@ void Replicator::on_bad_frame(const std::string& error) {
 bool Replicator::request_barrier(std::function<void()> done) {
   if (!transport_.connected() || !peer_hello_seen_) return false;
   flush();
+  // The barrier vouches for everything: a running repair goes out in full before it.
+  pump_repair(true);
   wire::Frame f;
   awaited_barrier_token_ = next_barrier_token_++;
   f.mutable_barrier()->set_token(awaited_barrier_token_);

@@ -39,6 +39,8 @@ class FrameTransport {
   // Queues a frame. Returns false when it could not be queued (link down, or the bounded send
   // queue overflowed and the link is being reset: the next connect resyncs).
   virtual bool send(const wire::Frame& frame) = 0;
+  // The same for a frame already encoded by append_frame() (kept for a resume, sent as is).
+  virtual bool send_encoded(const std::string& bytes) = 0;
 };
 
 // Flows of the node itself (the sync link, management, VRRP) are not replicated.
@@ -78,7 +80,11 @@ class Replicator {
     std::string peer_name;
     size_t max_changes_per_frame = 1000;
     bool replicate = true;  // false: the link still runs (peer visible), no entries flow
+    // Encoded frames kept for a resume; beyond this the peer is resynced instead.
     size_t max_unacked_bytes = 64 * 1024 * 1024;
+    // A repair answer is sent on only while less than this is unacknowledged, so it goes at
+    // the pace the peer applies it, the queue stays small and events are not stuck behind it.
+    size_t repair_window_bytes = 8 * 1024 * 1024;
     std::chrono::milliseconds reconcile_interval{30000};
     // Lag above this raises an alert; unacked data older than stall_after is a stall.
     std::chrono::milliseconds lag_alert{1000};
@@ -125,19 +131,24 @@ class Replicator {
   const ReconcileCounters& reconcile_counters() const { return reconcile_.counters(); }
   // Source: age of the oldest unacknowledged frame (0 when all acknowledged).
   std::chrono::milliseconds lag() const;
-  size_t unacked_bytes() const { return unacked_bytes_; }
+  size_t unacked_bytes() const { return inflight_bytes_; }
+  size_t retained_bytes() const { return retained_bytes_; }  // kept for a resume
+  bool repairing() const { return reconcile_.answering(); }
   uint64_t session() const { return session_; }
 
  private:
+  // A FlowBatch sent and not yet acknowledged. `encoded` is kept while a resume is possible
+  // (encoded, not as a message: a Frame object is several times its encoded size).
   struct Unacked {
     uint64_t seq;
     Clock::time_point sent_at;
-    wire::Frame frame;
     size_t bytes;
+    std::string encoded;
   };
 
   void send_changes(const std::vector<FlowChange>& changes);
-  bool send_batch_frame(wire::Frame frame);
+  bool send_batch_frame(const wire::Frame& frame);
+  void pump_repair(bool ignore_window = false);
   bool on_hello(const wire::Hello& hello);
   void on_ack(const wire::Ack& ack);
   bool on_flows(const wire::FlowBatch& batch);
@@ -161,8 +172,10 @@ class Replicator {
   uint64_t session_ = 0;
   uint64_t next_seq_ = 1;
   std::deque<Unacked> unacked_;
-  size_t unacked_bytes_ = 0;
-  bool resumable_ = true;           // false once frames were dropped from unacked_
+  size_t inflight_bytes_ = 0;       // of every unacked frame
+  size_t retained_bytes_ = 0;       // of the encoded frames kept
+  bool resumable_ = true;           // false once encoded frames were dropped
+  std::string deferred_round_;      // a round asked for while a repair answer was running
   Clock::time_point last_round_{};
   bool lag_alerted_ = false;
   bool stall_alerted_ = false;

@@ -160,6 +160,15 @@ bool SyncLink::send(const wire::Frame& frame) {
   if (!current_) return false;
   std::string bytes;
   append_frame(frame, bytes);
+  return queue(std::move(bytes));
+}
+
+bool SyncLink::send_encoded(const std::string& bytes) {
+  if (!current_) return false;
+  return queue(bytes);
+}
+
+bool SyncLink::queue(std::string bytes) {
   if (current_->queue_bytes + bytes.size() > max_queue_bytes_) {
     ++counters_.queue_overflows;
     on_connection_closed(current_.get(), "send queue over " + std::to_string(max_queue_bytes_) +

@@ -47,6 +47,7 @@ class SyncLink : public FrameTransport {
 
   bool connected() const override;
   bool send(const wire::Frame& frame) override;
+  bool send_encoded(const std::string& bytes) override;
 
   size_t queued_bytes() const { return queued_bytes_; }
   const Counters& counters() const { return counters_; }
@@ -58,6 +59,7 @@ class SyncLink : public FrameTransport {
   void schedule_dial();
   void adopt(boost::asio::ip::tcp::socket socket);
   void on_connection_closed(Connection* conn, const std::string& why);
+  bool queue(std::string bytes);
 
   boost::asio::io_context& io_;
   IpAddress local_;

@@ -28,6 +28,7 @@ class FakeTable : public sync::ConntrackWriter, public sync::ConntrackReader {
   }
   std::error_code dump(const std::function<void(const FlowEntry&)>& visit) override {
     ++dumps;
+    if (dumps == fail_dump_number) return std::make_error_code(std::errc::interrupted);
     for (const auto& [k, e] : entries) visit(e);
     return {};
   }
@@ -48,6 +49,7 @@ class FakeTable : public sync::ConntrackWriter, public sync::ConntrackReader {
   std::vector<FlowChange> log;
   size_t applied = 0;
   size_t dumps = 0;
+  size_t fail_dump_number = 0;  // this dump (1-based) fails
   bool fail_next = false;
 };
 

@@ -27,6 +27,12 @@ class Pipe : public FrameTransport {
     kinds.push_back(f.body_case());
     return true;
   }
+  bool send_encoded(const std::string& encoded) override {
+    if (!up) return false;
+    bytes += encoded;
+    kinds.push_back(wire::Frame::kFlows);  // the replicator pre-encodes only FlowBatches
+    return true;
+  }
   // Delivers everything queued; returns false if the receiver asked to disconnect.
   bool deliver(Replicator& to) {
     FrameDecoder d;
@@ -304,7 +310,8 @@ TEST_F(PairTest, PeerTooFarBehindIsReconciledInsteadOfResumed) {
   for (uint16_t p = 1; p <= 30; ++p) change(FlowChangeKind::New, flow(p));
   master->flush();
   EXPECT_GE(master->counters().unacked_overflows, 1u);
-  EXPECT_EQ(master->unacked_bytes(), 0u) << "bounded: dropped, not grown";
+  EXPECT_EQ(master->retained_bytes(), 0u) << "bounded: dropped, not grown";
+  EXPECT_GT(master->unacked_bytes(), 300u) << "still in flight: counted for pacing and lag";
   disconnect();
   connect();
   EXPECT_EQ(master->counters().resumes, 0u);
@@ -353,6 +360,14 @@ struct Recorder : FrameTransport {
   bool connected() const override { return true; }
   bool send(const wire::Frame& f) override {
     sent.push_back(f);
+    return true;
+  }
+  bool send_encoded(const std::string& encoded) override {
+    FrameDecoder d;
+    d.feed(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size());
+    auto r = d.next();
+    EXPECT_EQ(r.status, FrameDecoder::Status::Frame);
+    sent.push_back(r.frame);
     return true;
   }
   std::vector<wire::Frame> sent;
@@ -452,6 +467,108 @@ TEST_F(SinkTest, SinkAnswersABarrierAfterApplying) {
   ASSERT_EQ(link.sent.size(), 2u);
   EXPECT_EQ(link.sent[0].ack().seq(), 1u);
   EXPECT_EQ(link.sent[1].barrier_ack().token(), 42u);
+}
+
+// --- repair answers are streamed, paced by the peer's acks -----------------------------------
+
+class PacedRepairTest : public PairTest {
+ protected:
+  void SetUp() override {
+    auto o = opts("fw1", "fw2");
+    o.repair_window_bytes = 2000;  // a handful of 3-entry frames
+    master = std::make_unique<Replicator>(o, mtable, mtable, to_backup);
+    backup = std::make_unique<Replicator>(opts("fw2", "fw1"), btable, btable, to_master);
+    master->set_role(Replicator::Role::Source);
+    for (uint16_t p = 1; p <= 600; ++p) mtable.put(flow(p));
+  }
+  // One exchange each way; returns the number of frames the master sent in it.
+  size_t exchange() {
+    const size_t before = to_backup.kinds.size();
+    to_backup.deliver(*backup);
+    to_master.deliver(*master);
+    return to_backup.kinds.size() - before;
+  }
+  void run(int max_exchanges) {
+    for (int i = 0; i < max_exchanges && (!to_backup.bytes.empty() || !to_master.bytes.empty());
+         ++i) {
+      exchange();
+    }
+  }
+};
+
+TEST_F(PacedRepairTest, AnswerGoesOutAtThePaceOfAcks) {
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  size_t most = 0;
+  for (int i = 0; i < 2000 && (!to_backup.bytes.empty() || !to_master.bytes.empty()); ++i) {
+    most = std::max(most, exchange());
+    EXPECT_LE(master->unacked_bytes(), 2000u + 1000u) << "never much over the window";
+  }
+  EXPECT_LT(most, 30u) << "no exchange carried the whole answer (200 frames)";
+  EXPECT_FALSE(master->repairing());
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->counters().entries_applied, 600u);
+}
+
+TEST_F(PacedRepairTest, EventsDuringARepairAreNotHeldBehindIt) {
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 3; ++i) exchange();
+  ASSERT_TRUE(master->repairing());
+  FlowEntry fresh = flow(9000);
+  change(FlowChangeKind::New, fresh);
+  master->flush();
+  to_backup.deliver(*backup);
+  EXPECT_TRUE(btable.has(fresh)) << "sent at once, between the answer's frames";
+  EXPECT_TRUE(master->repairing());
+  run(2000);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(PacedRepairTest, RoundsAskedForDuringARepairWaitForItsEnd) {
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 3; ++i) exchange();
+  ASSERT_TRUE(master->repairing());
+  clock.advance(std::chrono::seconds(11));
+  master->tick();
+  master->on_overrun();
+  EXPECT_EQ(master->reconcile_counters().rounds_started, 1u) << "deferred, not overlapping";
+  run(2000);
+  EXPECT_EQ(master->reconcile_counters().rounds_started, 2u) << "one deferred round, then";
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(PacedRepairTest, BarrierSendsTheRestOfTheRepairFirst) {
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 3; ++i) exchange();
+  ASSERT_TRUE(master->repairing());
+  bool done = false;
+  ASSERT_TRUE(master->request_barrier([&] { done = true; }));
+  EXPECT_FALSE(master->repairing());
+  to_backup.deliver(*backup);
+  to_master.deliver(*master);
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(btable.same_as(mtable)) << "the barrier vouches for the whole table";
+}
+
+TEST_F(PacedRepairTest, FailedDumpRemovesNothingOnTheSink) {
+  FlowEntry only_on_backup = flow(5000);
+  btable.put(only_on_backup);
+  btable.put(flow(1));
+  mtable.fail_dump_number = mtable.dumps + 2;  // the digest dump works, the answer's fails
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  run(2000);
+  EXPECT_TRUE(btable.has(only_on_backup)) << "an incomplete answer proves nothing stale";
+  EXPECT_EQ(backup->reconcile_counters().entries_removed, 0u);
+  EXPECT_EQ(backup->reconcile_counters().rounds_completed, 1u);
 }
 
 TEST_F(PairTest, BarrierCompletesTheHandoverOnlyWhenAcknowledged) {
