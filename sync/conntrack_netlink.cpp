@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <fstream>
 #include <memory>
 #include <span>
 #include <vector>
@@ -471,6 +472,14 @@ class NetlinkReader final : public ConntrackReader {
       for (const FlowEntry& e : batch) visit(e);
     }
     return ec;
+  }
+
+  // Per network namespace, like the table: the file shows the reader's own namespace.
+  std::optional<uint64_t> count() override {
+    std::ifstream f("/proc/sys/net/netfilter/nf_conntrack_count");
+    uint64_t n = 0;
+    if (!(f >> n)) return std::nullopt;
+    return n;
   }
 
   std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec) override {

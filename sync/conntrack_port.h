@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -52,6 +53,8 @@ class ConntrackReader {
   // A dump to read at the caller's pace. The default takes the whole table now and hands it
   // out in parts (fine for fakes); the kernel adapter reads a datagram per part.
   virtual std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec);
+  // Entries in the table (this namespace's nf_conntrack_count), cheaply; nullopt if unknown.
+  virtual std::optional<uint64_t> count() { return std::nullopt; }
 };
 
 // Subscription to conntrack events (new, update, destroy). Non-blocking: the owner polls fd()

@@ -17,24 +17,30 @@ Reconciler::Reconciler(ConntrackWriter& writer, ConntrackReader& reader,
                        const LocalFilter& filter)
     : writer_(writer), reader_(reader), filter_(filter) {}
 
-wire::Frame Reconciler::begin_round(const std::string& cause) {
-  TableDigest digest;
-  auto ec = reader_.dump([&](const FlowEntry& e) {
-    if (!filter_.skip(e)) digest.add(e);
-  });
-  if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+wire::Frame Reconciler::begin_round(const std::string& cause, bool all_differ) {
   wire::Frame f;
   auto* s = f.mutable_digest_summary();
   s->set_round(next_round_++);
   s->set_bucket_count(kBuckets);
   s->set_cause(cause);
-  s->mutable_digests()->Reserve(kBuckets);
-  for (uint64_t d : digest.digest) s->add_digests(d);
+  std::string entries = "not counted: the peer is nearly empty, every bucket is sent";
+  if (all_differ) {
+    s->set_all_differ(true);
+  } else {
+    TableDigest digest;
+    auto ec = reader_.dump([&](const FlowEntry& e) {
+      if (!filter_.skip(e)) digest.add(e);
+    });
+    if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+    s->mutable_digests()->Reserve(kBuckets);
+    for (uint64_t d : digest.digest) s->add_digests(d);
+    entries = std::to_string(digest.entries);
+  }
   ++counters_.rounds_started;
   ++counters_.causes[cause];
   counters_.last_cause = cause;
   log::info("sync", "reconciliation round " + std::to_string(s->round()) + " cause=" + cause +
-                        " entries=" + std::to_string(digest.entries));
+                        " entries=" + entries);
   return f;
 }
 
@@ -151,7 +157,9 @@ wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
   });
   if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
   std::vector<uint64_t> theirs(summary.digests().begin(), summary.digests().end());
-  if (summary.bucket_count() != kBuckets || theirs.size() != kBuckets) {
+  if (summary.all_differ()) {
+    theirs.assign(kBuckets, ~uint64_t{0});
+  } else if (summary.bucket_count() != kBuckets || theirs.size() != kBuckets) {
     log::warning("sync", "digest summary with " + std::to_string(theirs.size()) +
                              " buckets, expected " + std::to_string(kBuckets) +
                              ": repairing everything");

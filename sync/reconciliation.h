@@ -53,8 +53,9 @@ class Reconciler {
   Reconciler(ConntrackWriter& writer, ConntrackReader& reader, const LocalFilter& filter);
 
   // --- source ---
-  // Dumps the table and returns the DigestSummary to send.
-  wire::Frame begin_round(const std::string& cause);
+  // Dumps the table and returns the DigestSummary to send. `all_differ`: no dump, the sink
+  // is told to request every bucket (it is nearly empty, comparing would only cost a dump).
+  wire::Frame begin_round(const std::string& cause, bool all_differ = false);
   // Starts answering a RepairRequest: sends RepairBegin and opens a dump that pump_answer()
   // sends on a part at a time. Paced by the caller (by the peer's acks), the answer is never
   // queued whole: 1M entries are ~60 MB of frames, and several times that as objects.

@@ -162,7 +162,7 @@ void Replicator::on_overrun() {
   }
 }
 
-void Replicator::start_round(const std::string& cause) {
+void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.replicate) return;
   last_round_ = options_.now();
   if (reconcile_.answering()) {
@@ -173,7 +173,7 @@ void Replicator::start_round(const std::string& cause) {
   }
   if (options_.before_dump) options_.before_dump();
   flush();
-  transport_.send(reconcile_.begin_round(cause));
+  transport_.send(reconcile_.begin_round(cause, all_differ));
 }
 
 // Sends the running repair answer on while the peer keeps up (or all of it, for a barrier).
@@ -236,6 +236,7 @@ void Replicator::on_connected() {
   h->set_session(role_ == Role::Source ? session_ : 0);
   h->set_applied_session(applied_session_);
   h->set_applied_seq(applied_seq_);
+  if (auto n = reader_.count()) h->set_table_entries(*n);
   transport_.send(hello);
 }
 
@@ -287,8 +288,16 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   deferred_round_.clear();
   session_ = options_.new_session();
   next_seq_ = 1;
-  start_round("connect");
+  start_round("connect", peer_nearly_empty(hello));
   return true;
+}
+
+// A sink holding under a tenth of our entries (typically: just started, its own flows only)
+// gets every bucket without a comparison: our digest dump would only confirm that.
+bool Replicator::peer_nearly_empty(const wire::Hello& hello) {
+  if (!hello.has_table_entries()) return false;
+  const std::optional<uint64_t> ours = reader_.count();
+  return ours && hello.table_entries() <= *ours / 10;
 }
 
 bool Replicator::on_frame(const wire::Frame& frame) {

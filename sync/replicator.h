@@ -153,7 +153,8 @@ class Replicator {
   void on_ack(const wire::Ack& ack);
   bool on_flows(const wire::FlowBatch& batch);
   void apply_changes(const wire::FlowBatch& batch);
-  void start_round(const std::string& cause);
+  void start_round(const std::string& cause, bool all_differ = false);
+  bool peer_nearly_empty(const wire::Hello& hello);
   void reset_source_state();
   void check_lag();
   uint32_t timeout_slack_s() const;

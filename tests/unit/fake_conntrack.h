@@ -32,6 +32,10 @@ class FakeTable : public sync::ConntrackWriter, public sync::ConntrackReader {
     for (const auto& [k, e] : entries) visit(e);
     return {};
   }
+  std::optional<uint64_t> count() override {
+    if (!count_known) return std::nullopt;
+    return entries.size();
+  }
   void put(const FlowEntry& e) { entries[sync::key_of(e)] = e; }
   bool has(const FlowEntry& e) const { return entries.count(sync::key_of(e)) > 0; }
   // Equal as replication sees it (timeouts aside).
@@ -51,6 +55,7 @@ class FakeTable : public sync::ConntrackWriter, public sync::ConntrackReader {
   size_t dumps = 0;
   size_t fail_dump_number = 0;  // this dump (1-based) fails
   bool fail_next = false;
+  bool count_known = true;
 };
 
 }  // namespace fwha::test

@@ -561,6 +561,7 @@ TEST_F(PacedRepairTest, FailedDumpRemovesNothingOnTheSink) {
   FlowEntry only_on_backup = flow(5000);
   btable.put(only_on_backup);
   btable.put(flow(1));
+  btable.count_known = false;  // so the master compares digests (one dump) before answering
   mtable.fail_dump_number = mtable.dumps + 2;  // the digest dump works, the answer's fails
   to_backup.up = to_master.up = true;
   master->on_connected();
@@ -569,6 +570,30 @@ TEST_F(PacedRepairTest, FailedDumpRemovesNothingOnTheSink) {
   EXPECT_TRUE(btable.has(only_on_backup)) << "an incomplete answer proves nothing stale";
   EXPECT_EQ(backup->reconcile_counters().entries_removed, 0u);
   EXPECT_EQ(backup->reconcile_counters().rounds_completed, 1u);
+}
+
+TEST_F(PacedRepairTest, NearlyEmptySinkGetsEverythingWithoutADigestDump) {
+  FlowEntry stale = flow(5000);
+  btable.put(stale);
+  const size_t dumps_before = mtable.dumps;
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  run(2000);
+  EXPECT_EQ(mtable.dumps - dumps_before, 1u) << "the answer's dump only";
+  EXPECT_TRUE(btable.same_as(mtable)) << "everything sent, the stale entry removed";
+  EXPECT_FALSE(btable.has(stale));
+}
+
+TEST_F(PacedRepairTest, SinkHoldingATenthOrMoreIsCompared) {
+  for (uint16_t p = 1; p <= 100; ++p) btable.put(flow(p));
+  const size_t dumps_before = mtable.dumps;
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  run(2000);
+  EXPECT_EQ(mtable.dumps - dumps_before, 2u) << "digest, then the answer";
+  EXPECT_TRUE(btable.same_as(mtable));
 }
 
 TEST_F(PairTest, BarrierCompletesTheHandoverOnlyWhenAcknowledged) {
