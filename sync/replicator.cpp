@@ -206,7 +206,8 @@ void Replicator::check_lag() {
     log::error("sync", "replication stalled: the peer acknowledged nothing for " +
                            std::to_string(l.count()) + " ms (queue " +
                            std::to_string(inflight_bytes_) + " bytes)");
-  } else if (l >= options_.lag_alert && !lag_alerted_) {
+  } else if (l >= options_.lag_alert && !lag_alerted_ && !reconcile_.answering()) {
+    // (During a repair answer the window itself holds frames for a while: expected.)
     lag_alerted_ = true;
     log::warning("sync", "replication lagging: oldest unacknowledged frame " +
                              std::to_string(l.count()) + " ms old");
@@ -316,7 +317,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       return true;
     case wire::Frame::kDigestSummary:
       if (role_ == Role::Sink && options_.replicate) {
-        after_input();  // what came before is applied: say so before the (slow) dump
+        send_ack();  // what came before is applied: say so before the (slow) dump
         // Refresh what would otherwise expire before the round after next.
         auto request = reconcile_.on_summary(frame.digest_summary(), 2 * timeout_slack_s(),
                                              kMaxExpiringBytesPerRound);
@@ -341,7 +342,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kRepairEnd: reconcile_.on_repair_end(frame.repair_end()); return true;
     case wire::Frame::kBarrier: {
       // Frames are applied as they arrive, so everything before the barrier is in the kernel.
-      after_input();
+      send_ack();
       wire::Frame ack;
       ack.mutable_barrier_ack()->set_token(frame.barrier().token());
       transport_.send(ack);
@@ -436,12 +437,36 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
   }
 }
 
+// Acks are coalesced: at most one per ack_delay (the first after a quiet spell goes at once).
+// They free the source's retained frames and pace its repairs, neither of which needs them
+// sooner, while one ack per received frame cost the source a wake-up per frame.
 void Replicator::after_input() {
+  if (role_ != Role::Sink || applied_seq_ == acked_seq_ || !peer_hello_seen_) return;
+  const Clock::time_point now = options_.now();
+  const auto since = now - last_ack_at_;
+  if (options_.ack_delay.count() > 0 && options_.wake_after && since < options_.ack_delay) {
+    if (!ack_wakeup_armed_) {
+      ack_wakeup_armed_ = true;
+      options_.wake_after(
+          std::chrono::duration_cast<std::chrono::microseconds>(options_.ack_delay - since));
+    }
+    return;
+  }
+  send_ack();
+}
+
+void Replicator::on_wakeup() {
+  ack_wakeup_armed_ = false;
+  send_ack();
+}
+
+void Replicator::send_ack() {
   if (role_ != Role::Sink || applied_seq_ == acked_seq_ || !peer_hello_seen_) return;
   wire::Frame f;
   f.mutable_ack()->set_seq(applied_seq_);
   if (transport_.send(f)) {
     acked_seq_ = applied_seq_;
+    last_ack_at_ = options_.now();
     ++counters_.acks_sent;
   }
 }

@@ -84,7 +84,8 @@ class Replicator {
     size_t max_unacked_bytes = 64 * 1024 * 1024;
     // A repair answer is sent on only while less than this is unacknowledged, so it goes at
     // the pace the peer applies it, the queue stays small and events are not stuck behind it.
-    size_t repair_window_bytes = 8 * 1024 * 1024;
+    // 4 MiB: ~70k entries, ~0.3-0.5 s of the sink's work, enough to keep it busy.
+    size_t repair_window_bytes = 4 * 1024 * 1024;
     std::chrono::milliseconds reconcile_interval{30000};
     // Lag above this raises an alert; unacked data older than stall_after is a stall.
     std::chrono::milliseconds lag_alert{1000};
@@ -97,6 +98,10 @@ class Replicator {
     // its own writes must not be sent back (echo_filter.h). Off in Active/Passive, where the
     // Backup does not listen and the filter would only cost memory.
     bool suppress_echoes = false;
+    // Sink: acks go at most this often. Needs wake_after, which the owner implements with a
+    // timer that calls on_wakeup(); without it every input is acknowledged at once.
+    std::chrono::milliseconds ack_delay{5};
+    std::function<void(std::chrono::microseconds)> wake_after = nullptr;
   };
 
   Replicator(Options options, ConntrackWriter& writer, ConntrackReader& reader,
@@ -119,8 +124,10 @@ class Replicator {
   // Returns false when the peer must be disconnected (protocol violation).
   bool on_frame(const wire::Frame& frame);
   void on_bad_frame(const std::string& error);
-  // After a burst of received frames has been handled: acknowledge what was applied.
+  // After a burst of received frames has been handled: acknowledge what was applied (now,
+  // or at the wake-up asked for through Options::wake_after).
   void after_input();
+  void on_wakeup();
 
   // Graceful handover: sends a Barrier; `done()` runs when the peer acknowledged that it
   // applied every earlier frame. Returns false (and does not call `done`) if the link is down.
@@ -157,6 +164,7 @@ class Replicator {
   bool peer_nearly_empty(const wire::Hello& hello);
   void reset_source_state();
   void check_lag();
+  void send_ack();
   uint32_t timeout_slack_s() const;
 
   Options options_;
@@ -185,6 +193,8 @@ class Replicator {
   uint64_t applied_session_ = 0;
   uint64_t applied_seq_ = 0;
   uint64_t acked_seq_ = 0;
+  Clock::time_point last_ack_at_{};
+  bool ack_wakeup_armed_ = false;
 
   bool peer_hello_seen_ = false;
   uint64_t next_barrier_token_ = 1;

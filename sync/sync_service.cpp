@@ -10,7 +10,10 @@ namespace fwha::sync {
 namespace asio = boost::asio;
 
 SyncService::SyncService(Options options)
-    : options_(std::move(options)), work_(asio::make_work_guard(io_)), tick_timer_(io_) {}
+    : options_(std::move(options)),
+      work_(asio::make_work_guard(io_)),
+      tick_timer_(io_),
+      wake_timer_(io_) {}
 
 SyncService::~SyncService() { stop(); }
 
@@ -40,6 +43,12 @@ std::error_code SyncService::start(std::string& what_failed) {
   ro.replicate = options_.replicate;
   ro.reconcile_interval = options_.reconcile_interval;
   ro.before_dump = [this] { pump_->drain_now(); };
+  ro.wake_after = [this](std::chrono::microseconds d) {
+    wake_timer_.expires_after(d);
+    wake_timer_.async_wait([this](boost::system::error_code wec) {
+      if (!wec) replicator_->on_wakeup();
+    });
+  };
   replicator_ = std::make_unique<Replicator>(ro, *writer_, *reader_, *link_);
   pump_ = std::make_unique<EventPump>(io_, *replicator_, options_.event_buffer_bytes);
   if (auto lec = link_->start()) {
@@ -64,6 +73,7 @@ void SyncService::stop() {
   if (!thread_.joinable()) return;
   asio::post(io_, [this] {
     tick_timer_.cancel();
+    wake_timer_.cancel();
     if (pump_) pump_->stop();
     if (link_) link_->stop();
     work_.reset();

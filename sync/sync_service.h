@@ -74,6 +74,7 @@ class SyncService {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer wake_timer_;  // the replicator's coalesced acks
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

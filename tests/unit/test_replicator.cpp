@@ -430,6 +430,38 @@ TEST_F(SinkTest, AcksCoverWhatWasApplied) {
   EXPECT_EQ(link.sent.size(), 1u) << "nothing new to acknowledge";
 }
 
+TEST(SinkAcks, CoalescedToOnePerDelayWithAWakeUpForTheRest) {
+  FakeTable table;
+  Recorder link;
+  sync::Clock::time_point t{};
+  std::vector<std::chrono::microseconds> wakeups;
+  Replicator::Options o{"fw2", "fw1"};
+  o.now = [&t] { return t; };
+  o.ack_delay = std::chrono::milliseconds(5);
+  o.wake_after = [&wakeups](std::chrono::microseconds d) { wakeups.push_back(d); };
+  Replicator rep(o, table, table, link);
+  rep.on_connected();
+  ASSERT_TRUE(rep.on_frame(hello_from("fw1")));
+  t += std::chrono::seconds(1);  // long since the last ack: the first goes at once
+  link.sent.clear();
+  rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}}));
+  rep.after_input();
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].ack().seq(), 1u);
+  for (uint64_t seq = 2; seq <= 4; ++seq) {
+    t += std::chrono::milliseconds(1);
+    rep.on_frame(batch_of(7, seq, {{FlowChangeKind::New, flow(static_cast<uint16_t>(seq))}}));
+    rep.after_input();
+  }
+  EXPECT_EQ(link.sent.size(), 1u) << "within the delay: no ack per frame";
+  ASSERT_EQ(wakeups.size(), 1u) << "one wake-up asked for, not one per frame";
+  EXPECT_EQ(wakeups[0], std::chrono::microseconds(4000));
+  t += std::chrono::milliseconds(3);
+  rep.on_wakeup();
+  ASSERT_EQ(link.sent.size(), 2u);
+  EXPECT_EQ(link.sent[1].ack().seq(), 4u) << "the late ack covers everything applied";
+}
+
 TEST_F(SinkTest, OutOfOrderFramesAreRejectedOrSkipped) {
   EXPECT_TRUE(rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}})));
   EXPECT_TRUE(rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}})));
