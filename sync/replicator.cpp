@@ -437,7 +437,7 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
   }
 }
 
-// Acks are coalesced: at most one per ack_delay (the first after a quiet spell goes at once).
+// Acks are coalesced: at most one per ack_delay (20 ms) (the first after a quiet spell goes at once).
 // They free the source's retained frames and pace its repairs, neither of which needs them
 // sooner, while one ack per received frame cost the source a wake-up per frame.
 void Replicator::after_input() {

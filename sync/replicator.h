@@ -100,7 +100,7 @@ class Replicator {
     bool suppress_echoes = false;
     // Sink: acks go at most this often. Needs wake_after, which the owner implements with a
     // timer that calls on_wakeup(); without it every input is acknowledged at once.
-    std::chrono::milliseconds ack_delay{5};
+    std::chrono::milliseconds ack_delay{20};
     std::function<void(std::chrono::microseconds)> wake_after = nullptr;
   };
 

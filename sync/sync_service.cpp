@@ -50,7 +50,8 @@ std::error_code SyncService::start(std::string& what_failed) {
     });
   };
   replicator_ = std::make_unique<Replicator>(ro, *writer_, *reader_, *link_);
-  pump_ = std::make_unique<EventPump>(io_, *replicator_, options_.event_buffer_bytes);
+  pump_ = std::make_unique<EventPump>(io_, *replicator_, options_.event_buffer_bytes,
+                                      options_.event_coalesce);
   if (auto lec = link_->start()) {
     what_failed = "sync link on " + options_.local_address.to_string() + ":" +
                   std::to_string(options_.port);

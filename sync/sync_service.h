@@ -34,6 +34,7 @@ class SyncService {
     uint16_t port = 7788;
     bool replicate = true;
     std::chrono::milliseconds reconcile_interval{30000};
+    std::chrono::microseconds event_coalesce{1000};
     size_t event_buffer_bytes = 64 * 1024 * 1024;
   };
 

@@ -15,6 +15,7 @@ namespace fwha::config {
 
 inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
 inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
+inline constexpr uint32_t kDefaultEventCoalesceUs = 1000;
 
 struct VipInterface {
   std::string name;            // kernel interface name
@@ -38,6 +39,9 @@ struct Sync {
   bool conntrack = true;  // replicate conntrack; off only to prove in the lab that it matters
   uint32_t reconcile_interval_s = 30;  // periodic digest comparison: bound on drift healing
   uint32_t event_buffer_kib = 64 * 1024;  // conntrack event socket receive buffer
+  // While events keep coming, the Master sends them every this many microseconds (0: per
+  // wake-up). Trades a bounded lag for fewer wake-ups; see docs/performance.md.
+  uint32_t event_coalesce_us = kDefaultEventCoalesceUs;
 };
 
 struct Config {

@@ -83,6 +83,7 @@ bool Daemon::open() {
   so.replicate = config_.sync.conntrack;
   so.reconcile_interval = std::chrono::seconds(config_.sync.reconcile_interval_s);
   so.event_buffer_bytes = size_t{config_.sync.event_buffer_kib} * 1024;
+  so.event_coalesce = std::chrono::microseconds(config_.sync.event_coalesce_us);
   sync_ = std::make_unique<sync::SyncService>(so);
   sync_->set_filter(local_filter(config_));
   if (auto sec = sync_->start(what)) {
