@@ -91,6 +91,8 @@ class Replicator {
     // its own writes must not be sent back (echo_filter.h). Off in Active/Passive, where the
     // Backup does not listen and the filter would only cost memory.
     bool suppress_echoes = false;
+    // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
+    std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
 
   Replicator(Options options, ConntrackWriter& writer, ConntrackReader& reader,
