@@ -150,6 +150,65 @@ void set_common(nf_conntrack* ct, const FlowEntry& e) {
     nfct_set_attr_u8(ct, ATTR_TCP_STATE, e.tcp_state);
 }
 
+// Labels, helper and sequence adjustment: optional attributes, each left out when the entry
+// has none (an absent attribute leaves the kernel's value alone) or when `omit` says the
+// standby's kernel refused it (see CtOmit).
+void set_labels(nf_conntrack* ct, const FlowEntry& e) {
+  if (!e.has_labels()) return;
+  nfct_bitmask* bits = nfct_bitmask_new(127);  // 128 bits, CTA_LABELS of 16 bytes
+  if (bits == nullptr) return;
+  for (unsigned i = 0; i < 128; ++i) {
+    if ((e.labels[i / 64] >> (i % 64)) & 1) nfct_bitmask_set_bit(bits, i);
+  }
+  nfct_set_attr(ct, ATTR_CONNLABELS, bits);  // the object owns it from now on
+}
+
+void set_seqadj(nf_conntrack* ct, const FlowEntry& e) {
+  if (e.original.l4proto != IPPROTO_TCP || !e.has_seqadj()) return;
+  // The kernel wants all three values of a direction (change_seq_adj: EINVAL otherwise).
+  nfct_set_attr_u32(ct, ATTR_ORIG_NAT_SEQ_CORRECTION_POS, e.seqadj_original.correction_pos);
+  nfct_set_attr_u32(ct, ATTR_ORIG_NAT_SEQ_OFFSET_BEFORE, e.seqadj_original.offset_before);
+  nfct_set_attr_u32(ct, ATTR_ORIG_NAT_SEQ_OFFSET_AFTER, e.seqadj_original.offset_after);
+  nfct_set_attr_u32(ct, ATTR_REPL_NAT_SEQ_CORRECTION_POS, e.seqadj_reply.correction_pos);
+  nfct_set_attr_u32(ct, ATTR_REPL_NAT_SEQ_OFFSET_BEFORE, e.seqadj_reply.offset_before);
+  nfct_set_attr_u32(ct, ATTR_REPL_NAT_SEQ_OFFSET_AFTER, e.seqadj_reply.offset_after);
+}
+
+void set_optional(nf_conntrack* ct, const FlowEntry& e, uint8_t omit, bool create) {
+  if (!(omit & kOmitLabels)) set_labels(ct, e);
+  set_seqadj(ct, e);
+  // Only on create: the kernel cannot attach a helper to an existing entry (EOPNOTSUPP) and
+  // one it has cannot change, so an update has nothing to say about it.
+  if (create && e.has_helper() && !(omit & kOmitHelper))
+    nfct_set_attr(ct, ATTR_HELPER_NAME, e.helper.data());
+}
+
+void get_optional(const nf_conntrack* ct, FlowEntry& e) {
+  if (nfct_attr_is_set(ct, ATTR_CONNLABELS)) {
+    const auto* bits = static_cast<const nfct_bitmask*>(nfct_get_attr(ct, ATTR_CONNLABELS));
+    const unsigned max = std::min(nfct_bitmask_maxbit(bits), 127u);
+    for (unsigned i = 0; i <= max; ++i) {
+      if (nfct_bitmask_test_bit(bits, i)) e.labels[i / 64] |= uint64_t{1} << (i % 64);
+    }
+  }
+  if (nfct_attr_is_set(ct, ATTR_HELPER_NAME)) {
+    const auto* name = static_cast<const char*>(nfct_get_attr(ct, ATTR_HELPER_NAME));
+    std::strncpy(e.helper.data(), name, kHelperNameMax);
+    e.helper[kHelperNameMax] = '\0';
+  }
+  if (e.original.l4proto != IPPROTO_TCP) return;
+  if (nfct_attr_is_set(ct, ATTR_ORIG_NAT_SEQ_CORRECTION_POS)) {
+    e.seqadj_original = {nfct_get_attr_u32(ct, ATTR_ORIG_NAT_SEQ_CORRECTION_POS),
+                         nfct_get_attr_u32(ct, ATTR_ORIG_NAT_SEQ_OFFSET_BEFORE),
+                         nfct_get_attr_u32(ct, ATTR_ORIG_NAT_SEQ_OFFSET_AFTER)};
+  }
+  if (nfct_attr_is_set(ct, ATTR_REPL_NAT_SEQ_CORRECTION_POS)) {
+    e.seqadj_reply = {nfct_get_attr_u32(ct, ATTR_REPL_NAT_SEQ_CORRECTION_POS),
+                      nfct_get_attr_u32(ct, ATTR_REPL_NAT_SEQ_OFFSET_BEFORE),
+                      nfct_get_attr_u32(ct, ATTR_REPL_NAT_SEQ_OFFSET_AFTER)};
+  }
+}
+
 void set_tcp_liberal(nf_conntrack* ct) {
   nfct_set_attr_u8(ct, ATTR_TCP_FLAGS_ORIG, IP_CT_TCP_FLAG_BE_LIBERAL);
   nfct_set_attr_u8(ct, ATTR_TCP_MASK_ORIG, IP_CT_TCP_FLAG_BE_LIBERAL);
@@ -232,22 +291,24 @@ bool from_nf_conntrack(const nf_conntrack* ct, FlowEntry& out) {
   e.zone = nfct_attr_is_set(ct, ATTR_ZONE) ? nfct_get_attr_u16(ct, ATTR_ZONE)
                                            : nfct_get_attr_u16(ct, ATTR_ORIG_ZONE);
   if (e.original.l4proto == IPPROTO_TCP) e.tcp_state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
+  get_optional(ct, e);
   out = e;
   return true;
 }
 
-NfConntrackPtr to_nf_conntrack_for_create(const FlowEntry& e) {
+NfConntrackPtr to_nf_conntrack_for_create(const FlowEntry& e, uint8_t omit) {
   NfConntrackPtr ct = new_with_original(e);
   if (!ct) return ct;
   nfct_setobjopt(ct.get(), NFCT_SOPT_SETUP_REPLY);
   set_nat(ct.get(), e);
   nfct_set_attr_u32(ct.get(), ATTR_STATUS, e.status & kSettableStatus);
   set_common(ct.get(), e);
+  set_optional(ct.get(), e, omit, true);
   if (e.original.l4proto == IPPROTO_TCP) set_tcp_liberal(ct.get());
   return ct;
 }
 
-NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e) {
+NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e, uint8_t omit) {
   NfConntrackPtr ct = new_with_original(e);
   if (!ct) return ct;
   // Status bits can only be added; an update without any settable bit has nothing to say,
@@ -255,6 +316,7 @@ NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e) {
   if (e.status & kSettableStatus)
     nfct_set_attr_u32(ct.get(), ATTR_STATUS, e.status & kSettableStatus);
   set_common(ct.get(), e);
+  set_optional(ct.get(), e, omit, false);
   return ct;
 }
 
@@ -366,14 +428,23 @@ CtRequest first_request(const FlowChange& c) {
   return CtRequest::Upsert;
 }
 
-CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent) {
+CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent,
+                    uint8_t omit) {
   // Removing the holder of our reply tuple only clears the way: the change still has to land.
   if (done != CtRequest::DeleteReplyHolder &&
       (err == 0 || (done == CtRequest::Delete && err == ENOENT)))
     return {};
+  if (sent < kMaxRequestsPerChange) {
+    const bool carries_labels = c.entry.has_labels() && !(omit & kOmitLabels) &&
+                                done != CtRequest::Delete && done != CtRequest::DeleteReplyHolder;
+    if (err == ENOSPC && carries_labels) return {done, 0, uint8_t(omit | kOmitLabels)};
+    const bool carries_helper = c.entry.has_helper() && !(omit & kOmitHelper) &&
+                                (done == CtRequest::CreateExcl || done == CtRequest::Upsert);
+    if (err == EOPNOTSUPP && carries_helper) return {done, 0, uint8_t(omit | kOmitHelper)};
+  }
   std::optional<CtRequest> next = retry_after(c, done, err, sent);
-  if (!next || sent >= kMaxRequestsPerChange) return {std::nullopt, err};
-  return {next, 0};
+  if (!next || sent >= kMaxRequestsPerChange) return {std::nullopt, err, omit};
+  return {next, 0, omit};
 }
 
 EntryRounds same_entry_rounds(std::span<const FlowChange> changes) {
@@ -517,6 +588,8 @@ void put_tuple(nlmsghdr* nlh, uint16_t which, const FlowTuple& t) {
 }
 
 }  // namespace
+
+void put_ct_tuple(nlmsghdr* nlh, uint16_t which, const FlowTuple& t) { put_tuple(nlh, which, t); }
 
 void append_reply_tuple(nlmsghdr* nlh, const FlowEntry& e) {
   put_tuple(nlh, CTA_TUPLE_REPLY, e.reply);

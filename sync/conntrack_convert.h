@@ -32,14 +32,24 @@ using NfConntrackPtr = std::unique_ptr<nf_conntrack, NfConntrackDeleter>;
 // (not IPv4/IPv6, or no original tuple).
 bool from_nf_conntrack(const nf_conntrack* ct, FlowEntry& out);
 
+// Optional attributes left out of a request because the standby's kernel refused them, so
+// that the rest of the entry still lands (what 6.18 answers, nf_conntrack_netlink.c):
+// - labels: only a netns with the connlabel extension in use (a rule using `ct label`) gives
+//   entries room for them. Without it a create succeeds and silently drops the labels, and
+//   an update answers ENOSPC (nf_connlabels_replace finds no label extension);
+// - helper: a create naming a helper the kernel does not have answers EOPNOTSUPP, and so
+//   does an upsert that reaches an existing entry without a helper.
+enum CtOmit : uint8_t { kOmitNone = 0, kOmitLabels = 1, kOmitHelper = 2 };
+
 // An object ready for IPCTNL_MSG_CT_NEW with NLM_F_CREATE: original tuple, reply set up by
 // the library, NAT from the reply tuple, status (only the bits the kernel accepts on create),
-// timeout, mark, zone, TCP state.
-NfConntrackPtr to_nf_conntrack_for_create(const FlowEntry& e);
+// timeout, mark, zone, TCP state, labels, helper, NAT sequence adjustment.
+NfConntrackPtr to_nf_conntrack_for_create(const FlowEntry& e, uint8_t omit = kOmitNone);
 
 // An object for IPCTNL_MSG_CT_NEW without NLM_F_CREATE (update): original tuple and the
-// attributes the kernel allows to change (status, timeout, mark, TCP state). No NAT.
-NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e);
+// attributes the kernel allows to change (status, timeout, mark, TCP state, labels, sequence
+// adjustment). No NAT, no helper.
+NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e, uint8_t omit = kOmitNone);
 
 // An object for IPCTNL_MSG_CT_DELETE: original tuple and zone.
 NfConntrackPtr to_nf_conntrack_for_delete(const FlowEntry& e);
@@ -73,7 +83,8 @@ const char* to_string(CtRequest r);
 // ping-pong with a concurrent writer).
 // The longest honest chain: update ENOENT, create EEXIST, update ENOENT, delete the reply
 // holder, create.
-inline constexpr unsigned kMaxRequestsPerChange = 5;
+// Plus one repeat without labels and one without the helper.
+inline constexpr unsigned kMaxRequestsPerChange = 7;
 
 // First request: non-NAT New/Update -> Upsert (one message either way); NAT New ->
 // CreateExcl (the common case is a new flow); NAT Update -> Update; Destroy -> Delete.
@@ -81,11 +92,15 @@ CtRequest first_request(const FlowChange& c);
 
 // After request number `sent` (1-based) of change `c`, `done`, was answered `err` (0 or a
 // positive errno): the request to send next, or none and the change's final errno (0 = applied).
+// `omit` is what the next request leaves out (CtOmit bits): a refusal of labels or helper
+// repeats the same request without them, once each.
 struct CtNext {
   std::optional<CtRequest> request;
   int error = 0;
+  uint8_t omit = kOmitNone;
 };
-CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent);
+CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent,
+                    uint8_t omit = kOmitNone);
 
 // Changes grouped into rounds: round r holds, in batch order, the (r+1)-th change of every
 // kernel entry (zone + original tuple) the batch touches. A round's changes address distinct
@@ -141,6 +156,9 @@ void append_raw_attributes(nlmsghdr* nlh, const FlowEntry& e, bool create);
 // Appends CTA_TUPLE_REPLY (and CTA_ZONE) to an empty IPCTNL_MSG_CT_DELETE request: the kernel
 // deletes whichever entry holds that tuple in either direction.
 void append_reply_tuple(nlmsghdr* nlh, const FlowEntry& e);
+// Appends a nest `which` holding CTA_TUPLE_IP and CTA_TUPLE_PROTO for `t` (also used for the
+// tuples of expectations, expect_convert.cpp).
+void put_ct_tuple(nlmsghdr* nlh, uint16_t which, const FlowTuple& t);
 // True when the library sends the NAT port itself (TCP, UDP).
 bool library_sends_nat_port(uint8_t l4proto);
 

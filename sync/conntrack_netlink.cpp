@@ -42,6 +42,7 @@
 
 #include "sync/conntrack_convert.h"
 #include "sync/conntrack_port.h"
+#include "util/log.h"
 
 namespace fwha::sync {
 namespace {
@@ -232,7 +233,28 @@ class NetlinkWriter final : public ConntrackWriter {
     uint32_t index;     // into the batch
     CtRequest request;  // to send now
     unsigned sent;      // requests of this change so far, this one included
+    uint8_t omit = kOmitNone;  // CtOmit: attributes the kernel refused for this change
   };
+
+ public:
+  WriterCounters counters() const override { return counters_; }
+
+ private:
+  // A refused label set or helper is left out and the rest of the entry applied; the cause is
+  // a configuration difference between the nodes, so it is said once, plainly, and counted.
+  void note_omitted(uint8_t before, uint8_t after) {
+    if ((after & kOmitLabels) && !(before & kOmitLabels) && ++counters_.labels_refused == 1) {
+      log::error("sync", "conntrack labels refused by this kernel (ENOSPC: no connlabel "
+                         "extension in this network namespace; the ruleset must use `ct label` "
+                         "as on the peer): entries are written without their labels, "
+                         "count in `fwhactl status`");
+    }
+    if ((after & kOmitHelper) && !(before & kOmitHelper) && ++counters_.helpers_refused == 1) {
+      log::error("sync", "conntrack helper refused by this kernel (EOPNOTSUPP: helper not "
+                         "available, or the local entry has none): entries are written without "
+                         "it, and their helper's expectations cannot follow");
+    }
+  }
 
   // One round: changes[i] for i in `round` address distinct entries.
   void apply_round(std::span<const FlowChange> changes, std::span<const uint32_t> round,
@@ -257,9 +279,11 @@ class NetlinkWriter final : public ConntrackWriter {
       retry_.clear();
       for (size_t k = 0; k < pending_.size(); ++k) {
         const Pending& p = pending_[k];
-        const CtNext next = next_request(changes[p.index], p.request, answers_[k], p.sent);
+        const CtNext next =
+            next_request(changes[p.index], p.request, answers_[k], p.sent, p.omit);
+        if (next.omit != p.omit) note_omitted(p.omit, next.omit);
         if (next.request) {
-          retry_.push_back({p.index, *next.request, p.sent + 1});
+          retry_.push_back({p.index, *next.request, p.sent + 1, next.omit});
         } else if (next.error != 0) {
           errors[p.index] = errno_code(next.error);
         }
@@ -281,7 +305,8 @@ class NetlinkWriter final : public ConntrackWriter {
            used + kMaxCtRequestBytes <= request_.size();
          ++end) {
       const Pending& p = pending_[end];
-      nlmsghdr* nlh = build(changes[p.index], p.request, ++seq_, request_.data() + used);
+      nlmsghdr* nlh =
+          build(changes[p.index], p.request, p.omit, ++seq_, request_.data() + used);
       if (nlh == nullptr) {
         answers_[end] = EINVAL;
         continue;
@@ -329,14 +354,15 @@ class NetlinkWriter final : public ConntrackWriter {
       if (n < 0 && n != -ENOBUFS && n != -EAGAIN) break;
     }
     for (size_t k = begin; k < end; ++k) {
-      answers_[k] = request_one(changes[pending_[k].index], pending_[k].request);
+      answers_[k] =
+          request_one(changes[pending_[k].index], pending_[k].request, pending_[k].omit);
     }
   }
 
   // Never blocks: the answer is queued by the time sendmsg returns, or it was lost (ENOBUFS).
-  int request_one(const FlowChange& c, CtRequest r) {
+  int request_one(const FlowChange& c, CtRequest r, uint8_t omit) {
     const uint32_t seq = ++seq_;
-    nlmsghdr* nlh = build(c, r, seq, request_.data());
+    nlmsghdr* nlh = build(c, r, omit, seq, request_.data());
     if (nlh == nullptr) return EINVAL;
     nlh->nlmsg_flags |= NLM_F_ACK;
     if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return errno;
@@ -346,24 +372,25 @@ class NetlinkWriter final : public ConntrackWriter {
   }
 
   // The request `r` for `c` at `at` (kMaxCtRequestBytes free); nullptr if it cannot be built.
-  static nlmsghdr* build(const FlowChange& c, CtRequest r, uint32_t seq, char* at) {
+  static nlmsghdr* build(const FlowChange& c, CtRequest r, uint8_t omit, uint32_t seq,
+                         char* at) {
     NfConntrackPtr ct;
     uint8_t msg = IPCTNL_MSG_CT_NEW;
     uint16_t flags = 0;
     switch (r) {
       case CtRequest::CreateExcl:
-        ct = to_nf_conntrack_for_create(c.entry);
+        ct = to_nf_conntrack_for_create(c.entry, omit);
         flags = NLM_F_CREATE | NLM_F_EXCL;
         break;
       case CtRequest::Upsert:
-        ct = to_nf_conntrack_for_create(c.entry);
+        ct = to_nf_conntrack_for_create(c.entry, omit);
         flags = NLM_F_CREATE;
         break;
       case CtRequest::Update:
-        ct = to_nf_conntrack_for_update(c.entry);
+        ct = to_nf_conntrack_for_update(c.entry, omit);
         break;
       case CtRequest::UpdateNoStatus:
-        ct = to_nf_conntrack_for_update(c.entry);
+        ct = to_nf_conntrack_for_update(c.entry, omit);
         if (ct) nfct_attr_unset(ct.get(), ATTR_STATUS);
         break;
       case CtRequest::Delete:
@@ -393,6 +420,7 @@ class NetlinkWriter final : public ConntrackWriter {
   std::vector<Pending> retry_;
   std::vector<int> answers_;  // per pending_ slot: 0 or the kernel's errno
   std::vector<std::error_code> single_error_;  // apply()'s result, reused
+  WriterCounters counters_;
   BulkReceiver answers_in_{kAnswersPerRead, kAnswerBytes};
 };
 
@@ -472,6 +500,39 @@ class NetlinkReader final : public ConntrackReader {
       for (const FlowEntry& e : batch) visit(e);
     }
     return ec;
+  }
+
+  std::error_code get(const FlowTuple& original, uint16_t zone, FlowEntry& out) override {
+    std::error_code ec;
+    MnlSocketPtr sock = open_socket(0, 0, ec);
+    if (!sock) return ec;
+    FlowEntry key;
+    key.original = original;
+    key.zone = zone;
+    NfConntrackPtr ct = to_nf_conntrack_for_delete(key);  // original tuple + zone: a lookup key
+    if (!ct) return std::make_error_code(std::errc::not_enough_memory);
+    std::vector<char> buf(kReceiveBuffer);
+    const uint32_t seq = 1;
+    nlmsghdr* nlh =
+        put_ct_request(buf.data(), IPCTNL_MSG_CT_GET, NLM_F_ACK, seq, family_of(ct.get()), ct.get());
+    if (nlh == nullptr) return std::make_error_code(std::errc::invalid_argument);
+    if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return errno_code(errno);
+    bool found = false;
+    for (;;) {
+      const ssize_t n = receive(sock.get(), buf, 0);
+      if (n < 0) return errno_code(static_cast<int>(-n));
+      int len = static_cast<int>(n);
+      for (auto* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, len);
+           m = mnl_nlmsg_next(m, &len)) {
+        if (m->nlmsg_seq != seq) continue;
+        if (m->nlmsg_type == NLMSG_ERROR) {
+          const int err = nlmsg_error_of(m);
+          if (err != 0) return errno_code(err);
+          return found ? std::error_code{} : errno_code(ENOENT);
+        }
+        if (is_ctnetlink(m) && parse_entry(m, out)) found = true;
+      }
+    }
   }
 
   // Per network namespace, like the table: the file shows the reader's own namespace.

@@ -15,10 +15,18 @@
 
 namespace fwha::sync {
 
+// Entries written with part of their state left out because the kernel refused it (see
+// CtOmit in conntrack_convert.h): the rest of each entry was applied.
+struct WriterCounters {
+  uint64_t labels_refused = 0;   // ENOSPC: no connlabel extension in this netns
+  uint64_t helpers_refused = 0;  // EOPNOTSUPP: helper unknown here, or entry without one
+};
+
 // Writes entries into the local kernel table (the sink side of replication).
 class ConntrackWriter {
  public:
   virtual ~ConntrackWriter() = default;
+  virtual WriterCounters counters() const { return {}; }
   // New/Update: create the entry, or update it when it exists (NAT bindings are set on create
   // only; the kernel does not allow changing them). Destroy: delete; a missing entry is not an
   // error. Returns the kernel's error otherwise.
@@ -55,6 +63,14 @@ class ConntrackReader {
   virtual std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec);
   // Entries in the table (this namespace's nf_conntrack_count), cheaply; nullopt if unknown.
   virtual std::optional<uint64_t> count() { return std::nullopt; }
+  // The entry with this original tuple and zone (ENOENT when there is none). Used where the
+  // kernel changes an entry without an event: a helper's NAT sequence adjustment.
+  virtual std::error_code get(const FlowTuple& original, uint16_t zone, FlowEntry& out) {
+    (void)original;
+    (void)zone;
+    (void)out;
+    return std::make_error_code(std::errc::operation_not_supported);
+  }
 };
 
 // Subscription to conntrack events (new, update, destroy). Non-blocking: the owner polls fd()

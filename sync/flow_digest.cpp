@@ -1,5 +1,7 @@
 #include "sync/flow_digest.h"
 
+#include <cstring>
+
 namespace fwha::sync {
 namespace {
 
@@ -43,7 +45,23 @@ uint64_t content_hash(const FlowEntry& e) {
   h = mix_tuple(h, e.reply);
   h = mix(h, (uint64_t{e.status & kComparedStatus} << 32) | e.mark);
   h = mix(h, (uint64_t{e.zone} << 16) | (uint64_t{e.sctp_state} << 8) | e.tcp_state);
-  return mix(h, (uint64_t{e.sctp_vtag_original} << 32) | e.sctp_vtag_reply);
+  h = mix(h, (uint64_t{e.sctp_vtag_original} << 32) | e.sctp_vtag_reply);
+  // Labels, helper and sequence adjustment change what the new Master does with the flow's
+  // packets, so a copy without them is drift. Entries without them skip the extra mixing.
+  if (e.has_labels()) h = mix(mix(h, e.labels[0]), e.labels[1]);
+  if (e.has_helper()) {
+    uint64_t name[2] = {};
+    static_assert(sizeof name == sizeof e.helper);
+    std::memcpy(name, e.helper.data(), sizeof name);
+    h = mix(mix(h, name[0]), name[1]);
+  }
+  if (e.has_seqadj()) {
+    for (const SeqAdj* s : {&e.seqadj_original, &e.seqadj_reply}) {
+      h = mix(h, (uint64_t{s->correction_pos} << 32) | s->offset_before);
+      h = mix(h, s->offset_after);
+    }
+  }
+  return h;
 }
 
 void TableDigest::add(const FlowEntry& e) {

@@ -4,9 +4,9 @@
 // key hash picks one of kBuckets buckets, so both nodes partition their tables identically.
 // A bucket's digest is the XOR of the content hashes of its entries: order-independent and
 // cheap to maintain, so each side computes it from a dump in one pass. The content hash
-// covers what replication must carry (tuples, NAT, mark, zone, TCP state, the status bits the
-// sink can set) and leaves out what legitimately differs between nodes (timeouts, the
-// kernel's internal status bits).
+// covers what replication must carry (tuples, NAT, mark, zone, TCP/SCTP state, labels, helper,
+// NAT sequence adjustment, the status bits the sink can set) and leaves out what legitimately
+// differs between nodes (timeouts, the kernel's internal status bits).
 #pragma once
 
 #include <array>

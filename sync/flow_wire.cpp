@@ -2,10 +2,13 @@
 
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace fwha::sync {
 namespace {
 
-void tuple_to_wire(const FlowTuple& t, wire::Tuple* out) {
+void tuple_to_wire_impl(const FlowTuple& t, wire::Tuple* out) {
   out->set_src(std::string(reinterpret_cast<const char*>(t.src.bytes.data()), t.src.size()));
   out->set_dst(std::string(reinterpret_cast<const char*>(t.dst.bytes.data()), t.dst.size()));
   out->set_l4proto(t.l4proto);
@@ -21,6 +24,8 @@ bool in_range(uint32_t v, uint32_t max, const char* field, std::string& error) {
   error = std::string(field) + " " + std::to_string(v) + " exceeds " + std::to_string(max);
   return false;
 }
+
+}  // namespace
 
 std::optional<FlowTuple> tuple_from_wire(const wire::Tuple& t, const char* which,
                                          std::string& error) {
@@ -57,6 +62,47 @@ std::optional<FlowTuple> tuple_from_wire(const wire::Tuple& t, const char* which
   return out;
 }
 
+void tuple_to_wire(const FlowTuple& t, wire::Tuple* out) {
+  tuple_to_wire_impl(t, out);
+}
+
+bool name_from_wire(const std::string& name, const char* field, std::span<char> out,
+                    std::string& error) {
+  if (name.size() + 1 > out.size()) {
+    error = std::string(field) + " longer than " + std::to_string(out.size() - 1) + " bytes";
+    return false;
+  }
+  // Kernel helper and expectfn names are short identifiers ("ftp", "nat-follow-master");
+  // anything else (a NUL, a control character) is not something our peer's kernel reported.
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) {
+      error = std::string(field) + " has a character outside [A-Za-z0-9._-]";
+      return false;
+    }
+  }
+  std::fill(out.begin(), out.end(), '\0');
+  name.copy(out.data(), name.size());
+  return true;
+}
+
+std::string name_to_string(std::span<const char> name) {
+  return std::string(name.data(), strnlen(name.data(), name.size()));
+}
+
+namespace {
+
+void seqadj_to_wire(const SeqAdj& s, wire::SeqAdj* out) {
+  out->set_correction_pos(s.correction_pos);
+  out->set_offset_before(s.offset_before);
+  out->set_offset_after(s.offset_after);
+}
+
+SeqAdj seqadj_from_wire(const wire::SeqAdj& s) {
+  return SeqAdj{s.correction_pos(), s.offset_before(), s.offset_after()};
+}
+
 }  // namespace
 
 void to_wire(const FlowEntry& e, wire::Flow* out) {
@@ -70,6 +116,12 @@ void to_wire(const FlowEntry& e, wire::Flow* out) {
   out->set_sctp_state(e.sctp_state);
   out->set_sctp_vtag_original(e.sctp_vtag_original);
   out->set_sctp_vtag_reply(e.sctp_vtag_reply);
+  // Optional fields stay absent when unused: no bytes on the wire for the common entry.
+  if (e.labels[0] != 0) out->set_labels_low(e.labels[0]);
+  if (e.labels[1] != 0) out->set_labels_high(e.labels[1]);
+  if (e.has_helper()) out->set_helper(name_to_string(e.helper));
+  if (!e.seqadj_original.empty()) seqadj_to_wire(e.seqadj_original, out->mutable_seqadj_original());
+  if (!e.seqadj_reply.empty()) seqadj_to_wire(e.seqadj_reply, out->mutable_seqadj_reply());
 }
 
 void to_wire(const FlowChange& c, wire::FlowChange* out) {
@@ -108,7 +160,16 @@ std::optional<FlowEntry> from_wire(const wire::Flow& f, std::string& error) {
     error = "SCTP state or tags set on a non-SCTP flow";
     return std::nullopt;
   }
+  // The kernel keeps sequence adjustment for TCP only (nf_ct_seqadj_set).
+  if ((f.has_seqadj_original() || f.has_seqadj_reply()) && original->l4proto != IPPROTO_TCP) {
+    error = "NAT sequence adjustment set on a non-TCP flow";
+    return std::nullopt;
+  }
   FlowEntry e;
+  if (!name_from_wire(f.helper(), "helper", e.helper, error)) return std::nullopt;
+  e.labels = {f.labels_low(), f.labels_high()};
+  if (f.has_seqadj_original()) e.seqadj_original = seqadj_from_wire(f.seqadj_original());
+  if (f.has_seqadj_reply()) e.seqadj_reply = seqadj_from_wire(f.seqadj_reply());
   e.original = *original;
   e.reply = *reply;
   e.status = f.status();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 
 #include "fwha/flow.h"
@@ -13,6 +14,15 @@ namespace fwha::sync {
 
 void to_wire(const FlowEntry& entry, wire::Flow* out);
 void to_wire(const FlowChange& change, wire::FlowChange* out);
+
+// One tuple (shared with the expectation wire format); `which` prefixes the error.
+void tuple_to_wire(const FlowTuple& t, wire::Tuple* out);
+std::optional<FlowTuple> tuple_from_wire(const wire::Tuple& t, const char* which,
+                                         std::string& error);
+// A helper or expectfn name into a NUL-terminated buffer: [A-Za-z0-9._-], shorter than out.
+bool name_from_wire(const std::string& name, const char* field, std::span<char> out,
+                    std::string& error);
+std::string name_to_string(std::span<const char> name);
 
 // nullopt with `error` naming the field that is wrong.
 std::optional<FlowEntry> from_wire(const wire::Flow& flow, std::string& error);

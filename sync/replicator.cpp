@@ -356,6 +356,10 @@ bool Replicator::on_frame(const wire::Frame& frame) {
         done();
       }
       return true;
+    case wire::Frame::kExpectBatch:
+      // Expectations have their own, unsequenced path (expect_sync.h); hello checked above.
+      if (options_.on_expect_batch) options_.on_expect_batch(frame.expect_batch());
+      return true;
     case wire::Frame::BODY_NOT_SET:
       // A newer peer may send types we do not know: count and skip, never fatal.
       if (log::should_log(++counters_.unknown_frames)) {

@@ -102,6 +102,8 @@ class Replicator {
     // timer that calls on_wakeup(); without it every input is acknowledged at once.
     std::chrono::milliseconds ack_delay{20};
     std::function<void(std::chrono::microseconds)> wake_after = nullptr;
+    // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
+    std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
 
   Replicator(Options options, ConntrackWriter& writer, ConntrackReader& reader,

@@ -2,6 +2,7 @@
 
 
 #include "sync/event_pump.h"
+#include "sync/expect_pump.h"
 #include "sync/sync_link.h"
 #include "util/log.h"
 
@@ -29,8 +30,17 @@ std::error_code SyncService::start(std::string& what_failed) {
     what_failed = "conntrack netlink socket (reader)";
     return ec;
   }
+  expect_writer_ = make_netlink_expect_writer(ec);
+  expect_reader_ = make_netlink_expect_reader(ec);
+  if (!expect_writer_ || !expect_reader_) {
+    what_failed = "conntrack expectation netlink socket";
+    return ec;
+  }
   SyncLink::Handlers h;
-  h.connected = [this] { replicator_->on_connected(); };
+  h.connected = [this] {
+    replicator_->on_connected();  // the Hello goes first
+    if (options_.replicate) expect_->on_connected();
+  };
   h.disconnected = [this] { replicator_->on_disconnected(); };
   h.frame = [this](const wire::Frame& f) { return replicator_->on_frame(f); };
   h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
@@ -49,7 +59,18 @@ std::error_code SyncService::start(std::string& what_failed) {
       if (!wec) replicator_->on_wakeup();
     });
   };
+  ro.on_expect_batch = [this](const wire::ExpectBatch& b) {
+    if (options_.replicate) expect_->on_batch(b);
+  };
   replicator_ = std::make_unique<Replicator>(ro, *writer_, *reader_, *link_);
+  expect_ = std::make_unique<ExpectSync>(*expect_writer_, *expect_reader_, *link_);
+  expect_pump_ = std::make_unique<ExpectPump>(io_, *expect_);
+  expect_->set_refresh_master([this](const FlowTuple& master, uint16_t zone) {
+    FlowEntry e;
+    if (replicator_->role() != Replicator::Role::Source || reader_->get(master, zone, e)) return;
+    replicator_->on_local_change({FlowChangeKind::Update, e});
+    replicator_->flush();
+  });
   pump_ = std::make_unique<EventPump>(io_, *replicator_, options_.event_buffer_bytes,
                                       options_.event_coalesce);
   if (auto lec = link_->start()) {
@@ -76,6 +97,7 @@ void SyncService::stop() {
     tick_timer_.cancel();
     wake_timer_.cancel();
     if (pump_) pump_->stop();
+    if (expect_pump_) expect_pump_->stop();
     if (link_) link_->stop();
     work_.reset();
     io_.stop();
@@ -85,6 +107,7 @@ void SyncService::stop() {
 
 void SyncService::tick() {
   replicator_->tick();
+  expect_->tick();
   publish();
   tick_timer_.expires_after(std::chrono::milliseconds(100));
   tick_timer_.async_wait([this](boost::system::error_code ec) {
@@ -93,7 +116,10 @@ void SyncService::tick() {
 }
 
 void SyncService::set_filter(LocalFilter filter) {
-  asio::post(io_, [this, f = std::move(filter)]() mutable { replicator_->set_filter(std::move(f)); });
+  asio::post(io_, [this, f = std::move(filter)]() mutable {
+    expect_->set_filter(f);
+    replicator_->set_filter(std::move(f));
+  });
 }
 
 void SyncService::set_master(bool master) {
@@ -106,9 +132,17 @@ void SyncService::set_master(bool master) {
         }
       }
       replicator_->set_role(Replicator::Role::Source);
+      expect_->set_source(true);
+      if (options_.replicate) {
+        if (auto ec = expect_pump_->start()) {
+          log::error("sync", "cannot listen to expectation events: " + ec.message());
+        }
+      }
     } else {
       pump_->stop();
+      expect_pump_->stop();
       replicator_->set_role(Replicator::Role::Sink);
+      expect_->set_source(false);
     }
   });
 }
@@ -119,6 +153,7 @@ void SyncService::handover(std::function<void(bool)> done) {
       return done(false);
     }
     pump_->drain_now();
+    expect_pump_->drain_now();
     auto shared = std::make_shared<std::function<void(bool)>>(std::move(done));
     if (!replicator_->request_barrier([shared] { (*shared)(true); })) (*shared)(false);
   });
@@ -135,6 +170,8 @@ void SyncService::publish() {
   s.rejected_connections = link_->counters().rejected_connections;
   s.counters = replicator_->counters();
   s.reconcile = replicator_->reconcile_counters();
+  s.writer = writer_->counters();
+  s.expect = expect_->counters();
   s.taken = std::chrono::steady_clock::now();
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);

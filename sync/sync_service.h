@@ -17,11 +17,13 @@
 
 #include "fwha/asio.h"
 #include "fwha/ip_address.h"
+#include "sync/expect_sync.h"
 #include "sync/replicator.h"
 
 namespace fwha::sync {
 
 class EventPump;
+class ExpectPump;
 class SyncLink;
 
 class SyncService {
@@ -48,6 +50,8 @@ class SyncService {
     uint64_t rejected_connections = 0;
     ReplicatorCounters counters;
     ReconcileCounters reconcile;
+    WriterCounters writer;
+    ExpectCounters expect;
     std::chrono::steady_clock::time_point taken{};
   };
 
@@ -81,6 +85,10 @@ class SyncService {
   std::unique_ptr<SyncLink> link_;
   std::unique_ptr<Replicator> replicator_;
   std::unique_ptr<EventPump> pump_;
+  std::unique_ptr<ExpectWriter> expect_writer_;
+  std::unique_ptr<ExpectReader> expect_reader_;
+  std::unique_ptr<ExpectSync> expect_;
+  std::unique_ptr<ExpectPump> expect_pump_;
   std::thread thread_;
   mutable std::mutex status_mutex_;
   Status status_;

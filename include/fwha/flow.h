@@ -3,6 +3,7 @@
 // kernel needs to recreate the entry on the peer, NAT binding included.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "fwha/ip_address.h"
@@ -33,9 +34,25 @@ inline constexpr uint32_t kAssured = 1u << 2;
 inline constexpr uint32_t kConfirmed = 1u << 3;
 inline constexpr uint32_t kSrcNat = 1u << 4;
 inline constexpr uint32_t kDstNat = 1u << 5;
+inline constexpr uint32_t kSeqAdjust = 1u << 6;
 inline constexpr uint32_t kSrcNatDone = 1u << 7;
 inline constexpr uint32_t kDstNatDone = 1u << 8;
 }  // namespace flow_status
+
+// NAT sequence adjustment of one direction (struct nf_ct_seqadj): a helper that rewrote a
+// payload to another length (FTP PORT to the WAN VIP) shifts every later TCP sequence number.
+struct SeqAdj {
+  uint32_t correction_pos = 0;
+  uint32_t offset_before = 0;  // two's complement, as the kernel stores it
+  uint32_t offset_after = 0;
+  bool empty() const { return correction_pos == 0 && offset_before == 0 && offset_after == 0; }
+  friend bool operator==(const SeqAdj&, const SeqAdj&) = default;
+};
+
+// A conntrack helper's name (NF_CT_HELPER_NAME_LEN is 16 with the NUL); fixed size so that
+// FlowEntry stays a plain value, copied in bulk on the hot path.
+inline constexpr size_t kHelperNameMax = 15;
+using HelperName = std::array<char, kHelperNameMax + 1>;
 
 struct FlowEntry {
   FlowTuple original;
@@ -50,7 +67,17 @@ struct FlowEntry {
   uint8_t sctp_state = 0;   // SCTP_CONNTRACK_* (0 = none)
   uint32_t sctp_vtag_original = 0;  // host order
   uint32_t sctp_vtag_reply = 0;
+  // Conntrack labels (nft `ct label`), bit i = label i: labels[i / 64] >> (i % 64).
+  std::array<uint64_t, 2> labels{};
+  // Helper attached to the entry ("ftp"; empty = none): the standby's copy needs it so that a
+  // command after the failover (an FTP PORT) creates its expectation on the new Master.
+  HelperName helper{};
+  SeqAdj seqadj_original;
+  SeqAdj seqadj_reply;
 
+  bool has_labels() const { return labels[0] != 0 || labels[1] != 0; }
+  bool has_helper() const { return helper[0] != '\0'; }
+  bool has_seqadj() const { return !seqadj_original.empty() || !seqadj_reply.empty(); }
   bool is_snat() const { return status & flow_status::kSrcNat; }
   bool is_dnat() const { return status & flow_status::kDstNat; }
   friend bool operator==(const FlowEntry&, const FlowEntry&) = default;

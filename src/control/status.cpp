@@ -68,6 +68,13 @@ std::string render_text(const StatusSnapshot& s) {
     << causes_text(y.reconcile) << "), " << y.reconcile.rounds_completed << " completed, "
     << y.reconcile.entries_repaired << " entries repaired, " << y.reconcile.entries_removed
     << " stale removed; resumes " << c.resumes << ", overruns " << c.overruns << "\n";
+  o << "expectations: sent " << y.expect.sent << ", received " << y.expect.received
+    << ", applied " << y.expect.applied << ", waiting for their master " << y.expect.waiting
+    << ", apply errors " << y.expect.apply_errors << "\n";
+  if (y.writer.labels_refused || y.writer.helpers_refused) {
+    o << "written without what this kernel refused: labels " << y.writer.labels_refused
+      << " entries, helper " << y.writer.helpers_refused << " entries\n";
+  }
   o << "rejected: frames " << c.frames_rejected << ", flow changes " << c.changes_rejected
     << ", connections " << y.rejected_connections << ", adverts ttl " << s.vrrp.rejected_ttl
     << " / stranger " << s.vrrp.rejected_source << " / malformed " << s.vrrp.rejected_malformed
@@ -109,7 +116,16 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"buckets_repaired\": " << r.buckets_repaired
     << ", \"entries_repaired\": " << r.entries_repaired
     << ", \"entries_removed\": " << r.entries_removed
-    << ", \"expiring_refreshed\": " << r.expiring_refreshed << "}"
+    << ", \"expiring_refreshed\": " << r.expiring_refreshed
+    << ", \"labels_refused\": " << y.writer.labels_refused
+    << ", \"helpers_refused\": " << y.writer.helpers_refused
+    << ", \"expectations_sent\": " << y.expect.sent
+    << ", \"expectations_received\": " << y.expect.received
+    << ", \"expectations_applied\": " << y.expect.applied
+    << ", \"expectations_rejected\": " << y.expect.rejected
+    << ", \"expectations_apply_errors\": " << y.expect.apply_errors
+    << ", \"expectations_waiting\": " << y.expect.waiting
+    << ", \"expectations_expired_waiting\": " << y.expect.expired_waiting << "}"
     << ", \"vrrp\": {\"adverts_sent\": " << s.vrrp.adverts_sent
     << ", \"adverts_received\": " << s.vrrp.adverts_received
     << ", \"rejected_ttl\": " << s.vrrp.rejected_ttl

@@ -69,7 +69,7 @@ FLOWS = [
     dict(name="sctp4", by="client", kind="sctp", fam=4, dst=SERVER4, port=9103, sport=40103,
          kinds=["ipv4", "sctp", "snat"]),
     dict(name="tcp4_masq", by="client", kind="tcp", fam=4, dst=SERVER4, port=9104,
-         kinds=["ipv4", "tcp", "masquerade"], known_gap="masquerade"),
+         kinds=["ipv4", "tcp", "masquerade"]),
     dict(name="tcp4_snat_range", by="client", kind="tcp", fam=4, dst=SERVER4, port=9105,
          kinds=["ipv4", "tcp", "port_rewrite"], nat_port_range=(20000, 20999)),
     dict(name="tcp4_mark", by="client", kind="tcp", fam=4, dst=SERVER4, port=9106,
@@ -77,7 +77,7 @@ FLOWS = [
     dict(name="tcp4_zone", by="client", kind="tcp", fam=4, dst=SERVER4, port=9107,
          kinds=["ipv4", "tcp", "zone"], zone=5),
     dict(name="tcp4_label", by="client", kind="tcp", fam=4, dst=SERVER4, port=9108,
-         kinds=["ipv4", "tcp", "label"], label=3, known_gap="labels"),
+         kinds=["ipv4", "tcp", "label"], label=3),
     dict(name="tcp4_dnat", by="server", kind="tcp", fam=4, dst=WAN_VIP4, port=8080,
          listen=(CLIENT4, 8080), kinds=["ipv4", "tcp", "dnat"]),
     dict(name="tcp4_dnat_port", by="server", kind="tcp", fam=4, dst=WAN_VIP4, port=8081,
@@ -96,11 +96,11 @@ FLOWS = [
          listen=(CLIENT6, 80), kinds=["ipv6", "tcp", "dnat", "port_rewrite"]),
     # FTP (active mode) through the ftp helper: see the module docstring for the steps.
     dict(name="ftp_xfer_before_and_after", by="client", kind="ftp", fam=4, dst=SERVER4,
-         port=FTP_PORT, pre=["xfer"], post=["xfer"], kinds=["ftp"], known_gap="ftp"),
+         port=FTP_PORT, pre=["xfer"], post=["xfer"], kinds=["ftp"]),
     dict(name="ftp_xfer_after", by="client", kind="ftp", fam=4, dst=SERVER4, port=FTP_PORT,
-         pre=[], post=["xfer"], kinds=["ftp"], known_gap="ftp"),
+         pre=[], post=["xfer"], kinds=["ftp"]),
     dict(name="ftp_port_before_retr_after", by="client", kind="ftp", fam=4, dst=SERVER4,
-         port=FTP_PORT, pre=["port_samelen"], post=["retr"], kinds=["ftp"], known_gap="ftp"),
+         port=FTP_PORT, pre=["port_samelen"], post=["retr"], kinds=["ftp"]),
 ]
 for _f in FLOWS:
     _f.setdefault("listen", (_f["dst"], _f["port"]) if _f["kind"] != "ping" else (_f["dst"], 0))

@@ -3,6 +3,8 @@
 // table state), the rounds that keep changes to one entry in order, and the mapping of
 // answers back to requests by sequence number (wraparound, stale and malformed answers).
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <linux/netlink.h>
@@ -106,6 +108,40 @@ TEST(ConntrackBatchChain, RetriesAreBounded) {
   CtNext n = next_request(c, CtRequest::Update, ENOENT, kMaxRequestsPerChange);
   EXPECT_FALSE(n.request);
   EXPECT_EQ(n.error, ENOENT);
+}
+
+// A kernel without the connlabel extension answers an update carrying labels with ENOSPC, one
+// without the helper a create naming it with EOPNOTSUPP: the same request goes again without
+// them (once), so the rest of the entry still lands.
+TEST(ConntrackBatchChain, RefusedLabelsAndHelperAreLeftOutOnce) {
+  FlowChange c = change(FlowChangeKind::Update, true);
+  c.entry.labels = {8, 0};
+  CtNext n = next_request(c, CtRequest::Update, ENOSPC, 1);
+  ASSERT_TRUE(n.request);
+  EXPECT_EQ(*n.request, CtRequest::Update);
+  EXPECT_EQ(n.omit, kOmitLabels);
+  n = next_request(c, CtRequest::Update, ENOSPC, 2, n.omit);  // not the labels, then
+  EXPECT_FALSE(n.request);
+  EXPECT_EQ(n.error, ENOSPC);
+
+  FlowChange f = change(FlowChangeKind::New, true);
+  std::strcpy(f.entry.helper.data(), "ftp");
+  n = next_request(f, CtRequest::CreateExcl, EOPNOTSUPP, 1);
+  ASSERT_TRUE(n.request);
+  EXPECT_EQ(*n.request, CtRequest::CreateExcl);
+  EXPECT_EQ(n.omit, kOmitHelper);
+  // The omission sticks through the rest of the chain.
+  n = next_request(f, CtRequest::CreateExcl, EEXIST, 2, n.omit);
+  ASSERT_TRUE(n.request);
+  EXPECT_EQ(*n.request, CtRequest::Update);
+  EXPECT_EQ(n.omit, kOmitHelper);
+}
+
+TEST(ConntrackBatchChain, EntriesWithoutLabelsOrHelperKeepTheirErrors) {
+  const FlowChange c = change(FlowChangeKind::Update, true);
+  EXPECT_FALSE(next_request(c, CtRequest::Update, ENOSPC, 1).request);
+  const FlowChange f = change(FlowChangeKind::New, true);
+  EXPECT_FALSE(next_request(f, CtRequest::CreateExcl, EOPNOTSUPP, 1).request);
 }
 
 // What ctnetlink does with our requests, as measured on 6.18 (see conntrack_convert.h).

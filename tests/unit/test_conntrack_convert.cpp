@@ -520,3 +520,66 @@ TEST(ConntrackConvertFromKernel, RejectsWhatCannotBeCarried) {
 
 }  // namespace
 }  // namespace fwha::sync
+
+// ---- labels, helper, NAT sequence adjustment --------------------------------------------------
+
+namespace fwha::sync {
+namespace {
+
+FlowEntry ftp_control_with_state() {
+  FlowEntry e = tcp_snat_v4();
+  e.labels = {uint64_t{1} << 3, uint64_t{1} << 63};  // labels 3 and 127
+  std::strcpy(e.helper.data(), "ftp");
+  e.seqadj_original = {189149930, 0, 2};
+  e.status |= IPS_SEQ_ADJUST;
+  return e;
+}
+
+TEST(ConntrackConvertOptional, CreateCarriesLabelsHelperAndSeqAdj) {
+  const FlowEntry e = ftp_control_with_state();
+  NfConntrackPtr ct = to_nf_conntrack_for_create(e);
+  std::vector<char> buf;
+  Wire w = to_wire(ct.get(), buf);
+  ASSERT_NE(w[CTA_LABELS], nullptr);
+  EXPECT_EQ(mnl_attr_get_payload_len(w[CTA_LABELS]), 16u);
+  ASSERT_NE(w[CTA_HELP], nullptr);
+  ASSERT_NE(w[CTA_SEQ_ADJ_ORIG], nullptr);
+  ASSERT_NE(w[CTA_SEQ_ADJ_REPLY], nullptr);
+  // What the adapter reads back from such a message is what was sent.
+  const FlowEntry back = via_netlink(ct);
+  EXPECT_EQ(back.labels, e.labels);
+  EXPECT_STREQ(back.helper.data(), "ftp");
+  EXPECT_EQ(back.seqadj_original, e.seqadj_original);
+  EXPECT_EQ(back.seqadj_reply, e.seqadj_reply);
+}
+
+TEST(ConntrackConvertOptional, UpdateCarriesLabelsAndSeqAdjButNoHelper) {
+  NfConntrackPtr ct = to_nf_conntrack_for_update(ftp_control_with_state());
+  std::vector<char> buf;
+  Wire w = to_wire(ct.get(), buf);
+  EXPECT_NE(w[CTA_LABELS], nullptr);
+  EXPECT_NE(w[CTA_SEQ_ADJ_ORIG], nullptr);
+  EXPECT_EQ(w[CTA_HELP], nullptr);  // the kernel cannot attach one to an existing entry
+}
+
+TEST(ConntrackConvertOptional, OmittedAttributesAreLeftOut) {
+  NfConntrackPtr ct = to_nf_conntrack_for_create(ftp_control_with_state(),
+                                                 kOmitLabels | kOmitHelper);
+  std::vector<char> buf;
+  Wire w = to_wire(ct.get(), buf);
+  EXPECT_EQ(w[CTA_LABELS], nullptr);
+  EXPECT_EQ(w[CTA_HELP], nullptr);
+  EXPECT_NE(w[CTA_SEQ_ADJ_ORIG], nullptr);
+}
+
+TEST(ConntrackConvertOptional, EntryWithoutThemSendsNone) {
+  NfConntrackPtr ct = to_nf_conntrack_for_create(tcp_snat_v4());
+  std::vector<char> buf;
+  Wire w = to_wire(ct.get(), buf);
+  EXPECT_EQ(w[CTA_LABELS], nullptr);
+  EXPECT_EQ(w[CTA_HELP], nullptr);
+  EXPECT_EQ(w[CTA_SEQ_ADJ_ORIG], nullptr);
+}
+
+}  // namespace
+}  // namespace fwha::sync

@@ -2,6 +2,8 @@
 // field a peer could send is rejected with an error naming it.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "flow_samples.h"
 #include "sync/flow_wire.h"
 
@@ -89,6 +91,65 @@ TEST(FlowWire, TcpStateOnUdpIsRejected) {
   std::string error;
   EXPECT_FALSE(from_wire(w, error));
   EXPECT_NE(error.find("non-TCP"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fwha::sync
+
+namespace fwha::sync {
+namespace {
+
+FlowEntry with_optional_state() {
+  FlowEntry e = test::snat_tcp_flow();
+  e.labels = {0x8, 0x8000000000000000ULL};
+  std::strcpy(e.helper.data(), "ftp");
+  e.seqadj_original = {1000, 0, 2};
+  e.seqadj_reply = {0, 0, 0};
+  return e;
+}
+
+TEST(FlowWireOptional, LabelsHelperSeqAdjRoundTrip) {
+  FlowChange c{FlowChangeKind::New, with_optional_state()};
+  wire::FlowChange w;
+  to_wire(c, &w);
+  wire::FlowChange parsed;
+  ASSERT_TRUE(parsed.ParseFromString(w.SerializeAsString()));
+  std::string error;
+  auto back = from_wire(parsed, error);
+  ASSERT_TRUE(back) << error;
+  EXPECT_EQ(*back, c);
+}
+
+TEST(FlowWireOptional, AbsentWhenUnused) {
+  wire::Flow w;
+  to_wire(test::snat_tcp_flow(), &w);
+  EXPECT_EQ(w.labels_low(), 0u);
+  EXPECT_TRUE(w.helper().empty());
+  EXPECT_FALSE(w.has_seqadj_original());
+}
+
+TEST(FlowWireOptional, BadHelperNamesAreRejected) {
+  for (const std::string& bad : {std::string("ftp\n"), std::string("f\0p", 3),
+                                std::string(16, 'a'), std::string("ftp;rm")}) {
+    wire::Flow w;
+    to_wire(test::snat_tcp_flow(), &w);
+    w.set_helper(bad);
+    std::string error;
+    EXPECT_FALSE(from_wire(w, error)) << bad;
+    EXPECT_NE(error.find("helper"), std::string::npos) << error;
+  }
+}
+
+TEST(FlowWireOptional, SeqAdjOnUdpIsRejected) {
+  wire::Flow w;
+  to_wire(test::snat_tcp_flow(), &w);
+  w.mutable_original()->set_l4proto(IPPROTO_UDP);
+  w.mutable_reply()->set_l4proto(IPPROTO_UDP);
+  w.set_tcp_state(0);
+  w.mutable_seqadj_original()->set_offset_after(2);
+  std::string error;
+  EXPECT_FALSE(from_wire(w, error));
+  EXPECT_NE(error.find("sequence adjustment"), std::string::npos) << error;
 }
 
 }  // namespace
