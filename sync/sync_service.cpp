@@ -5,6 +5,7 @@
 #include "sync/expect_pump.h"
 #include "sync/sync_link.h"
 #include "util/log.h"
+#include "util/realtime.h"
 
 namespace fwha::sync {
 
@@ -80,6 +81,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   }
   tick();
   thread_ = std::thread([this] {
+    rt::apply_or_warn(options_.realtime_priority, "replication");
     try {
       io_.run();
     } catch (const std::exception& e) {

@@ -16,6 +16,7 @@ namespace fwha::config {
 inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
 inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
 inline constexpr uint32_t kDefaultEventCoalesceUs = 1000;
+inline constexpr int kDefaultRealtimePriority = 50;
 
 struct VipInterface {
   std::string name;            // kernel interface name
@@ -47,6 +48,9 @@ struct Sync {
 struct Config {
   std::string node_name;
   std::string control_socket = kDefaultControlSocket;
+  // SCHED_RR priority of the election thread (the replication thread runs 10 below, so a
+  // dump never delays an advert); 0: normal scheduling. See docs/running.md.
+  int realtime_priority = kDefaultRealtimePriority;
   std::string peer_name;
   Sync sync;
   Group group;

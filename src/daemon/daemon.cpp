@@ -8,6 +8,7 @@
 #include "control/control_server.h"
 #include "sync/sync_service.h"
 #include "util/log.h"
+#include "util/realtime.h"
 #include "vip/address_port.h"
 #include "vrrp/vrrp_group.h"
 
@@ -84,6 +85,9 @@ bool Daemon::open() {
   so.reconcile_interval = std::chrono::seconds(config_.sync.reconcile_interval_s);
   so.event_buffer_bytes = size_t{config_.sync.event_buffer_kib} * 1024;
   so.event_coalesce = std::chrono::microseconds(config_.sync.event_coalesce_us);
+  // Below the election: a dump or a bulk write must never delay an advert.
+  so.realtime_priority =
+      config_.realtime_priority > 0 ? std::max(1, config_.realtime_priority - 10) : 0;
   sync_ = std::make_unique<sync::SyncService>(so);
   sync_->set_filter(local_filter(config_));
   if (auto sec = sync_->start(what)) {
@@ -113,6 +117,7 @@ int Daemon::run() {
                             " group=" + config_.group.name + " priority=" +
                             std::to_string(config_.group.priority) + " conntrack_replication=" +
                             (config_.sync.conntrack ? "on" : "off"));
+  rt::apply_or_warn(config_.realtime_priority, "election");
   group_->start();
   io_.run();
   log::notice("daemon", "fwhad stopped");

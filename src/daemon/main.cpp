@@ -24,7 +24,7 @@ Exit codes: 0 stopped cleanly, 1 start-up failed (socket, interface), 2 bad conf
 
 constexpr const char* kFooter = R"(
 Configuration (TOML; every key is explained in fwha.conf.example, docs/running.md):
-  [node]   name, control_socket
+  [node]   name, control_socket, realtime_priority
   [peer]   name
   [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
            event_buffer_kib, event_coalesce_us

@@ -89,6 +89,8 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_FALSE(c.group.preempt);  // no preemption by default (DESIGN.md)
   EXPECT_EQ(c.group.advert_interval_cs, 100);
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
+  EXPECT_EQ(c.realtime_priority, 50);
+  EXPECT_EQ(c.sync.event_coalesce_us, 1000u);
 }
 
 TEST(Config, Ipv6VipsMoveWithTheGroup) {
@@ -128,6 +130,11 @@ TEST(Config, OutOfRangeValuesSayWhatIsExpected) {
   EXPECT_EQ(e.key, "group.advert_interval_cs");
   e = expect_error(replace(kGood, "port = 7788", "port = 70000"));
   EXPECT_EQ(e.key, "sync.port");
+  e = expect_error(replace(kGood, "name = \"fw1\"\n", "name = \"fw1\"\nrealtime_priority = 120\n"));
+  EXPECT_EQ(e.key, "node.realtime_priority");
+  EXPECT_NE(e.message.find("0..99"), std::string::npos);
+  e = expect_error(replace(kGood, "[sync]\n", "[sync]\nevent_coalesce_us = -1\n"));
+  EXPECT_EQ(e.key, "sync.event_coalesce_us");
 }
 
 TEST(Config, WrongTypesAreErrors) {
