@@ -48,8 +48,8 @@ struct Sync {
 struct Config {
   std::string node_name;
   std::string control_socket = kDefaultControlSocket;
-  // SCHED_RR priority of the election thread (the replication thread runs 10 below, so a
-  // dump never delays an advert); 0: normal scheduling. See docs/running.md.
+  // SCHED_RR priority of the election thread (the replication thread stays at normal
+  // priority); 0: normal scheduling. See docs/running.md.
   int realtime_priority = kDefaultRealtimePriority;
   std::string peer_name;
   Sync sync;

@@ -1,8 +1,7 @@
-// Real-time scheduling for fwhad's threads. An advert late by a few hundred milliseconds is a
-// false takeover, and replication lag is mostly scheduling delay: a normal-priority daemon
-// waits behind whatever else runs on the node (measured in the lab: lag p99 1.2 ms at normal
-// priority on an idle machine, 0.5 ms at SCHED_RR; adverts missed under one saturated core).
-// conntrackd runs SCHED_RR 99 by default for the same reasons.
+// Real-time scheduling for fwhad's election thread: an advert late by a few hundred
+// milliseconds is a false takeover, and a normal-priority daemon waits behind whatever else
+// runs on the node. The thread does microseconds of work per advert interval, so it cannot
+// starve anything. (The replication thread is not made real-time: see daemon.cpp.)
 #pragma once
 
 #include <string>
