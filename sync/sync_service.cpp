@@ -82,6 +82,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   tick();
   thread_ = std::thread([this] {
     rt::apply_or_warn(options_.realtime_priority, "replication");
+    if (options_.realtime_priority == 0) rt::set_thread_nice_or_warn(options_.nice, "replication");
     try {
       io_.run();
     } catch (const std::exception& e) {

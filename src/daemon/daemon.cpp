@@ -90,6 +90,9 @@ bool Daemon::open() {
   // that delivers packets once softirq load is high, adverts included (measured: a spurious
   // takeover during the bench's top step). At 1 ms coalescing its lag is the same either way.
   so.realtime_priority = 0;
+  // Still ahead of ordinary processes, so CPU contention does not become replication lag,
+  // while ksoftirqd keeps a share under saturation.
+  so.nice = config_.realtime_priority > 0 ? -10 : 0;
   sync_ = std::make_unique<sync::SyncService>(so);
   sync_->set_filter(local_filter(config_));
   if (auto sec = sync_->start(what)) {

@@ -2,6 +2,10 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "util/log.h"
 
@@ -25,6 +29,18 @@ void apply_or_warn(int priority, const std::string& what) {
     return;
   }
   log::info("daemon", what + " thread runs SCHED_RR " + std::to_string(priority));
+}
+
+void set_thread_nice_or_warn(int nice, const std::string& what) {
+  if (nice == 0) return;
+  // On Linux the nice value is per thread: PRIO_PROCESS with the thread id.
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) != 0) {
+    log::warning("daemon", what + " thread stays at nice 0: nice " + std::to_string(nice) +
+                               " refused (" + std::error_code(errno, std::generic_category()).message() +
+                               ")");
+    return;
+  }
+  log::info("daemon", what + " thread runs at nice " + std::to_string(nice));
 }
 
 }  // namespace fwha::rt

@@ -18,4 +18,7 @@ std::error_code set_thread_realtime(int priority);
 // consequence when it failed.
 void apply_or_warn(int priority, const std::string& what);
 
+// Gives the calling thread nice value `nice` (-20..19; 0 leaves it), logging a refusal.
+void set_thread_nice_or_warn(int nice, const std::string& what);
+
 }  // namespace fwha::rt

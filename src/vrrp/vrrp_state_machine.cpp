@@ -200,10 +200,21 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
               out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
               return;
             }
+            if (adv.source == config_.primary_address) return;  // our own, looped back
             const bool better = adv.priority > config_.priority ||
                                 (adv.priority == config_.priority &&
                                  address_greater(adv.source, config_.primary_address));
-            if (!better) return;  // discard; our next advert makes the sender step down
+            if (!better) {
+              // Two Masters: the tie-break says we stay. RFC 5798 only discards the advert and
+              // lets our next one make the other step down, but meanwhile neighbours (and the
+              // other node's replicas) follow whoever announced last: a node that woke from a
+              // freeze or a false takeover has just moved the VIPs' MAC to itself. So assert
+              // at once and re-announce the VIPs (RFC 9568 asks the winner to re-announce).
+              out.push_back(SendAdvert{config_.priority});
+              out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+              out.push_back(SendGratuitousArp{});
+              return;
+            }
             out.push_back(CancelAdverTimer{});
             master_adver_interval_cs_ = adv.max_adver_interval_cs;
             out.push_back(StartMasterDownTimer{master_down_interval()});

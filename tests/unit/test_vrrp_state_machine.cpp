@@ -137,12 +137,13 @@ std::vector<Cell> cells() {
        S::Backup, {CancelAdverTimer{}, StartMasterDownTimer{kMdi100}, RemoveVips{}},
        R::HigherPriorityMaster},
       {"Master_AdvertEqual_LowerAddr", S::Master, dflt, advert(100, 100, kLowerAddr), S::Master,
-       {}, R::MasterDown},
+       {SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}, R::MasterDown},
       {"Master_AdvertEqual_SameAddr", S::Master, dflt, advert(100, 100, kLocal), S::Master, {},
        R::MasterDown},
-      {"Master_AdvertLower", S::Master, dflt, advert(99, 100, kHigherAddr), S::Master, {},
-       R::MasterDown},
-      {"Master_AdvertLower_Preempt", S::Master, pre, advert(99), S::Master, {}, R::MasterDown},
+      {"Master_AdvertLower", S::Master, dflt, advert(99, 100, kHigherAddr), S::Master,
+       {SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}, R::MasterDown},
+      {"Master_AdvertLower_Preempt", S::Master, pre, advert(99), S::Master,
+       {SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}, R::MasterDown},
   };
   // clang-format on
 }
@@ -496,6 +497,29 @@ TEST(VrrpFakeClock, PartitionHealingLeavesHigherPriority) {
   net.advance(kSecond);
   EXPECT_EQ(net[hi].sm.state(), State::Master);
   EXPECT_EQ(net[lo].sm.state(), State::Backup);
+}
+
+// Two Masters after a partition (or a freeze): the first advert from the loser makes the
+// winner assert itself and re-announce the VIPs at once, and the loser steps down on that
+// advert, without waiting for the winner's next Adver_Timer.
+TEST(VrrpFakeClock, TwoMastersResolveAtOnceAndTheWinnerReannounces) {
+  FakeNet net;
+  const size_t hi = net.add(config(150, false, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.set_link(false);
+  net.post(hi, Startup{});
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond + kSecond / 2);  // mid-interval for both
+  ASSERT_EQ(net.masters(), 2);
+  net.set_link(true);
+  const int garps_before = net[hi].garps;
+  const size_t hi_adverts = net[hi].adverts.size();
+  net.post(lo, AdverTimerExpired{});  // lo's advert reaches hi first
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
+  EXPECT_EQ(net[lo].sm.state(), State::Backup);
+  EXPECT_EQ(net[hi].garps, garps_before + 1) << "the winner re-announced the VIPs";
+  ASSERT_EQ(net[hi].adverts.size(), hi_adverts + 1);
+  EXPECT_EQ(net[hi].adverts.back().first, net.now()) << "at once, not at its next interval";
 }
 
 // hi (priority 200) is Master, shuts down gracefully (lo takes over within Skew_Time), then
