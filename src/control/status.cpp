@@ -50,7 +50,7 @@ std::string render_text(const StatusSnapshot& s) {
   o << "node " << s.node << ", peer " << s.peer << "\n";
   o << "group " << s.group_name << " (vrid " << s.vrid << "): " << s.state << " for "
     << s.state_age_ms / 1000.0 << " s, reason " << s.last_reason << ", " << s.vrrp.transitions
-    << " transitions\n";
+    << " transitions, " << s.vrrp.stalls << " stalls\n";
   o << "peer adverts: ";
   if (s.adverts_seen) {
     o << "last " << s.last_advert_age_ms << " ms ago\n";
@@ -132,7 +132,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"rejected_source\": " << s.vrrp.rejected_source
     << ", \"rejected_malformed\": " << s.vrrp.rejected_malformed
     << ", \"other_vrid\": " << s.vrrp.other_vrid << ", \"vip_errors\": " << s.vrrp.vip_errors
-    << "}}\n";
+    << ", \"stalls\": " << s.vrrp.stalls << "}}\n";
   return o.str();
 }
 

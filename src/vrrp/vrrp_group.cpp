@@ -75,6 +75,25 @@ void VrrpGroup::start() { post(Startup{}); }
 void VrrpGroup::shutdown() { post(Shutdown{}); }
 
 void VrrpGroup::post(const Event& event) {
+  const auto now = std::chrono::steady_clock::now();
+  // A healthy Master handles its Adver_Timer every interval; a gap of three is what the peer
+  // waits (plus Skew_Time) before taking over.
+  const auto stall = std::chrono::microseconds(3 * 10000 * int64_t{config_.advert_interval_cs});
+  if (machine_.state() == State::Master && last_event_at_ && now - *last_event_at_ > stall) {
+    ++counters_.stalls;
+    log::warning("vrrp", "group=" + config_.name + " did not run for " +
+                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 now - *last_event_at_)
+                                                 .count()) +
+                             " ms (stopped or starved): the peer has probably taken over, "
+                             "stepping down");
+    handle(ResumedAfterStall{});
+  }
+  last_event_at_ = now;
+  handle(event);
+}
+
+void VrrpGroup::handle(const Event& event) {
   const State before = machine_.state();
   auto actions = machine_.handle(event);
   const State after = machine_.state();

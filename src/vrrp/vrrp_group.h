@@ -31,6 +31,7 @@ struct GroupCounters {
   uint64_t other_vrid = 0;   // another VRRP group on the same link: not ours, not an error
   uint64_t transitions = 0;
   uint64_t vip_errors = 0;
+  uint64_t stalls = 0;       // Master found it had not run for a Master_Down_Interval
 };
 
 class VrrpGroup {
@@ -70,7 +71,10 @@ class VrrpGroup {
     uint64_t generation = 0;
   };
 
+  // Every event enters here; a Master that finds it did not run for a Master_Down_Interval
+  // first hands the machine ResumedAfterStall.
   void post(const Event& event);
+  void handle(const Event& event);
   void perform(const Action& action);
   void arm(Timer& timer, std::chrono::microseconds after, Event on_expiry);
   void cancel(Timer& timer);
@@ -92,6 +96,7 @@ class VrrpGroup {
   std::chrono::steady_clock::time_point state_since_ = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> last_peer_advert_;
   GroupCounters counters_;
+  std::optional<std::chrono::steady_clock::time_point> last_event_at_;
 };
 
 }  // namespace fwha::vrrp

@@ -69,6 +69,8 @@ const char* to_string(Reason r) {
       return "higher_priority_master";
     case Reason::Shutdown:
       return "shutdown";
+    case Reason::Stalled:
+      return "stalled";
   }
   return "unknown";
 }
@@ -80,6 +82,7 @@ const char* event_name(const Event& e) {
                         [](const MasterDownTimerExpired&) { return "MasterDownTimerExpired"; },
                         [](const AdverTimerExpired&) { return "AdverTimerExpired"; },
                         [](const AdvertReceived&) { return "AdvertReceived"; },
+                        [](const ResumedAfterStall&) { return "ResumedAfterStall"; },
                     },
                     e);
 }
@@ -141,6 +144,7 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                  [](const MasterDownTimerExpired&) {},  // ignored: no timer runs in Initialize
                  [](const AdverTimerExpired&) {},       // ignored: no timer runs in Initialize
                  [](const AdvertReceived&) {},          // ignored: not running
+                 [](const ResumedAfterStall&) {},       // ignored: not running
              },
              e);
 }
@@ -174,6 +178,8 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                    // Preempt_Mode and a lower priority Master: discard, so Master_Down_Timer
                    // expires and we preempt it.
                  },
+                 // Our Master_Down_Timer, if overdue, fires right after: the usual rules.
+                 [](const ResumedAfterStall&) {},
              },
              e);
 }
@@ -190,6 +196,18 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
             enter(State::Initialize, Reason::Shutdown);
           },
           [](const MasterDownTimerExpired&) {},  // ignored: a Master runs no Master_Down_Timer
+          [&](const ResumedAfterStall&) {
+            // We stopped sending adverts for longer than the peer waits: it has most likely
+            // taken over, and its table holds the flows opened meanwhile, ours does not.
+            // Winning the tie-break now would cause a second outage and lose those flows, so
+            // step down; if no Master speaks within one interval (+ Skew_Time), take over again.
+            out.push_back(CancelAdverTimer{});
+            out.push_back(RemoveVips{});
+            master_adver_interval_cs_ = config_.advert_interval_cs;
+            out.push_back(
+                StartMasterDownTimer{from_cs(config_.advert_interval_cs) + skew_time()});
+            enter(State::Backup, Reason::Stalled);
+          },
           [&](const AdverTimerExpired&) {
             out.push_back(SendAdvert{config_.priority});
             out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});

@@ -38,8 +38,12 @@ struct AdvertReceived {               // already validated (TTL, source, checksu
   uint16_t max_adver_interval_cs = 0;
   IpAddress source;
 };
-using Event =
-    std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired, AdvertReceived>;
+// The driver found that this node did not run for longer than a Master_Down_Interval (the
+// process was stopped, starved or the VM paused): the peer has probably taken over meanwhile.
+// Delivered before anything else that happened during the stall.
+struct ResumedAfterStall {};
+using Event = std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired,
+                           AdvertReceived, ResumedAfterStall>;
 const char* event_name(const Event& e);
 
 // --- actions ------------------------------------------------------------------------------
@@ -80,6 +84,7 @@ enum class Reason : uint8_t {
   MasterDown,           // Master_Down_Timer expired: no advert from a Master
   HigherPriorityMaster, // Master saw a better advert (priority or tie-break) and stepped down
   Shutdown,             // graceful stop
+  Stalled,              // Master that did not run for a Master_Down_Interval stepped down
 };
 const char* to_string(Reason r);
 

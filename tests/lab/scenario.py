@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
 
-    scenario.py {crash,control,graceful,bad_input} [--assert] [--sessions N] [--verbose]
+    scenario.py {crash,control,graceful,freeze,bad_input} [--assert] [--sessions N] [--verbose]
 
 crash      The Master is frozen (SIGSTOP: no goodbye), its links are cut, then it is killed
            (SIGKILL) while >= 100 TCP sessions and a 1 ms probe stream run through it.
@@ -12,6 +12,10 @@ control    The same crash with `conntrack = false` on both nodes. Asserts that s
            with SYN) and the randomised SNAT ports leave no accidental way to survive.
 graceful   SIGTERM to the Master's fwhad (priority-0 handover). Asserts: fwhad exits 0, every
            session survives, gap < 1000 ms.
+freeze     The Master's fwhad alone is stopped (SIGSTOP) for 2 s, then continued: the node's
+           kernel keeps forwarding, the Backup takes over. Asserts: the woken node steps down
+           (reason "stalled") and stays Backup, every session survives, and no gap in the
+           whole run reaches 1000 ms (no second outage when it wakes).
 bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
            naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
            counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
@@ -48,6 +52,7 @@ INJECT = os.path.join(HERE, "inject.py")
 PY = sys.executable or "python3"
 
 GAP_LIMIT_MS = 1000.0
+FREEZE_S = 2.0                 # freeze: how long the Master's fwhad is stopped
 STALL_LIMIT_S = 5.0
 PRE_FAILOVER_S = 3.0
 POST_FAILOVER_S = 7.5          # >= 6 s so a 5 s stall is visible
@@ -298,6 +303,12 @@ def failover_run(lab, args, checks, kind):
     event_ns = mono_ns()
     if kind in ("crash", "control"):
         crash_node(lab, master, event_ns)
+    elif kind == "freeze":
+        # Only fwhad stops: the node's kernel keeps forwarding with its VIPs until the Backup
+        # takes over and announces them; then the frozen daemon wakes up.
+        lab.fwhad_procs[master].signal(signal.SIGSTOP)
+        lab.fwhad_procs[master].frozen = True
+        lab.log(f"freeze: {master}'s fwhad stopped (SIGSTOP) for {FREEZE_S:.0f} s")
     else:
         lab.fwhad_procs[master].signal(signal.SIGTERM)
         lab.log(f"graceful: SIGTERM to {master}'s fwhad")
@@ -310,15 +321,23 @@ def failover_run(lab, args, checks, kind):
         seen_ns = mono_ns()
     except LabTimeout as e:
         lab.log(str(e))
+    if kind == "freeze":
+        time.sleep(max(0.0, event_ns / 1e9 + FREEZE_S - time.monotonic()))
+        lab.fwhad_procs[master].signal(signal.SIGCONT)
+        lab.fwhad_procs[master].frozen = False
+        lab.log(f"freeze: {master}'s fwhad continued (SIGCONT)")
     if kind == "graceful":
         try:
             exit_code = lab.fwhad_procs[master].popen.wait(timeout=20)
         except Exception:  # noqa: BLE001
             exit_code = None
         lab.log(f"{master}'s fwhad exited with {exit_code}")
+    if kind == "freeze":
+        time.sleep(1.0)  # time for the woken node to handle what queued up while it was stopped
     masters = lab.who_is_master()
     master_after = masters[0] if len(masters) == 1 else (",".join(masters) or "none")
     out("master_after", master_after)
+    woken = (lab.status(master) or {}) if kind == "freeze" else {}
     if seen_ns is not None:
         ms, source = takeover_time(lab, backup, event_ns, seen_ns)
         lab.log(f"new Master: {backup} since +{lab.rel_s(event_ns + ms * 1e6):.3f}s, "
@@ -363,11 +382,26 @@ def failover_run(lab, args, checks, kind):
     out("server_side_session_ends_before_stop", json.dumps(dict(ends), sort_keys=True))
     if kind == "graceful":
         out("old_master_exit_code", exit_code)
+    if kind == "freeze":
+        st_old = lab.status(master) or {}
+        out("woken_state", st_old.get("group", {}).get("state"))
+        out("woken_last_reason", woken.get("group", {}).get("last_reason"))
+        out("woken_stalls", woken.get("vrrp", {}).get("stalls"))
 
     # -- assertions --
     checks.check(master_after == backup, f"{backup} is the only Master after the {kind}",
                  f"master_after={master_after}")
-    if kind in ("crash", "graceful"):
+    if kind == "freeze":
+        checks.check(woken.get("group", {}).get("last_reason") == "stalled",
+                     f"{master}, woken, stepped down because it had stalled",
+                     f"state {woken.get('group', {}).get('state')}, reason "
+                     f"{woken.get('group', {}).get('last_reason')}")
+        checks.check(lab.state(master) == "Backup", f"{master} stays Backup (no second takeover)",
+                     f"{lab.state(master)}")
+        longest = probes["longest_gap_ms"]
+        checks.check(longest < GAP_LIMIT_MS, "no probe gap over the limit in the whole run "
+                     "(no second outage when the frozen node woke)", f"{longest:.0f} ms")
+    if kind in ("crash", "graceful", "freeze"):
         checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
                      f"T={t}")
         checks.check(k == t, "every pre-existing session survived", f"{k}/{t}")
@@ -583,7 +617,7 @@ def bad_input_run(lab, args, checks):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scenario", choices=["crash", "control", "graceful", "bad_input"])
+    ap.add_argument("scenario", choices=["crash", "control", "graceful", "freeze", "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)

@@ -80,6 +80,7 @@ struct Cell {
 // An advert with interval 200 cs gives Master_Down_Interval 3 * 2 s + 1218750 us.
 const microseconds kMdi100{3'609'375};
 const microseconds kSkew100{609'375};
+const microseconds kSkew150{414'062};  // (256 - 150) * 1 s / 256, truncated
 const microseconds kMdi200{7'218'750};
 
 std::vector<Cell> cells() {
@@ -101,6 +102,7 @@ std::vector<Cell> cells() {
        R::None},
       {"Init_AdverTimer", S::Initialize, dflt, AdverTimerExpired{}, S::Initialize, {}, R::None},
       {"Init_Advert", S::Initialize, dflt, advert(200), S::Initialize, {}, R::None},
+      {"Init_Stall", S::Initialize, dflt, ResumedAfterStall{}, S::Initialize, {}, R::None},
       // --- Backup (6.4.2)
       {"Backup_Startup", S::Backup, dflt, Startup{}, S::Backup, {}, R::Startup},
       {"Backup_Shutdown", S::Backup, dflt, Shutdown{}, S::Initialize, {CancelMasterDownTimer{}},
@@ -120,6 +122,7 @@ std::vector<Cell> cells() {
        {StartMasterDownTimer{kMdi200}}, R::Startup},
       {"Backup_AdvertHigher_Preempt", S::Backup, pre, advert(150), S::Backup,
        {StartMasterDownTimer{kMdi100}}, R::Startup},
+      {"Backup_Stall", S::Backup, dflt, ResumedAfterStall{}, S::Backup, {}, R::Startup},
       // --- Master (6.4.3)
       {"Master_Startup", S::Master, dflt, Startup{}, S::Master, {}, R::MasterDown},
       {"Master_Shutdown", S::Master, dflt, Shutdown{}, S::Initialize,
@@ -144,6 +147,8 @@ std::vector<Cell> cells() {
        {SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}, R::MasterDown},
       {"Master_AdvertLower_Preempt", S::Master, pre, advert(99), S::Master,
        {SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}, R::MasterDown},
+      {"Master_Stall", S::Master, dflt, ResumedAfterStall{}, S::Backup,
+       {CancelAdverTimer{}, RemoveVips{}, StartMasterDownTimer{kSecond + kSkew100}}, R::Stalled},
   };
   // clang-format on
 }
@@ -243,6 +248,7 @@ struct Node {
   std::vector<std::pair<microseconds, State>> transitions;
   bool vips_held = false;
   int garps = 0;
+  bool frozen = false;  // a stopped process: no timers fire, adverts to it are lost
 };
 
 // Several nodes on one simulated link with a manual clock. Adverts are delivered with zero
@@ -256,6 +262,8 @@ class FakeNet {
   Node& operator[](size_t i) { return *nodes_[i]; }
   microseconds now() const { return now_; }
   void set_link(bool up) { link_up_ = up; }
+  void freeze(size_t i) { nodes_[i]->frozen = true; }
+  void thaw(size_t i) { nodes_[i]->frozen = false; }
 
   // Delivers an event to node i now and runs until nothing more happens at this instant.
   void post(size_t i, const Event& e) {
@@ -278,6 +286,7 @@ class FakeNet {
       std::optional<microseconds>* next = nullptr;
       size_t owner = 0;
       for (size_t i = 0; i < nodes_.size(); ++i) {
+        if (nodes_[i]->frozen) continue;
         for (auto* t : {&nodes_[i]->master_down_deadline, &nodes_[i]->adver_deadline}) {
           if (*t && **t <= target && (!next || **t < **next)) {
             next = t;
@@ -306,6 +315,7 @@ class FakeNet {
  private:
   void dispatch(size_t i, const Event& e) {
     Node& n = *nodes_[i];
+    if (n.frozen) return;
     const State before = n.sm.state();
     for (const Action& a : n.sm.handle(e)) perform(i, a);
     if (n.sm.state() != before) n.transitions.emplace_back(now_, n.sm.state());
@@ -520,6 +530,46 @@ TEST(VrrpFakeClock, TwoMastersResolveAtOnceAndTheWinnerReannounces) {
   EXPECT_EQ(net[hi].garps, garps_before + 1) << "the winner re-announced the VIPs";
   ASSERT_EQ(net[hi].adverts.size(), hi_adverts + 1);
   EXPECT_EQ(net[hi].adverts.back().first, net.now()) << "at once, not at its next interval";
+}
+
+// hi is Master and freezes (its process stopped) long enough for lo to take over. When hi
+// resumes it steps down before anything else, so lo stays Master: no second outage, and the
+// flows lo holds (opened during the freeze) are not lost to the tie-break.
+TEST(VrrpFakeClock, MasterResumingAfterAStallStepsDownToTheNewMaster) {
+  FakeNet net;
+  const size_t hi = net.add(config(150, false, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.post(hi, Startup{});
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond);
+  ASSERT_EQ(net[hi].sm.state(), State::Master);
+  net.freeze(hi);
+  net.advance(5 * kSecond);  // lo's Master_Down_Interval (3.6 s) runs out meanwhile
+  ASSERT_EQ(net[lo].sm.state(), State::Master);
+  net.thaw(hi);
+  net.post(hi, ResumedAfterStall{});  // what the driver delivers first on waking
+  EXPECT_EQ(net[hi].sm.state(), State::Backup);
+  EXPECT_EQ(net[hi].sm.last_reason(), Reason::Stalled);
+  EXPECT_FALSE(net[hi].vips_held);
+  for (int i = 0; i < 30; ++i) {
+    net.advance(kSecond / 3);
+    ASSERT_EQ(net.masters(), 1);
+  }
+  EXPECT_EQ(net[lo].sm.state(), State::Master) << "no second outage";
+}
+
+// A stalled Master whose peer did not take over (dead too) resumes Master after one interval
+// and Skew_Time.
+TEST(VrrpFakeClock, StalledMasterWithNoNewMasterTakesBackWithinOneInterval) {
+  FakeNet net;
+  const size_t hi = net.add(config(150, false, 100, ip("192.0.2.1")));
+  net.post(hi, Startup{});
+  net.advance(10 * kSecond);
+  ASSERT_EQ(net[hi].sm.state(), State::Master);
+  net.post(hi, ResumedAfterStall{});
+  EXPECT_EQ(net[hi].sm.state(), State::Backup);
+  net.advance(kSecond + kSkew150);
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
 }
 
 // hi (priority 200) is Master, shuts down gracefully (lo takes over within Skew_Time), then
