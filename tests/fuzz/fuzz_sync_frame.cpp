@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sync/expect_wire.h"
 #include "sync/flow_wire.h"
 #include "sync/frame_codec.h"
 
@@ -16,10 +17,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (r.status == fwha::sync::FrameDecoder::Status::NeedMore ||
         r.status == fwha::sync::FrameDecoder::Status::Fatal)
       break;
-    if (r.status != fwha::sync::FrameDecoder::Status::Frame || !r.frame.has_flows()) continue;
-    for (const auto& change : r.frame.flows().changes()) {
-      std::string error;
-      (void)fwha::sync::from_wire(change, error);
+    if (r.status != fwha::sync::FrameDecoder::Status::Frame) continue;
+    if (r.frame.has_flows()) {
+      for (const auto& change : r.frame.flows().changes()) {
+        std::string error;
+        (void)fwha::sync::from_wire(change, error);
+      }
+    }
+    if (r.frame.has_expect_batch()) {
+      for (const auto& change : r.frame.expect_batch().changes()) {
+        std::string error;
+        (void)fwha::sync::from_wire(change, error);
+      }
     }
   }
   return 0;
