@@ -68,10 +68,50 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
   Config c = machine_config(config_);
   c.primary_address = interfaces_.front().info.primary;
   machine_ = StateMachine(c);
+  for (auto& iface : interfaces_) iface.carrier = LinkMonitor::carrier(iface.config->name);
+  links_ = std::make_unique<LinkMonitor>(io_);
+  if (auto ec = links_->open([this](int ifindex, bool up) { on_link(ifindex, up); })) {
+    what_failed = "rtnetlink link monitor";
+    return ec;
+  }
   return {};
 }
 
-void VrrpGroup::start() { post(Startup{}); }
+void VrrpGroup::start() {
+  post(Startup{});
+  for (const auto& iface : interfaces_) {
+    if (!iface.carrier) {
+      log::warning("vrrp", "group=" + config_.name + " interface " + iface.config->name +
+                               " has no carrier at start: Fault until it has");
+    }
+  }
+  if (interfaces_without_carrier() > 0) post(LinkDown{});
+}
+
+size_t VrrpGroup::interfaces_without_carrier() const {
+  size_t n = 0;
+  for (const auto& iface : interfaces_) n += iface.carrier ? 0 : 1;
+  return n;
+}
+
+// Any monitored interface without carrier means this node cannot serve the group (its VIPs
+// on that link would be unreachable): Fault at once, and back once every one has carrier.
+void VrrpGroup::on_link(int ifindex, bool carrier) {
+  const size_t before = interfaces_without_carrier();
+  for (auto& iface : interfaces_) {
+    if (ifindex == -1) {  // events were lost: read every interface again
+      iface.carrier = LinkMonitor::carrier(iface.config->name);
+    } else if (iface.info.ifindex == ifindex && iface.carrier != carrier) {
+      iface.carrier = carrier;
+      log::notice("vrrp", "group=" + config_.name + " interface " + iface.config->name +
+                              (carrier ? " has carrier again" : " lost carrier"));
+    }
+  }
+  const size_t after = interfaces_without_carrier();
+  if (machine_.state() == State::Initialize) return;  // start() looks at carrier itself
+  if (before == 0 && after > 0) post(LinkDown{});
+  if (before > 0 && after == 0) post(LinkUp{});
+}
 void VrrpGroup::shutdown() { post(Shutdown{}); }
 
 void VrrpGroup::post(const Event& event) {

@@ -18,6 +18,7 @@
 #include "fwha/asio.h"
 #include "vip/address_port.h"
 #include "vrrp/vrrp_socket.h"
+#include "vrrp/link_monitor.h"
 #include "vrrp/vrrp_state_machine.h"
 
 namespace fwha::vrrp {
@@ -62,7 +63,10 @@ class VrrpGroup {
     const config::VipInterface* config = nullptr;
     InterfaceInfo info;
     std::unique_ptr<VrrpSocket> socket;
+    bool carrier = true;
   };
+  void on_link(int ifindex, bool carrier);
+  size_t interfaces_without_carrier() const;
   // A timer whose stale expiries are ignored: cancel() cannot recall a handler that is already
   // queued, so every arm bumps a generation the handler must match.
   struct Timer {
@@ -97,6 +101,7 @@ class VrrpGroup {
   std::optional<std::chrono::steady_clock::time_point> last_peer_advert_;
   GroupCounters counters_;
   std::optional<std::chrono::steady_clock::time_point> last_event_at_;
+  std::unique_ptr<LinkMonitor> links_;
 };
 
 }  // namespace fwha::vrrp

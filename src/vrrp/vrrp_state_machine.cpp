@@ -53,6 +53,8 @@ const char* to_string(State s) {
       return "Backup";
     case State::Master:
       return "Master";
+    case State::Fault:
+      return "Fault";
   }
   return "unknown";
 }
@@ -71,6 +73,10 @@ const char* to_string(Reason r) {
       return "shutdown";
     case Reason::Stalled:
       return "stalled";
+    case Reason::LinkDown:
+      return "link_down";
+    case Reason::LinkUp:
+      return "link_up";
   }
   return "unknown";
 }
@@ -83,6 +89,8 @@ const char* event_name(const Event& e) {
                         [](const AdverTimerExpired&) { return "AdverTimerExpired"; },
                         [](const AdvertReceived&) { return "AdvertReceived"; },
                         [](const ResumedAfterStall&) { return "ResumedAfterStall"; },
+                        [](const LinkDown&) { return "LinkDown"; },
+                        [](const LinkUp&) { return "LinkUp"; },
                     },
                     e);
 }
@@ -113,6 +121,9 @@ std::vector<Action> StateMachine::handle(const Event& event) {
       break;
     case State::Master:
       on_master(event, out);
+      break;
+    case State::Fault:
+      on_fault(event, out);
       break;
   }
   return out;
@@ -145,6 +156,8 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                  [](const AdverTimerExpired&) {},       // ignored: no timer runs in Initialize
                  [](const AdvertReceived&) {},          // ignored: not running
                  [](const ResumedAfterStall&) {},       // ignored: not running
+                 [](const LinkDown&) {},  // ignored: the driver repeats it after Startup
+                 [](const LinkUp&) {},
              },
              e);
 }
@@ -180,6 +193,11 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                  },
                  // Our Master_Down_Timer, if overdue, fires right after: the usual rules.
                  [](const ResumedAfterStall&) {},
+                 [&](const LinkDown&) {  // cannot serve the group: never take it over
+                   out.push_back(CancelMasterDownTimer{});
+                   enter(State::Fault, Reason::LinkDown);
+                 },
+                 [](const LinkUp&) {},  // ignored: not in Fault
              },
              e);
 }
@@ -208,6 +226,15 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
                 StartMasterDownTimer{from_cs(config_.advert_interval_cs) + skew_time()});
             enter(State::Backup, Reason::Stalled);
           },
+          [&](const LinkDown&) {
+            // Hand over now: priority 0 makes the Backup take over after Skew_Time instead of
+            // Master_Down_Interval (the advert goes out on the interfaces that still work).
+            out.push_back(CancelAdverTimer{});
+            out.push_back(SendAdvert{0});
+            out.push_back(RemoveVips{});
+            enter(State::Fault, Reason::LinkDown);
+          },
+          [](const LinkUp&) {},  // ignored: not in Fault
           [&](const AdverTimerExpired&) {
             out.push_back(SendAdvert{config_.priority});
             out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
@@ -241,6 +268,26 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
           },
       },
       e);
+}
+
+// Not in RFC 5798: a node without carrier on a monitored interface waits for it to return,
+// then starts over as a Backup (which takes over only if no Master speaks).
+void StateMachine::on_fault(const Event& e, std::vector<Action>& out) {
+  std::visit(Overloaded{
+                 [](const Startup&) {},  // ignored: already running
+                 [&](const Shutdown&) { enter(State::Initialize, Reason::Shutdown); },
+                 [](const MasterDownTimerExpired&) {},  // ignored: no timer runs in Fault
+                 [](const AdverTimerExpired&) {},       // ignored: no timer runs in Fault
+                 [](const AdvertReceived&) {},          // ignored: we cannot serve the group
+                 [](const ResumedAfterStall&) {},
+                 [](const LinkDown&) {},  // ignored: already in Fault
+                 [&](const LinkUp&) {
+                   master_adver_interval_cs_ = config_.advert_interval_cs;
+                   out.push_back(StartMasterDownTimer{master_down_interval()});
+                   enter(State::Backup, Reason::LinkUp);
+                 },
+             },
+             e);
 }
 
 }  // namespace fwha::vrrp

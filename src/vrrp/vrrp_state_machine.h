@@ -18,7 +18,9 @@
 
 namespace fwha::vrrp {
 
-enum class State : uint8_t { Initialize, Backup, Master };
+// Fault is not an RFC 5798 state: a monitored interface has no carrier, so this node cannot
+// serve the group and must not take it (keepalived calls it FAULT).
+enum class State : uint8_t { Initialize, Backup, Master, Fault };
 const char* to_string(State s);
 
 struct Config {
@@ -42,8 +44,11 @@ struct AdvertReceived {               // already validated (TTL, source, checksu
 // process was stopped, starved or the VM paused): the peer has probably taken over meanwhile.
 // Delivered before anything else that happened during the stall.
 struct ResumedAfterStall {};
+// A monitored interface lost its carrier (the first of them); all have it again.
+struct LinkDown {};
+struct LinkUp {};
 using Event = std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired,
-                           AdvertReceived, ResumedAfterStall>;
+                           AdvertReceived, ResumedAfterStall, LinkDown, LinkUp>;
 const char* event_name(const Event& e);
 
 // --- actions ------------------------------------------------------------------------------
@@ -85,6 +90,8 @@ enum class Reason : uint8_t {
   HigherPriorityMaster, // Master saw a better advert (priority or tie-break) and stepped down
   Shutdown,             // graceful stop
   Stalled,              // Master that did not run for a Master_Down_Interval stepped down
+  LinkDown,             // a monitored interface lost carrier: Fault
+  LinkUp,               // every monitored interface has carrier again: Fault -> Backup
 };
 const char* to_string(Reason r);
 
@@ -112,6 +119,7 @@ class StateMachine {
   void on_initialize(const Event& e, std::vector<Action>& out);
   void on_backup(const Event& e, std::vector<Action>& out);
   void on_master(const Event& e, std::vector<Action>& out);
+  void on_fault(const Event& e, std::vector<Action>& out);
 
   Config config_;
   State state_ = State::Initialize;

@@ -593,6 +593,11 @@ class Lab:
     def node_links(self, node):
         return [v for (n, _), v in self.ifname.items() if n == node]
 
+    def set_switch_port(self, fw, side, up):
+        """The switch's port of fw's `side` ("lan"/"wan") down or up: fw's interface loses or
+        regains carrier, like a pulled and replugged cable."""
+        self.ip("sw", "link", "set", self.ifname[("sw", f"{fw}-{side}")], "up" if up else "down")
+
     def cut_links(self, node):
         """Set every link of node down (its far ends lose carrier, like pulled cables)."""
         # One `ip -batch` so that all links go down within a fraction of a millisecond.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
 
-    scenario.py {crash,control,graceful,freeze,bad_input} [--assert] [--sessions N] [--verbose]
+    scenario.py {crash,control,graceful,freeze,carrier,bad_input} [--assert] [--sessions N]
+                [--verbose]
 
 crash      The Master is frozen (SIGSTOP: no goodbye), its links are cut, then it is killed
            (SIGKILL) while >= 100 TCP sessions and a 1 ms probe stream run through it.
@@ -16,6 +17,10 @@ freeze     The Master's fwhad alone is stopped (SIGSTOP) for 2 s, then continued
            kernel keeps forwarding, the Backup takes over. Asserts: the woken node steps down
            (reason "stalled") and stays Backup, every session survives, and no gap in the
            whole run reaches 1000 ms (no second outage when it wakes).
+carrier    The switch port of the Master's LAN link goes down (its interface loses carrier),
+           then up again after 1 s. Asserts: the Master goes to Fault (reason link_down) and
+           hands over with a priority-0 advert, every session survives, gap < 1000 ms, and
+           with carrier back the node is Backup (no preemption).
 bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
            naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
            counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
@@ -303,6 +308,9 @@ def failover_run(lab, args, checks, kind):
     event_ns = mono_ns()
     if kind in ("crash", "control"):
         crash_node(lab, master, event_ns)
+    elif kind == "carrier":
+        lab.set_switch_port(master, "lan", False)
+        lab.log(f"carrier: {master}'s LAN switch port down ({master}'s LAN link loses carrier)")
     elif kind == "freeze":
         # Only fwhad stops: the node's kernel keeps forwarding with its VIPs until the Backup
         # takes over and announces them; then the frozen daemon wakes up.
@@ -332,6 +340,12 @@ def failover_run(lab, args, checks, kind):
         except Exception:  # noqa: BLE001
             exit_code = None
         lab.log(f"{master}'s fwhad exited with {exit_code}")
+    if kind == "carrier":
+        faulted = lab.status(master) or {}
+        time.sleep(1.0)
+        lab.set_switch_port(master, "lan", True)
+        lab.log(f"carrier: {master}'s LAN switch port up again")
+        time.sleep(1.0)  # link event, Fault -> Backup
     if kind == "freeze":
         time.sleep(1.0)  # time for the woken node to handle what queued up while it was stopped
     masters = lab.who_is_master()
@@ -391,6 +405,16 @@ def failover_run(lab, args, checks, kind):
     # -- assertions --
     checks.check(master_after == backup, f"{backup} is the only Master after the {kind}",
                  f"master_after={master_after}")
+    if kind == "carrier":
+        fg = faulted.get("group", {})
+        out("faulted_state", fg.get("state"))
+        out("faulted_last_reason", fg.get("last_reason"))
+        checks.check(fg.get("state") == "Fault" and fg.get("last_reason") == "link_down",
+                     f"{master} went to Fault on carrier loss",
+                     f"state {fg.get('state')}, reason {fg.get('last_reason')}")
+        checks.check(lab.state(master) == "Backup",
+                     f"{master} is Backup once its link has carrier again (no preemption)",
+                     f"{lab.state(master)}")
     if kind == "freeze":
         checks.check(woken.get("group", {}).get("last_reason") == "stalled",
                      f"{master}, woken, stepped down because it had stalled",
@@ -401,7 +425,7 @@ def failover_run(lab, args, checks, kind):
         longest = probes["longest_gap_ms"]
         checks.check(longest < GAP_LIMIT_MS, "no probe gap over the limit in the whole run "
                      "(no second outage when the frozen node woke)", f"{longest:.0f} ms")
-    if kind in ("crash", "graceful", "freeze"):
+    if kind in ("crash", "graceful", "freeze", "carrier"):
         checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
                      f"T={t}")
         checks.check(k == t, "every pre-existing session survived", f"{k}/{t}")
@@ -617,7 +641,8 @@ def bad_input_run(lab, args, checks):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scenario", choices=["crash", "control", "graceful", "freeze", "bad_input"])
+    ap.add_argument("scenario",
+                    choices=["crash", "control", "graceful", "freeze", "carrier", "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)

@@ -62,6 +62,7 @@ StateMachine machine_in(State s, const Config& c) {
   if (s == State::Initialize) return m;
   m.handle(Startup{});
   if (s == State::Master && m.state() != State::Master) m.handle(MasterDownTimerExpired{});
+  if (s == State::Fault) m.handle(LinkDown{});
   EXPECT_EQ(m.state(), s);
   return m;
 }
@@ -103,6 +104,8 @@ std::vector<Cell> cells() {
       {"Init_AdverTimer", S::Initialize, dflt, AdverTimerExpired{}, S::Initialize, {}, R::None},
       {"Init_Advert", S::Initialize, dflt, advert(200), S::Initialize, {}, R::None},
       {"Init_Stall", S::Initialize, dflt, ResumedAfterStall{}, S::Initialize, {}, R::None},
+      {"Init_LinkDown", S::Initialize, dflt, LinkDown{}, S::Initialize, {}, R::None},
+      {"Init_LinkUp", S::Initialize, dflt, LinkUp{}, S::Initialize, {}, R::None},
       // --- Backup (6.4.2)
       {"Backup_Startup", S::Backup, dflt, Startup{}, S::Backup, {}, R::Startup},
       {"Backup_Shutdown", S::Backup, dflt, Shutdown{}, S::Initialize, {CancelMasterDownTimer{}},
@@ -123,6 +126,9 @@ std::vector<Cell> cells() {
       {"Backup_AdvertHigher_Preempt", S::Backup, pre, advert(150), S::Backup,
        {StartMasterDownTimer{kMdi100}}, R::Startup},
       {"Backup_Stall", S::Backup, dflt, ResumedAfterStall{}, S::Backup, {}, R::Startup},
+      {"Backup_LinkDown", S::Backup, dflt, LinkDown{}, S::Fault, {CancelMasterDownTimer{}},
+       R::LinkDown},
+      {"Backup_LinkUp", S::Backup, dflt, LinkUp{}, S::Backup, {}, R::Startup},
       // --- Master (6.4.3)
       {"Master_Startup", S::Master, dflt, Startup{}, S::Master, {}, R::MasterDown},
       {"Master_Shutdown", S::Master, dflt, Shutdown{}, S::Initialize,
@@ -149,6 +155,19 @@ std::vector<Cell> cells() {
        {SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}, R::MasterDown},
       {"Master_Stall", S::Master, dflt, ResumedAfterStall{}, S::Backup,
        {CancelAdverTimer{}, RemoveVips{}, StartMasterDownTimer{kSecond + kSkew100}}, R::Stalled},
+      {"Master_LinkDown", S::Master, dflt, LinkDown{}, S::Fault,
+       {CancelAdverTimer{}, SendAdvert{0}, RemoveVips{}}, R::LinkDown},
+      {"Master_LinkUp", S::Master, dflt, LinkUp{}, S::Master, {}, R::MasterDown},
+      // --- Fault (not in RFC 5798: a monitored interface has no carrier)
+      {"Fault_Startup", S::Fault, dflt, Startup{}, S::Fault, {}, R::LinkDown},
+      {"Fault_Shutdown", S::Fault, dflt, Shutdown{}, S::Initialize, {}, R::Shutdown},
+      {"Fault_MasterDown", S::Fault, dflt, MasterDownTimerExpired{}, S::Fault, {}, R::LinkDown},
+      {"Fault_AdverTimer", S::Fault, dflt, AdverTimerExpired{}, S::Fault, {}, R::LinkDown},
+      {"Fault_Advert", S::Fault, dflt, advert(0), S::Fault, {}, R::LinkDown},
+      {"Fault_Stall", S::Fault, dflt, ResumedAfterStall{}, S::Fault, {}, R::LinkDown},
+      {"Fault_LinkDown", S::Fault, dflt, LinkDown{}, S::Fault, {}, R::LinkDown},
+      {"Fault_LinkUp", S::Fault, dflt, LinkUp{}, S::Backup, {StartMasterDownTimer{kMdi100}},
+       R::LinkUp},
   };
   // clang-format on
 }
@@ -171,7 +190,7 @@ INSTANTIATE_TEST_SUITE_P(AllCells, CellTest, ::testing::ValuesIn(cells()),
 TEST(VrrpStateMachine, TableCoversEveryStateEventCell) {
   std::set<std::pair<State, size_t>> seen;
   for (const Cell& c : cells()) seen.emplace(c.from, c.event.index());
-  EXPECT_EQ(seen.size(), 3 * std::variant_size_v<Event>);
+  EXPECT_EQ(seen.size(), 4 * std::variant_size_v<Event>);
 }
 
 TEST(VrrpStateMachine, MasterToBackupLearnsMasterAdverInterval) {
@@ -195,6 +214,8 @@ TEST(VrrpStateMachine, Names) {
   EXPECT_STREQ(to_string(State::Initialize), "Initialize");
   EXPECT_STREQ(to_string(State::Backup), "Backup");
   EXPECT_STREQ(to_string(State::Master), "Master");
+  EXPECT_STREQ(to_string(State::Fault), "Fault");
+  EXPECT_STREQ(to_string(Reason::LinkDown), "link_down");
   EXPECT_STREQ(to_string(Reason::None), "none");
   EXPECT_STREQ(to_string(Reason::Startup), "startup");
   EXPECT_STREQ(to_string(Reason::MasterDown), "master_down");
@@ -570,6 +591,35 @@ TEST(VrrpFakeClock, StalledMasterWithNoNewMasterTakesBackWithinOneInterval) {
   EXPECT_EQ(net[hi].sm.state(), State::Backup);
   net.advance(kSecond + kSkew150);
   EXPECT_EQ(net[hi].sm.state(), State::Master);
+}
+
+// The Master loses carrier on a monitored interface: it goes to Fault with a priority-0
+// advert, so the Backup takes over after Skew_Time, not Master_Down_Interval. With carrier
+// back it is a Backup and, without preemption, stays one.
+TEST(VrrpFakeClock, CarrierLossHandsOverWithinSkewTime) {
+  FakeNet net;
+  const size_t hi = net.add(config(150, false, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.post(hi, Startup{});
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond + kSecond / 2);
+  ASSERT_EQ(net[hi].sm.state(), State::Master);
+  const microseconds down_at = net.now();
+  net.post(hi, LinkDown{});
+  EXPECT_EQ(net[hi].sm.state(), State::Fault);
+  EXPECT_EQ(net[hi].adverts.back(), std::make_pair(down_at, uint8_t{0}));
+  net.advance(kSkew100 - kOneUs);
+  EXPECT_EQ(net[lo].sm.state(), State::Backup);
+  net.advance(kOneUs);
+  EXPECT_EQ(net[lo].sm.state(), State::Master) << "after Skew_Time";
+  net.advance(5 * kSecond);
+  net.post(hi, LinkUp{});
+  EXPECT_EQ(net[hi].sm.state(), State::Backup);
+  for (int i = 0; i < 30; ++i) {
+    net.advance(kSecond / 3);
+    ASSERT_EQ(net.masters(), 1);
+  }
+  EXPECT_EQ(net[lo].sm.state(), State::Master);
 }
 
 // hi (priority 200) is Master, shuts down gracefully (lo takes over within Skew_Time), then
