@@ -15,6 +15,11 @@ that carry the virtual IPs (VIPs); the Master holds the VIPs and replicates its 
 table (NAT bindings included) over the sync link to the Backup, which writes every entry
 straight into its own kernel table, so a failover keeps established sessions alive.
 
+States: Initialize, Backup, Master, and Fault (an interface of the group has no carrier: a
+Master hands over at once with a priority 0 advert; back to Backup when every interface
+has carrier again). A Master whose process was stopped or starved for three advert
+intervals steps down when it runs again, since the peer has taken over meanwhile.
+
 Logs go to stderr and, from notice level on, to syslog (facility daemon).
 SIGTERM/SIGINT: graceful stop - a Master first makes sure the Backup holds its state,
 then sends a priority 0 advert so the Backup takes over within Skew_Time.
