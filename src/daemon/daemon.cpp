@@ -54,7 +54,7 @@ sync::LocalFilter local_filter(const config::Config& c) {
 }  // namespace
 
 Daemon::Daemon(config::Config config)
-    : config_(std::move(config)), signals_(io_), stop_deadline_(io_) {}
+    : config_(std::move(config)), signals_(io_), stop_deadline_(io_), watch_timer_(io_) {}
 
 Daemon::~Daemon() = default;
 
@@ -124,6 +124,7 @@ int Daemon::run() {
                             (config_.sync.conntrack ? "on" : "off"));
   rt::apply_or_warn(config_.realtime_priority, "election");
   group_->start();
+  watch_sync();
   io_.run();
   log::notice("daemon", "fwhad stopped");
   return exit_code_;
@@ -159,10 +160,39 @@ void Daemon::begin_stop() {
   finish_stop();
 }
 
+void Daemon::watch_sync() {
+  if (config_.sync.conntrack) {
+    const control::StatusSnapshot s = snapshot();
+    const bool master = group_->state() == vrrp::State::Master;
+    if (auto alert = sync_watch_.update(std::chrono::steady_clock::now(), s.sync.connected,
+                                        master || s.adverts_seen)) {
+      if (*alert == daemon::SyncWatch::Alert::SyncDownPeerAlive && master) {
+        log::error("daemon", "sync link to " + config_.peer_name +
+                                 " down: no standby holds our state any more (the Backup is "
+                                 "down or the link is cut); a failover now would lose the "
+                                 "sessions opened since");
+      } else if (*alert == daemon::SyncWatch::Alert::SyncDownPeerAlive) {
+        log::error("daemon", "split brain risk: sync link to " + config_.peer_name +
+                                 " down while its adverts still arrive; replication has "
+                                 "stopped and a failover now would lose the sessions opened "
+                                 "since (roles unchanged)");
+      } else {
+        log::notice("daemon", "sync link to " + config_.peer_name +
+                                  " back: replication resumes (the peer is reconciled)");
+      }
+    }
+  }
+  watch_timer_.expires_after(std::chrono::seconds(1));
+  watch_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) watch_sync();
+  });
+}
+
 void Daemon::finish_stop() {
   if (finished_) return;
   finished_ = true;
   stop_deadline_.cancel();
+  watch_timer_.cancel();
   group_->shutdown();  // priority 0 and VIPs removed, if we were Master
   sync_->stop();
   control_->stop();

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "control/status.h"
+#include "daemon/sync_watch.h"
 #include "fwha/asio.h"
 
 namespace fwha::sync {
@@ -40,11 +41,14 @@ class Daemon {
   void finish_stop();
   std::string handle_control(const std::string& request);
   control::StatusSnapshot snapshot() const;
+  void watch_sync();  // once a second: the split-brain alert (sync_watch.h)
 
   config::Config config_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer stop_deadline_;
+  boost::asio::steady_timer watch_timer_;
+  daemon::SyncWatch sync_watch_;
   std::unique_ptr<vip::AddressPort> addresses_;
   std::unique_ptr<sync::SyncService> sync_;
   std::unique_ptr<vrrp::VrrpGroup> group_;

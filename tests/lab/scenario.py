@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
 
-    scenario.py {crash,control,graceful,freeze,carrier,bad_input} [--assert] [--sessions N]
+    scenario.py {crash,control,graceful,freeze,carrier,sync_cut,bad_input} [--assert]
+                [--sessions N]
                 [--verbose]
 
 crash      The Master is frozen (SIGSTOP: no goodbye), its links are cut, then it is killed
@@ -21,6 +22,8 @@ carrier    The switch port of the Master's LAN link goes down (its interface los
            then up again after 1 s. Asserts: the Master goes to Fault (reason link_down) and
            hands over with a priority-0 advert, every session survives, gap < 1000 ms, and
            with carrier back the node is Backup (no preemption).
+sync_cut   The sync link goes down for 16 s, then up. Asserts: no role changes (the adverts
+           still arrive), both nodes log the split-brain alert, and both say when it is back.
 bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
            naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
            counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
@@ -443,6 +446,51 @@ def failover_run(lab, args, checks, kind):
                      f"gap {gap_ms} ms")
 
 
+# --- sync_cut --------------------------------------------------------------------------------
+
+# A cut link is noticed by TCP after its 10 s user timeout (sync_link.cpp), the alert follows
+# 3 s later (the hold-off for reconnects): 16 s leaves margin.
+SYNC_CUT_S = 16.0
+
+
+def sync_cut_run(lab, args, checks):
+    """The sync link goes down while both nodes run: no role may change, both must raise the
+    split-brain alert, and both must say so when it is back."""
+    master, backup = start_pair(lab)
+    out("master_before", master)
+    roles = {master: "Master", backup: "Backup"}
+    sync_if = lab.ifname[(master, "sync")]
+    lab.ip(master, "link", "set", sync_if, "down")
+    lab.log(f"sync_cut: {master}'s sync link down for {SYNC_CUT_S:.0f} s")
+    time.sleep(SYNC_CUT_S)
+    during = lab.states()
+    out("roles_during_cut", json.dumps(during, sort_keys=True))
+    alerted = {master: "no standby holds our state" in lab.log_tail(master, 400),
+               backup: "split brain risk" in lab.log_tail(backup, 400)}
+    out("split_brain_alerts", json.dumps(alerted, sort_keys=True))
+    lab.ip(master, "link", "set", sync_if, "up")
+    lab.log("sync_cut: sync link up again")
+    try:
+        wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected") is True
+                             for fw in FWS), 20, interval=0.1, what="the sync link to come back")
+    except LabTimeout as e:
+        lab.log(str(e))
+    time.sleep(1.5)  # the watch runs once a second
+    back = {fw: "back: replication resumes" in lab.log_tail(fw, 400) for fw in FWS}
+    out("sync_back_notices", json.dumps(back, sort_keys=True))
+    after = lab.states()
+    out("roles_after", json.dumps(after, sort_keys=True))
+    checks.check(during == roles, "no role change while the sync link is cut (adverts arrive)",
+                 json.dumps(during, sort_keys=True))
+    checks.check(all(alerted.values()), "both nodes raised an alert (Master: no standby; Backup: "
+                 "split brain risk)",
+                 json.dumps(alerted, sort_keys=True))
+    checks.check(all(back.values()), "both nodes said the sync link is back",
+                 json.dumps(back, sort_keys=True))
+    checks.check(after == roles, "no role change after the link came back",
+                 json.dumps(after, sort_keys=True))
+
+
 # --- bad_input -------------------------------------------------------------------------------
 
 def counter(st, section, key):
@@ -642,7 +690,8 @@ def bad_input_run(lab, args, checks):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario",
-                    choices=["crash", "control", "graceful", "freeze", "carrier", "bad_input"])
+                    choices=["crash", "control", "graceful", "freeze", "carrier", "sync_cut",
+                             "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
@@ -676,6 +725,8 @@ def main(argv=None):
             try:
                 if args.scenario == "bad_input":
                     bad_input_run(lab, args, checks)
+                elif args.scenario == "sync_cut":
+                    sync_cut_run(lab, args, checks)
                 else:
                     failover_run(lab, args, checks, args.scenario)
             except (LabError, LabInterrupted) as e:
