@@ -162,7 +162,8 @@ VipInterface read_interface(const Reader& r, const toml::table& t, const std::st
 Group read_group(const Reader& r, const toml::table& t) {
   const std::string prefix = "group";
   r.check_known(t, prefix,
-                {"name", "vrid", "priority", "advert_interval_cs", "preempt", "interface"});
+                {"name", "vrid", "priority", "advert_interval_cs", "preempt", "preempt_delay_s",
+                 "interface"});
   Group g;
   g.name = name_field(r, t, "name", prefix);
   g.vrid = static_cast<uint8_t>(r.integer(t, "vrid", prefix, 1, 255));
@@ -170,6 +171,8 @@ Group read_group(const Reader& r, const toml::table& t) {
   g.advert_interval_cs =
       static_cast<uint16_t>(r.integer(t, "advert_interval_cs", prefix, 1, 4095, 100));
   g.preempt = r.boolean(t, "preempt", prefix, false);
+  g.preempt_delay_s =
+      static_cast<uint32_t>(r.integer(t, "preempt_delay_s", prefix, 0, 3600, 0));
   const toml::node* ifs = t.get("interface");
   if (!ifs) r.fail(t.source(), "group.interface", "missing (expected [[group.interface]] tables)");
   const toml::array* arr = ifs->as_array();

@@ -30,6 +30,7 @@ struct Group {
   uint8_t priority = 100;             // 1..254
   uint16_t advert_interval_cs = 100;  // 1..4095 centiseconds (RFC 5798 5.2.7)
   bool preempt = false;
+  uint32_t preempt_delay_s = 0;  // with preempt: wait this long after start before preempting
   std::vector<VipInterface> interfaces;
 };
 

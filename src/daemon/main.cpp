@@ -33,7 +33,7 @@ Configuration (TOML; every key is explained in fwha.conf.example, docs/running.m
   [peer]   name
   [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
            event_buffer_kib, event_coalesce_us
-  [group]  name, vrid, priority, advert_interval_cs, preempt
+  [group]  name, vrid, priority, advert_interval_cs, preempt, preempt_delay_s
   [[group.interface]]  name, peer_address, vips = ["ADDR/LEN", ...]
 Unknown keys are errors: `fwhad --check-config -c FILE` shows file:line: key: problem.)";
 

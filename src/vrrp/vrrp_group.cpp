@@ -20,6 +20,7 @@ Config machine_config(const config::Group& g) {
   c.priority = g.priority;
   c.advert_interval_cs = g.advert_interval_cs;
   c.preempt = g.preempt;
+  c.preempt_delay = std::chrono::seconds(g.preempt_delay_s);
   return c;  // primary_address is filled in open(), once the interfaces are known
 }
 
@@ -34,7 +35,8 @@ VrrpGroup::VrrpGroup(boost::asio::io_context& io, const config::Group& config,
       machine_(machine_config(config)),
       adver_timer_(io),
       master_down_timer_(io),
-      garp_timer_(io) {}
+      garp_timer_(io),
+      preempt_timer_(io) {}
 
 VrrpGroup::~VrrpGroup() {
   for (auto& i : interfaces_) i.socket.reset();
@@ -168,6 +170,8 @@ void VrrpGroup::perform(const Action& action) {
         } else if constexpr (std::is_same_v<T, RemoveVips>) {
           cancel(garp_timer_);
           set_vips(false);
+        } else if constexpr (std::is_same_v<T, StartPreemptDelayTimer>) {
+          arm(preempt_timer_, a.after, PreemptDelayExpired{});
         } else if constexpr (std::is_same_v<T, SendGratuitousArp>) {
           announce_vips(static_cast<int>(std::size(kGarpRepeat)));
         }

@@ -97,6 +97,7 @@ class VrrpGroup {
   Timer adver_timer_;
   Timer master_down_timer_;
   Timer garp_timer_;
+  Timer preempt_timer_;
   std::chrono::steady_clock::time_point state_since_ = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> last_peer_advert_;
   GroupCounters counters_;

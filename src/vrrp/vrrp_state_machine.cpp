@@ -91,6 +91,7 @@ const char* event_name(const Event& e) {
                         [](const ResumedAfterStall&) { return "ResumedAfterStall"; },
                         [](const LinkDown&) { return "LinkDown"; },
                         [](const LinkUp&) { return "LinkUp"; },
+                        [](const PreemptDelayExpired&) { return "PreemptDelayExpired"; },
                     },
                     e);
 }
@@ -149,6 +150,8 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                    master_adver_interval_cs_ = config_.advert_interval_cs;
                    out.push_back(StartMasterDownTimer{master_down_interval()});
                    out.push_back(RemoveVips{});  // a crashed Master may have left them behind
+                   preempt_held_ = config_.preempt && config_.preempt_delay.count() > 0;
+                   if (preempt_held_) out.push_back(StartPreemptDelayTimer{config_.preempt_delay});
                    enter(State::Backup, Reason::Startup);
                  },
                  [](const Shutdown&) {},                // ignored: not running
@@ -158,6 +161,7 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                  [](const ResumedAfterStall&) {},       // ignored: not running
                  [](const LinkDown&) {},  // ignored: the driver repeats it after Startup
                  [](const LinkUp&) {},
+                 [](const PreemptDelayExpired&) {},  // ignored: not running
              },
              e);
 }
@@ -183,7 +187,7 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                      out.push_back(StartMasterDownTimer{skew_time()});
                      return;
                    }
-                   if (!config_.preempt || adv.priority >= config_.priority) {
+                   if (!config_.preempt || preempt_held_ || adv.priority >= config_.priority) {
                      master_adver_interval_cs_ = adv.max_adver_interval_cs;
                      out.push_back(StartMasterDownTimer{master_down_interval()});
                      return;
@@ -198,6 +202,7 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                    enter(State::Fault, Reason::LinkDown);
                  },
                  [](const LinkUp&) {},  // ignored: not in Fault
+                 [&](const PreemptDelayExpired&) { preempt_held_ = false; },
              },
              e);
 }
@@ -235,6 +240,7 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
             enter(State::Fault, Reason::LinkDown);
           },
           [](const LinkUp&) {},  // ignored: not in Fault
+          [&](const PreemptDelayExpired&) { preempt_held_ = false; },
           [&](const AdverTimerExpired&) {
             out.push_back(SendAdvert{config_.priority});
             out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
@@ -281,6 +287,7 @@ void StateMachine::on_fault(const Event& e, std::vector<Action>& out) {
                  [](const AdvertReceived&) {},          // ignored: we cannot serve the group
                  [](const ResumedAfterStall&) {},
                  [](const LinkDown&) {},  // ignored: already in Fault
+                 [&](const PreemptDelayExpired&) { preempt_held_ = false; },
                  [&](const LinkUp&) {
                    master_adver_interval_cs_ = config_.advert_interval_cs;
                    out.push_back(StartMasterDownTimer{master_down_interval()});

@@ -28,6 +28,9 @@ struct Config {
   uint16_t advert_interval_cs = 100;   // Advertisement_Interval, 1..4095 cs
   bool preempt = false;                // Preempt_Mode
   IpAddress primary_address;           // our source address on the advert interfaces (tie-break)
+  // With preempt: do not preempt a lower-priority Master until this long after Startup, so a
+  // node that just rebooted first receives the Master's state (0: preempt at once).
+  std::chrono::microseconds preempt_delay{0};
 };
 
 // --- events -------------------------------------------------------------------------------
@@ -47,8 +50,10 @@ struct ResumedAfterStall {};
 // A monitored interface lost its carrier (the first of them); all have it again.
 struct LinkDown {};
 struct LinkUp {};
+struct PreemptDelayExpired {};
 using Event = std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired,
-                           AdvertReceived, ResumedAfterStall, LinkDown, LinkUp>;
+                           AdvertReceived, ResumedAfterStall, LinkDown, LinkUp,
+                           PreemptDelayExpired>;
 const char* event_name(const Event& e);
 
 // --- actions ------------------------------------------------------------------------------
@@ -63,6 +68,10 @@ struct StartAdverTimer {
 struct StartMasterDownTimer {
   std::chrono::microseconds after{};
   friend bool operator==(const StartMasterDownTimer&, const StartMasterDownTimer&) = default;
+};
+struct StartPreemptDelayTimer {
+  std::chrono::microseconds after{};
+  friend bool operator==(const StartPreemptDelayTimer&, const StartPreemptDelayTimer&) = default;
 };
 struct CancelAdverTimer {
   friend bool operator==(CancelAdverTimer, CancelAdverTimer) = default;
@@ -80,7 +89,8 @@ struct SendGratuitousArp {  // gratuitous ARP / unsolicited NA for every VIP
   friend bool operator==(SendGratuitousArp, SendGratuitousArp) = default;
 };
 using Action = std::variant<SendAdvert, StartAdverTimer, StartMasterDownTimer, CancelAdverTimer,
-                            CancelMasterDownTimer, AddVips, RemoveVips, SendGratuitousArp>;
+                            CancelMasterDownTimer, AddVips, RemoveVips, SendGratuitousArp,
+                            StartPreemptDelayTimer>;
 
 // Why the state last changed; counted per reason and shown by `fwhactl status`.
 enum class Reason : uint8_t {
@@ -125,6 +135,7 @@ class StateMachine {
   State state_ = State::Initialize;
   Reason last_reason_ = Reason::None;
   uint16_t master_adver_interval_cs_;
+  bool preempt_held_ = false;  // Preempt_Mode, but the preempt delay has not run out yet
 };
 
 }  // namespace fwha::vrrp

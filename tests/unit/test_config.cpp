@@ -135,6 +135,8 @@ TEST(Config, OutOfRangeValuesSayWhatIsExpected) {
   EXPECT_NE(e.message.find("0..99"), std::string::npos);
   e = expect_error(replace(kGood, "[sync]\n", "[sync]\nevent_coalesce_us = -1\n"));
   EXPECT_EQ(e.key, "sync.event_coalesce_us");
+  e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\npreempt_delay_s = 4000\n"));
+  EXPECT_EQ(e.key, "group.preempt_delay_s");
 }
 
 TEST(Config, WrongTypesAreErrors) {

@@ -90,6 +90,8 @@ std::vector<Cell> cells() {
   const Config dflt = config();
   const Config pre = config(100, true);
   const Config owner = config(255);
+  Config delayed = config(100, true);
+  delayed.preempt_delay = 30 * kSecond;
   // One cell per entry reads better than one field per line.
   // clang-format off
   return {
@@ -106,6 +108,11 @@ std::vector<Cell> cells() {
       {"Init_Stall", S::Initialize, dflt, ResumedAfterStall{}, S::Initialize, {}, R::None},
       {"Init_LinkDown", S::Initialize, dflt, LinkDown{}, S::Initialize, {}, R::None},
       {"Init_LinkUp", S::Initialize, dflt, LinkUp{}, S::Initialize, {}, R::None},
+      {"Init_PreemptDelay", S::Initialize, dflt, PreemptDelayExpired{}, S::Initialize, {},
+       R::None},
+      {"Init_Startup_PreemptDelay", S::Initialize, delayed, Startup{}, S::Backup,
+       {StartMasterDownTimer{kMdi100}, RemoveVips{}, StartPreemptDelayTimer{30 * kSecond}},
+       R::Startup},
       // --- Backup (6.4.2)
       {"Backup_Startup", S::Backup, dflt, Startup{}, S::Backup, {}, R::Startup},
       {"Backup_Shutdown", S::Backup, dflt, Shutdown{}, S::Initialize, {CancelMasterDownTimer{}},
@@ -129,6 +136,11 @@ std::vector<Cell> cells() {
       {"Backup_LinkDown", S::Backup, dflt, LinkDown{}, S::Fault, {CancelMasterDownTimer{}},
        R::LinkDown},
       {"Backup_LinkUp", S::Backup, dflt, LinkUp{}, S::Backup, {}, R::Startup},
+      {"Backup_PreemptDelay", S::Backup, dflt, PreemptDelayExpired{}, S::Backup, {},
+       R::Startup},
+      // Preempt_Mode but within the preempt delay: a lower-priority Master is accepted.
+      {"Backup_AdvertLower_PreemptHeld", S::Backup, delayed, advert(50), S::Backup,
+       {StartMasterDownTimer{kMdi100}}, R::Startup},
       // --- Master (6.4.3)
       {"Master_Startup", S::Master, dflt, Startup{}, S::Master, {}, R::MasterDown},
       {"Master_Shutdown", S::Master, dflt, Shutdown{}, S::Initialize,
@@ -158,6 +170,8 @@ std::vector<Cell> cells() {
       {"Master_LinkDown", S::Master, dflt, LinkDown{}, S::Fault,
        {CancelAdverTimer{}, SendAdvert{0}, RemoveVips{}}, R::LinkDown},
       {"Master_LinkUp", S::Master, dflt, LinkUp{}, S::Master, {}, R::MasterDown},
+      {"Master_PreemptDelay", S::Master, dflt, PreemptDelayExpired{}, S::Master, {},
+       R::MasterDown},
       // --- Fault (not in RFC 5798: a monitored interface has no carrier)
       {"Fault_Startup", S::Fault, dflt, Startup{}, S::Fault, {}, R::LinkDown},
       {"Fault_Shutdown", S::Fault, dflt, Shutdown{}, S::Initialize, {}, R::Shutdown},
@@ -168,6 +182,7 @@ std::vector<Cell> cells() {
       {"Fault_LinkDown", S::Fault, dflt, LinkDown{}, S::Fault, {}, R::LinkDown},
       {"Fault_LinkUp", S::Fault, dflt, LinkUp{}, S::Backup, {StartMasterDownTimer{kMdi100}},
        R::LinkUp},
+      {"Fault_PreemptDelay", S::Fault, dflt, PreemptDelayExpired{}, S::Fault, {}, R::LinkDown},
   };
   // clang-format on
 }
@@ -265,6 +280,7 @@ struct Node {
   StateMachine sm;
   std::optional<microseconds> adver_deadline;        // Adver_Timer
   std::optional<microseconds> master_down_deadline;  // Master_Down_Timer
+  std::optional<microseconds> preempt_deadline;      // preempt delay
   Sent adverts;                                      // (time sent, priority)
   std::vector<std::pair<microseconds, State>> transitions;
   bool vips_held = false;
@@ -308,7 +324,8 @@ class FakeNet {
       size_t owner = 0;
       for (size_t i = 0; i < nodes_.size(); ++i) {
         if (nodes_[i]->frozen) continue;
-        for (auto* t : {&nodes_[i]->master_down_deadline, &nodes_[i]->adver_deadline}) {
+        for (auto* t : {&nodes_[i]->master_down_deadline, &nodes_[i]->adver_deadline,
+                        &nodes_[i]->preempt_deadline}) {
           if (*t && **t <= target && (!next || **t < **next)) {
             next = t;
             owner = i;
@@ -318,9 +335,12 @@ class FakeNet {
       if (!next) break;
       now_ = **next;
       const bool adver = next == &nodes_[owner]->adver_deadline;
+      const bool preempt = next == &nodes_[owner]->preempt_deadline;
       next->reset();
       if (adver)
         post(owner, AdverTimerExpired{});
+      else if (preempt)
+        post(owner, PreemptDelayExpired{});
       else
         post(owner, MasterDownTimerExpired{});
     }
@@ -368,6 +388,8 @@ class FakeNet {
             n.vips_held = true;
           } else if constexpr (std::is_same_v<A, RemoveVips>) {
             n.vips_held = false;
+          } else if constexpr (std::is_same_v<A, StartPreemptDelayTimer>) {
+            n.preempt_deadline = now_ + a.after;
           } else {
             static_assert(std::is_same_v<A, SendGratuitousArp>);
             EXPECT_TRUE(n.vips_held) << "GARP for VIPs we do not hold";
@@ -620,6 +642,26 @@ TEST(VrrpFakeClock, CarrierLossHandsOverWithinSkewTime) {
     ASSERT_EQ(net.masters(), 1);
   }
   EXPECT_EQ(net[lo].sm.state(), State::Master);
+}
+
+// hi (preempt, 30 s preempt delay) restarts while lo is Master: it stays Backup for the
+// delay (time for its state to arrive), then preempts as usual.
+TEST(VrrpFakeClock, PreemptDelayKeepsARestartedNodeBackupForTheDelay) {
+  FakeNet net;
+  Config hc = config(200, true, 100, ip("192.0.2.1"));
+  hc.preempt_delay = 30 * kSecond;
+  const size_t hi = net.add(hc);
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond);
+  ASSERT_EQ(net[lo].sm.state(), State::Master);
+  net.post(hi, Startup{});
+  net.advance(29 * kSecond);
+  EXPECT_EQ(net[hi].sm.state(), State::Backup) << "within the preempt delay";
+  EXPECT_EQ(net[lo].sm.state(), State::Master);
+  net.advance(6 * kSecond);  // delay over, then a Master_Down_Interval of discarded adverts
+  EXPECT_EQ(net[hi].sm.state(), State::Master);
+  EXPECT_EQ(net[lo].sm.state(), State::Backup);
 }
 
 // hi (priority 200) is Master, shuts down gracefully (lo takes over within Skew_Time), then
