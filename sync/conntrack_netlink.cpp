@@ -41,16 +41,12 @@
 #include <vector>
 
 #include "sync/conntrack_convert.h"
+#include "sync/netfilter_socket.h"
 #include "sync/conntrack_port.h"
 #include "util/log.h"
 
 namespace fwha::sync {
 namespace {
-
-struct MnlSocketCloser {
-  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
-};
-using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketCloser>;
 
 // Bytes of requests per send (writer). Must stay under the socket's send buffer (sendmsg
 // refuses a datagram larger than sk_sndbuf - 32: EMSGSIZE); 212992 by default.
@@ -71,18 +67,6 @@ constexpr size_t kEventBytes = 8192;
 // Bound on datagrams read per drain(), so a flood cannot starve the event loop; the fd stays
 // readable and the next poll round continues.
 constexpr int kMaxReadsPerDrain = 65536;
-
-std::error_code errno_code(int e) { return {e, std::generic_category()}; }
-
-MnlSocketPtr open_socket(int flags, unsigned groups, std::error_code& ec) {
-  MnlSocketPtr s(mnl_socket_open2(NETLINK_NETFILTER, flags | SOCK_CLOEXEC));
-  if (!s || mnl_socket_bind(s.get(), groups, MNL_SOCKET_AUTOPID) < 0) {
-    ec = errno_code(errno);
-    return nullptr;
-  }
-  ec.clear();
-  return s;
-}
 
 // Appends one ctnetlink request at `at` (which must have kMaxCtRequestBytes free).
 nlmsghdr* put_ct_request(void* at, uint8_t msg, uint16_t flags, uint32_t seq, uint8_t family,
@@ -126,26 +110,6 @@ bool parse_entry(const nlmsghdr* nlh, FlowEntry& out) {
 int nlmsg_error_of(const nlmsghdr* nlh) {
   if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nlmsgerr))) return EBADMSG;
   return -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
-}
-
-// Receives one datagram (from the kernel only), retrying on EINTR. Returns bytes read or
-// -errno.
-ssize_t receive(mnl_socket* s, std::vector<char>& buf, int flags) {
-  for (;;) {
-    sockaddr_nl from{};
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    ssize_t n = recvmsg(mnl_socket_get_fd(s), &msg, flags);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (from.nl_pid != 0) continue;  // not the kernel: a stray unicast from another socket
-    if (msg.msg_flags & MSG_TRUNC) return -ENOSPC;
-    return n;
-  }
 }
 
 // Many datagrams per syscall (recvmmsg): netlink hands out one skb per recvmsg, and every
@@ -444,7 +408,7 @@ class NetlinkDump final : public ConntrackDump {
   bool next(std::vector<FlowEntry>& out, std::error_code& ec) override {
     ec.clear();
     if (done_) return false;
-    const ssize_t n = receive(sock_.get(), buf_, 0);
+    const ssize_t n = receive_from_kernel(sock_.get(), buf_, 0);
     if (n < 0) {
       done_ = true;
       ec = errno_code(static_cast<int>(-n));
@@ -504,7 +468,7 @@ class NetlinkReader final : public ConntrackReader {
 
   std::error_code get(const FlowTuple& original, uint16_t zone, FlowEntry& out) override {
     std::error_code ec;
-    MnlSocketPtr sock = open_socket(0, 0, ec);
+    MnlSocketPtr sock = open_netfilter_socket(0, 0, ec);
     if (!sock) return ec;
     FlowEntry key;
     key.original = original;
@@ -519,7 +483,7 @@ class NetlinkReader final : public ConntrackReader {
     if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return errno_code(errno);
     bool found = false;
     for (;;) {
-      const ssize_t n = receive(sock.get(), buf, 0);
+      const ssize_t n = receive_from_kernel(sock.get(), buf, 0);
       if (n < 0) return errno_code(static_cast<int>(-n));
       int len = static_cast<int>(n);
       for (auto* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, len);
@@ -544,7 +508,7 @@ class NetlinkReader final : public ConntrackReader {
   }
 
   std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec) override {
-    MnlSocketPtr sock = open_socket(0, 0, ec);
+    MnlSocketPtr sock = open_netfilter_socket(0, 0, ec);
     if (!sock) return nullptr;
     auto d = std::make_unique<NetlinkDump>(std::move(sock));
     if ((ec = d->start())) return nullptr;
@@ -631,7 +595,7 @@ std::error_code set_receive_buffer(mnl_socket* s, size_t bytes) {
 }  // namespace
 
 std::unique_ptr<ConntrackWriter> make_netlink_writer(std::error_code& ec) {
-  MnlSocketPtr s = open_socket(0, 0, ec);
+  MnlSocketPtr s = open_netfilter_socket(0, 0, ec);
   if (!s) return nullptr;
   // Error answers carry only the request's header, not the whole request echoed back.
   set_int_option(s.get(), SOL_NETLINK, NETLINK_CAP_ACK, 1);
@@ -650,13 +614,13 @@ std::unique_ptr<ConntrackWriter> make_netlink_writer(std::error_code& ec) {
 
 std::unique_ptr<ConntrackReader> make_netlink_reader(std::error_code& ec) {
   // Probe once so a missing ctnetlink or permission problem shows at start-up.
-  if (!open_socket(0, 0, ec)) return nullptr;
+  if (!open_netfilter_socket(0, 0, ec)) return nullptr;
   return std::make_unique<NetlinkReader>();
 }
 
 std::unique_ptr<ConntrackEvents> make_netlink_events(size_t rcvbuf_bytes, std::error_code& ec) {
   // ctnetlink events of both families arrive on the same three groups.
-  MnlSocketPtr s = open_socket(SOCK_NONBLOCK, NFCT_ALL_CT_GROUPS, ec);
+  MnlSocketPtr s = open_netfilter_socket(SOCK_NONBLOCK, NFCT_ALL_CT_GROUPS, ec);
   if (!s) return nullptr;
   ec = set_receive_buffer(s.get(), rcvbuf_bytes);
   if (ec) return nullptr;

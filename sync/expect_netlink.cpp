@@ -12,52 +12,17 @@
 
 #include "sync/expect_convert.h"
 #include "sync/expect_port.h"
+#include "sync/netfilter_socket.h"
 
 namespace fwha::sync {
 namespace {
-
-struct MnlSocketCloser {
-  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
-};
-using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketCloser>;
 
 constexpr size_t kReceiveBytes = 32768;
 // Bound on datagrams per drain(), so a flood cannot starve the sync loop.
 constexpr int kMaxReadsPerDrain = 4096;
 
-std::error_code errno_code(int e) { return {e, std::generic_category()}; }
-
-MnlSocketPtr open_socket(int flags, unsigned groups, std::error_code& ec) {
-  MnlSocketPtr s(mnl_socket_open2(NETLINK_NETFILTER, flags | SOCK_CLOEXEC));
-  if (!s || mnl_socket_bind(s.get(), groups, MNL_SOCKET_AUTOPID) < 0) {
-    ec = errno_code(errno);
-    return nullptr;
-  }
-  ec.clear();
-  return s;
-}
-
 bool is_expect_msg(const nlmsghdr* nlh) {
   return (nlh->nlmsg_type >> 8) == NFNL_SUBSYS_CTNETLINK_EXP;
-}
-
-// Receives one datagram from the kernel; bytes or -errno.
-ssize_t receive(mnl_socket* s, std::vector<char>& buf, int flags) {
-  for (;;) {
-    sockaddr_nl from{};
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t n = recvmsg(mnl_socket_get_fd(s), &msg, flags);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (from.nl_pid != 0) continue;
-    if (msg.msg_flags & MSG_TRUNC) return -ENOSPC;
-    return n;
-  }
 }
 
 class NetlinkExpectWriter final : public ExpectWriter {
@@ -72,7 +37,7 @@ class NetlinkExpectWriter final : public ExpectWriter {
     if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return errno_code(errno);
     // The kernel answers inside sendmsg; the ACK is queued by now.
     for (;;) {
-      const ssize_t n = receive(sock_.get(), answer_, MSG_DONTWAIT);
+      const ssize_t n = receive_from_kernel(sock_.get(), answer_, MSG_DONTWAIT);
       if (n < 0) return errno_code(static_cast<int>(-n));
       int len = static_cast<int>(n);
       for (auto* m = reinterpret_cast<const nlmsghdr*>(answer_.data()); mnl_nlmsg_ok(m, len);
@@ -97,7 +62,7 @@ class NetlinkExpectReader final : public ExpectReader {
  public:
   std::error_code dump(const std::function<void(const ExpectEntry&)>& visit) override {
     std::error_code ec;
-    MnlSocketPtr sock = open_socket(0, 0, ec);
+    MnlSocketPtr sock = open_netfilter_socket(0, 0, ec);
     if (!sock) return ec;
     std::vector<char> buf(kReceiveBytes);
     nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
@@ -110,7 +75,7 @@ class NetlinkExpectReader final : public ExpectReader {
     if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return errno_code(errno);
     std::vector<ExpectEntry> batch;
     for (;;) {
-      const ssize_t n = receive(sock.get(), buf, 0);
+      const ssize_t n = receive_from_kernel(sock.get(), buf, 0);
       if (n < 0) return errno_code(static_cast<int>(-n));
       int len = static_cast<int>(n);
       batch.clear();
@@ -143,7 +108,7 @@ class NetlinkExpectEvents final : public ExpectEvents {
   std::error_code drain(const std::function<void(const ExpectChange&)>& on_change) override {
     bool overrun = false;
     for (int reads = 0; reads < kMaxReadsPerDrain; ++reads) {
-      const ssize_t n = receive(sock_.get(), buf_, MSG_DONTWAIT);
+      const ssize_t n = receive_from_kernel(sock_.get(), buf_, MSG_DONTWAIT);
       if (n == -ENOBUFS || n == -ENOSPC) {
         overrun = true;
         continue;
@@ -174,19 +139,19 @@ class NetlinkExpectEvents final : public ExpectEvents {
 }  // namespace
 
 std::unique_ptr<ExpectWriter> make_netlink_expect_writer(std::error_code& ec) {
-  MnlSocketPtr s = open_socket(0, 0, ec);
+  MnlSocketPtr s = open_netfilter_socket(0, 0, ec);
   if (!s) return nullptr;
   return std::make_unique<NetlinkExpectWriter>(std::move(s));
 }
 
 std::unique_ptr<ExpectReader> make_netlink_expect_reader(std::error_code& ec) {
-  if (!open_socket(0, 0, ec)) return nullptr;
+  if (!open_netfilter_socket(0, 0, ec)) return nullptr;
   return std::make_unique<NetlinkExpectReader>();
 }
 
 std::unique_ptr<ExpectEvents> make_netlink_expect_events(std::error_code& ec) {
   // Updates are not subscribed: the kernel reports none that matter for a copy.
-  MnlSocketPtr s = open_socket(SOCK_NONBLOCK,
+  MnlSocketPtr s = open_netfilter_socket(SOCK_NONBLOCK,
                                NF_NETLINK_CONNTRACK_EXP_NEW | NF_NETLINK_CONNTRACK_EXP_DESTROY, ec);
   if (!s) return nullptr;
   return std::make_unique<NetlinkExpectEvents>(std::move(s));

@@ -162,10 +162,10 @@ void Daemon::begin_stop() {
 
 void Daemon::watch_sync() {
   if (config_.sync.conntrack) {
-    const control::StatusSnapshot s = snapshot();
+    const auto now = std::chrono::steady_clock::now();
     const bool master = group_->state() == vrrp::State::Master;
-    if (auto alert = sync_watch_.update(std::chrono::steady_clock::now(), s.sync.connected,
-                                        master || s.adverts_seen)) {
+    if (auto alert = sync_watch_.update(now, sync_->status().connected,
+                                        master || peer_adverts_seen(now))) {
       if (*alert == daemon::SyncWatch::Alert::SyncDownPeerAlive && master) {
         log::error("daemon", "sync link to " + config_.peer_name +
                                  " down: no standby holds our state any more (the Backup is "
@@ -200,6 +200,12 @@ void Daemon::finish_stop() {
   io_.stop();
 }
 
+// "Seen" means alive: within Master_Down_Interval of the configured advert interval.
+bool Daemon::peer_adverts_seen(std::chrono::steady_clock::time_point now) const {
+  const auto last = group_->last_peer_advert();
+  return last && now - *last <= std::chrono::milliseconds(4 * 10 * config_.group.advert_interval_cs);
+}
+
 control::StatusSnapshot Daemon::snapshot() const {
   control::StatusSnapshot s;
   const auto now = std::chrono::steady_clock::now();
@@ -213,9 +219,8 @@ control::StatusSnapshot Daemon::snapshot() const {
   s.last_reason = vrrp::to_string(group_->last_reason());
   if (auto last = group_->last_peer_advert()) {
     s.last_advert_age_ms = monotonic_ms(now) - monotonic_ms(*last);
-    // "seen" means alive: within Master_Down_Interval of the configured advert interval.
-    s.adverts_seen = s.last_advert_age_ms <= 4 * 10 * config_.group.advert_interval_cs;
   }
+  s.adverts_seen = peer_adverts_seen(now);
   s.conntrack_replication = config_.sync.conntrack;
   s.sync = sync_->status();
   s.sync_status_age_ms = monotonic_ms(now) - monotonic_ms(s.sync.taken);

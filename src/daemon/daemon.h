@@ -42,6 +42,7 @@ class Daemon {
   std::string handle_control(const std::string& request);
   control::StatusSnapshot snapshot() const;
   void watch_sync();  // once a second: the split-brain alert (sync_watch.h)
+  bool peer_adverts_seen(std::chrono::steady_clock::time_point now) const;
 
   config::Config config_;
   boost::asio::io_context io_;

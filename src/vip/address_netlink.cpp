@@ -11,17 +11,13 @@
 #include <ctime>
 #include <vector>
 
+#include "fwha/mnl_socket.h"
 #include "vip/address_port.h"
 #include "vip/gratuitous_arp.h"
 #include "vip/neighbour_advert.h"
 
 namespace fwha::vip {
 namespace {
-
-struct MnlSocketCloser {
-  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
-};
-using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketCloser>;
 
 class KernelAddressPort : public AddressPort {
  public:

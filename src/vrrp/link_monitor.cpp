@@ -27,8 +27,6 @@ struct Fd {
 
 }  // namespace
 
-void LinkMonitor::SocketCloser::operator()(mnl_socket* s) const { mnl_socket_close(s); }
-
 LinkMonitor::LinkMonitor(boost::asio::io_context& io) : io_(io), buf_(MNL_SOCKET_BUFFER_SIZE) {}
 
 LinkMonitor::~LinkMonitor() {

@@ -10,8 +10,7 @@
 #include <vector>
 
 #include "fwha/asio.h"
-
-struct mnl_socket;
+#include "fwha/mnl_socket.h"
 
 namespace fwha::vrrp {
 
@@ -32,11 +31,8 @@ class LinkMonitor {
   void wait();
   void read();
 
-  struct SocketCloser {
-    void operator()(mnl_socket* s) const;
-  };
   boost::asio::io_context& io_;
-  std::unique_ptr<mnl_socket, SocketCloser> sock_;
+  MnlSocketPtr sock_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
   std::vector<char> buf_;
   OnChange on_change_;
