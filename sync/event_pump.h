@@ -31,6 +31,8 @@ class EventPump {
   void drain_now();
 
  private:
+  void watch();
+  void unwatch();
   void wait();
   void wait_then_drain();
   size_t drain_count();  // drain_now(), returning the events read
