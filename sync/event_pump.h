@@ -3,10 +3,11 @@
 // goes out as few frames. An overrun (ENOBUFS) is turned into a resync, never just logged.
 //
 // Coalescing: after a drain that found events, the pump sleeps `coalesce` before draining
-// again, so a steady trickle (10k new flows/s arrive ~one per 100 us) goes out ~10 per frame
+// again, so a steady trickle (10k new flows/s arrive ~one per 100 us) goes out a few per frame
 // instead of one frame, one write and one ack per flow: most of the per-entry CPU at such
-// rates was per-wake-up cost. An idle pump waits for readability, so the first event of a
-// burst is sent at once; later ones wait at most `coalesce` (the lag budget is 5 ms p99).
+// rates is per-wake-up cost. An idle pump waits for readability, so the first event of a
+// burst is sent at once; later ones wait at most `coalesce` (250 us by default: lag p50 near
+// conntrackd's at under a third of its CPU; docs/performance.md has the trade-off measured).
 #pragma once
 
 #include <chrono>
@@ -21,7 +22,7 @@ namespace fwha::sync {
 class EventPump {
  public:
   EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
-            std::chrono::microseconds coalesce = std::chrono::microseconds(1000));
+            std::chrono::microseconds coalesce = std::chrono::microseconds(250));
   ~EventPump();
 
   std::error_code start();  // subscribe; events from now on are replicated

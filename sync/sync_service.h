@@ -36,7 +36,7 @@ class SyncService {
     uint16_t port = 7788;
     bool replicate = true;
     std::chrono::milliseconds reconcile_interval{30000};
-    std::chrono::microseconds event_coalesce{1000};
+    std::chrono::microseconds event_coalesce{250};
     int realtime_priority = 0;  // SCHED_RR for the replication thread; 0: normal
     int nice = 0;               // when not real-time
     size_t event_buffer_bytes = 64 * 1024 * 1024;

@@ -90,7 +90,7 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.group.advert_interval_cs, 100);
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
   EXPECT_EQ(c.realtime_priority, 50);
-  EXPECT_EQ(c.sync.event_coalesce_us, 1000u);
+  EXPECT_EQ(c.sync.event_coalesce_us, 250u);
 }
 
 TEST(Config, Ipv6VipsMoveWithTheGroup) {
