@@ -343,9 +343,18 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kBarrier: {
       // Frames are applied as they arrive, so everything before the barrier is in the kernel.
       send_ack();
-      wire::Frame ack;
-      ack.mutable_barrier_ack()->set_token(frame.barrier().token());
-      transport_.send(ack);
+      const uint64_t token = frame.barrier().token();
+      auto answer = [this, token](bool took_over) {
+        wire::Frame ack;
+        ack.mutable_barrier_ack()->set_token(token);
+        ack.mutable_barrier_ack()->set_took_over(took_over);
+        transport_.send(ack);
+      };
+      if (frame.barrier().take_over() && options_.on_takeover_request) {
+        options_.on_takeover_request(std::move(answer));
+      } else {
+        answer(false);
+      }
       return true;
     }
     case wire::Frame::kBarrierAck:
@@ -353,7 +362,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
         awaited_barrier_token_ = 0;
         auto done = std::move(barrier_done_);
         barrier_done_ = nullptr;
-        done();
+        done(frame.barrier_ack().took_over());
       }
       return true;
     case wire::Frame::kExpectBatch:
@@ -481,7 +490,7 @@ void Replicator::on_bad_frame(const std::string& error) {
   }
 }
 
-bool Replicator::request_barrier(std::function<void()> done) {
+bool Replicator::request_barrier(std::function<void(bool)> done, bool take_over) {
   if (!transport_.connected() || !peer_hello_seen_) return false;
   flush();
   // The barrier vouches for everything: a running repair goes out in full before it.
@@ -489,6 +498,7 @@ bool Replicator::request_barrier(std::function<void()> done) {
   wire::Frame f;
   awaited_barrier_token_ = next_barrier_token_++;
   f.mutable_barrier()->set_token(awaited_barrier_token_);
+  f.mutable_barrier()->set_take_over(take_over);
   if (!transport_.send(f)) return false;
   barrier_done_ = std::move(done);
   return true;

@@ -102,6 +102,10 @@ class Replicator {
     // timer that calls on_wakeup(); without it every input is acknowledged at once.
     std::chrono::milliseconds ack_delay{20};
     std::function<void(std::chrono::microseconds)> wake_after = nullptr;
+    // Sink: the peer asked us to take the group over (a Barrier with take_over); everything
+    // it sent before is applied. The owner decides and calls `answer(took_over)` on this
+    // replicator's thread. Unset: always refused.
+    std::function<void(std::function<void(bool)> answer)> on_takeover_request = nullptr;
     // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
@@ -131,9 +135,10 @@ class Replicator {
   void after_input();
   void on_wakeup();
 
-  // Graceful handover: sends a Barrier; `done()` runs when the peer acknowledged that it
-  // applied every earlier frame. Returns false (and does not call `done`) if the link is down.
-  bool request_barrier(std::function<void()> done);
+  // Graceful handover: sends a Barrier; `done(took_over)` runs when the peer acknowledged that
+  // it applied every earlier frame (and, with `take_over`, whether it then took the group
+  // over). Returns false (and does not call `done`) if the link is down.
+  bool request_barrier(std::function<void(bool took_over)> done, bool take_over = false);
 
   bool peer_hello_seen() const { return peer_hello_seen_; }
   const ReplicatorCounters& counters() const { return counters_; }
@@ -201,7 +206,7 @@ class Replicator {
   bool peer_hello_seen_ = false;
   uint64_t next_barrier_token_ = 1;
   uint64_t awaited_barrier_token_ = 0;
-  std::function<void()> barrier_done_;
+  std::function<void(bool)> barrier_done_;
   ReplicatorCounters counters_;
 };
 

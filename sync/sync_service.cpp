@@ -1,6 +1,5 @@
 #include "sync/sync_service.h"
 
-
 #include "sync/event_pump.h"
 #include "sync/expect_pump.h"
 #include "sync/sync_link.h"
@@ -58,6 +57,13 @@ std::error_code SyncService::start(std::string& what_failed) {
     wake_timer_.expires_after(d);
     wake_timer_.async_wait([this](boost::system::error_code wec) {
       if (!wec) replicator_->on_wakeup();
+    });
+  };
+  ro.on_takeover_request = [this](std::function<void(bool)> answer) {
+    if (!options_.on_takeover_request) return answer(false);
+    // The owner answers from its own thread; the answer is sent from ours.
+    options_.on_takeover_request([this, answer = std::move(answer)](bool took_over) {
+      asio::post(io_, [answer, took_over] { answer(took_over); });
     });
   };
   ro.on_expect_batch = [this](const wire::ExpectBatch& b) {
@@ -150,15 +156,17 @@ void SyncService::set_master(bool master) {
   });
 }
 
-void SyncService::handover(std::function<void(bool)> done) {
+void SyncService::hand_over(std::function<void(Handover)> done) {
   asio::post(io_, [this, done = std::move(done)]() mutable {
-    if (replicator_->role() != Replicator::Role::Source || !options_.replicate) {
-      return done(false);
-    }
     pump_->drain_now();
     expect_pump_->drain_now();
-    auto shared = std::make_shared<std::function<void(bool)>>(std::move(done));
-    if (!replicator_->request_barrier([shared] { (*shared)(true); })) (*shared)(false);
+    auto shared = std::make_shared<std::function<void(Handover)>>(std::move(done));
+    const bool asked = replicator_->request_barrier(
+        [shared](bool took_over) {
+          (*shared)(took_over ? Handover::TookOver : Handover::Refused);
+        },
+        /*take_over=*/true);
+    if (!asked) (*shared)(Handover::Unreachable);
   });
 }
 

@@ -40,6 +40,16 @@ class SyncService {
     int realtime_priority = 0;  // SCHED_RR for the replication thread; 0: normal
     int nice = 0;               // when not real-time
     size_t event_buffer_bytes = 64 * 1024 * 1024;
+    // The peer asks this node to take the group over (it holds everything the peer sent).
+    // Called on the sync thread; the owner decides on its own thread and calls
+    // `answer(took_over)` from any thread. Unset: refused.
+    std::function<void(std::function<void(bool took_over)> answer)> on_takeover_request;
+  };
+
+  enum class Handover {
+    TookOver,     // the peer applied everything we sent and is Master now
+    Refused,      // it applied everything but cannot be Master (Fault, starting, Master)
+    Unreachable,  // no sync link: nothing was asked
   };
 
   struct Status {
@@ -66,9 +76,11 @@ class SyncService {
 
   void set_filter(LocalFilter filter);
   void set_master(bool master);
-  // Graceful handover: read the last events, send them, and wait for the peer to confirm it
-  // applied everything. `done(confirmed)` runs on the sync thread.
-  void handover(std::function<void(bool confirmed)> done);
+  // Handover (switchover, graceful stop, carrier loss): reads the last events, sends them,
+  // then a barrier asking the peer to take the group over once it applied them (TCP keeps
+  // the order, so it then holds our state). `done` runs on the sync thread when the peer
+  // answered, or at once when the link is down.
+  void hand_over(std::function<void(Handover)> done);
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
   // (the VRRP loop), even while the sync thread is in a long dump.
   Status status() const;

@@ -14,6 +14,7 @@ using asio::local::stream_protocol;
 
 namespace {
 constexpr size_t kMaxRequestBytes = 1024;
+// Covers reading the request and a switchover's answer (the handover deadline is 500 ms).
 constexpr auto kRequestDeadline = std::chrono::seconds(2);
 }  // namespace
 
@@ -44,10 +45,12 @@ class ControlServer::Session : public std::enable_shared_from_this<Session> {
     std::string line(asio::buffers_begin(buffer_.data()),
                      asio::buffers_begin(buffer_.data()) + static_cast<std::ptrdiff_t>(n));
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    reply(handler_(line));
+    handler_(line, [self = shared_from_this()](std::string text) { self->reply(std::move(text)); });
   }
 
   void reply(std::string text) {
+    if (replied_) return;
+    replied_ = true;
     out_ = std::move(text);
     asio::async_write(socket_, asio::buffer(out_),
                       [self = shared_from_this()](boost::system::error_code, size_t) {
@@ -66,6 +69,7 @@ class ControlServer::Session : public std::enable_shared_from_this<Session> {
   Handler& handler_;
   asio::streambuf buffer_;
   std::string out_;
+  bool replied_ = false;
 };
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, Handler handler)

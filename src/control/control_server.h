@@ -1,6 +1,6 @@
 // The control socket (UNIX stream, one request line per connection, answer, close) that
-// `fwhactl` talks to. Requests are validated: bounded length, a deadline, known commands
-// only; a bad request gets an error line naming what was wrong, never a crash.
+// `fwhactl` talks to. Requests are validated: bounded length, a deadline (the session closes
+// after it, answered or not), known commands only; a bad request gets an error line naming what was wrong, never a crash.
 #pragma once
 
 #include <functional>
@@ -14,8 +14,10 @@ namespace fwha::control {
 
 class ControlServer {
  public:
-  // Returns the reply for one request line (without the newline).
-  using Handler = std::function<std::string(const std::string& request)>;
+  // Answers one request line (without the newline) by calling `reply` once, now or later
+  // (a switchover answers when the peer did), on the server's io_context.
+  using Reply = std::function<void(std::string)>;
+  using Handler = std::function<void(const std::string& request, Reply reply)>;
 
   ControlServer(boost::asio::io_context& io, std::string path, Handler handler);
   ~ControlServer();

@@ -16,8 +16,24 @@ namespace fwha {
 
 namespace {
 
-// How long a graceful stop waits for the Backup to confirm it holds our state.
+// How long a handover (switchover, graceful stop) waits for the peer to take over. It answers
+// within a round trip unless a repair answer is still going out to it (the barrier waits for
+// that: a peer missing entries must not become Master).
 constexpr auto kHandoverDeadline = std::chrono::milliseconds(500);
+
+const char* to_string(Daemon::HandoverOutcome o) {
+  switch (o) {
+    case Daemon::HandoverOutcome::TookOver:
+      return "took over";
+    case Daemon::HandoverOutcome::Refused:
+      return "refused (it is in Fault or not yet running)";
+    case Daemon::HandoverOutcome::Unreachable:
+      return "unreachable (sync link down)";
+    case Daemon::HandoverOutcome::TimedOut:
+      return "did not answer within 500 ms (still catching up with our table?)";
+  }
+  return "unknown";
+}
 
 int64_t monotonic_ms(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -54,7 +70,10 @@ sync::LocalFilter local_filter(const config::Config& c) {
 }  // namespace
 
 Daemon::Daemon(config::Config config)
-    : config_(std::move(config)), signals_(io_), stop_deadline_(io_), watch_timer_(io_) {}
+    : config_(std::move(config)),
+      signals_(io_),
+      watch_timer_(io_),
+      handover_deadline_(io_) {}
 
 Daemon::~Daemon() = default;
 
@@ -93,6 +112,17 @@ bool Daemon::open() {
   // Still ahead of ordinary processes, so CPU contention does not become replication lag,
   // while ksoftirqd keeps a share under saturation.
   so.nice = config_.realtime_priority > 0 ? -10 : 0;
+  // The peer hands the group over: decided here, on the main loop, by the state machine.
+  so.on_takeover_request = [this](std::function<void(bool)> answer) {
+    boost::asio::post(io_, [this, answer = std::move(answer)] {
+      const bool took = !stopping_ && group_->handover_requested();
+      log::notice("daemon", "peer " + config_.peer_name + " hands the group over: " +
+                                (took ? std::string("Master now")
+                                      : std::string("refused, this node is ") +
+                                            vrrp::to_string(group_->state())));
+      answer(took);
+    });
+  };
   sync_ = std::make_unique<sync::SyncService>(so);
   sync_->set_filter(local_filter(config_));
   if (auto sec = sync_->start(what)) {
@@ -100,7 +130,10 @@ bool Daemon::open() {
     return false;
   }
   control_ = std::make_unique<control::ControlServer>(
-      io_, config_.control_socket, [this](const std::string& r) { return handle_control(r); });
+      io_, config_.control_socket,
+      [this](const std::string& r, control::ControlServer::Reply reply) {
+        handle_control(r, std::move(reply));
+      });
   if (auto cec = control_->start()) {
     log::error("daemon", "control socket " + config_.control_socket + ": " + cec.message());
     return false;
@@ -130,8 +163,20 @@ int Daemon::run() {
   return exit_code_;
 }
 
-void Daemon::on_role_change(int /*from*/, int to) {
+void Daemon::on_role_change(int from, int to) {
   const bool master = static_cast<vrrp::State>(to) == vrrp::State::Master;
+  if (static_cast<vrrp::State>(from) == vrrp::State::Master &&
+      static_cast<vrrp::State>(to) == vrrp::State::Fault) {
+    // Our priority-0 advert makes the peer take over after its Skew_Time; asking over the
+    // sync link (after the last events) lets it take over within a round trip.
+    sync_->hand_over([this](sync::SyncService::Handover h) {
+      boost::asio::post(io_, [this, h] {
+        log::info("daemon", std::string("handover on Fault: peer ") +
+                                (h == sync::SyncService::Handover::TookOver ? "took over"
+                                                                            : "did not take over"));
+      });
+    });
+  }
   if (master) sync_->set_filter(local_filter(config_));  // addresses may have changed
   sync_->set_master(master);
 }
@@ -139,25 +184,84 @@ void Daemon::on_role_change(int /*from*/, int to) {
 void Daemon::begin_stop() {
   if (stopping_) return;
   stopping_ = true;
-  // A Master hands over only after the Backup confirmed it holds every entry we sent:
-  // the sync thread reads the last events, sends them, then a barrier; bounded by
-  // kHandoverDeadline in case the peer is gone.
-  if (group_->state() == vrrp::State::Master && config_.sync.conntrack) {
-    stop_deadline_.expires_after(kHandoverDeadline);
-    stop_deadline_.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      log::warning("daemon", "peer did not confirm the handover barrier in time");
+  // A Master hands the group over before it goes: the peer takes it once it has applied every
+  // entry we sent (and our VIPs go only when it is Master), so the gap is a round trip, not
+  // Skew_Time. If it cannot, we leave with priority 0 as RFC 5798 says.
+  if (group_->state() == vrrp::State::Master) {
+    hand_over([this](HandoverOutcome o) {
+      if (o == HandoverOutcome::TookOver) {
+        log::info("daemon", "peer confirmed it holds our state and took over");
+      } else {
+        log::warning("daemon", std::string("handover at stop: peer ") + to_string(o) +
+                                   "; leaving with priority 0");
+      }
       finish_stop();
-    });
-    sync_->handover([this](bool confirmed) {
-      boost::asio::post(io_, [this, confirmed] {
-        if (confirmed) log::info("daemon", "peer confirmed it holds our state");
-        finish_stop();
-      });
     });
     return;
   }
   finish_stop();
+}
+
+void Daemon::hand_over(std::function<void(HandoverOutcome)> done) {
+  const uint64_t generation = ++handover_generation_;
+  handing_over_ = true;
+  group_->handover_started();
+  auto finish = [this, generation, done = std::move(done)](HandoverOutcome o) {
+    if (generation != handover_generation_ || !handing_over_) return;  // already decided
+    handing_over_ = false;
+    handover_deadline_.cancel();
+    if (o == HandoverOutcome::TookOver) {
+      group_->handover_confirmed();
+    } else {
+      group_->handover_aborted();
+    }
+    done(o);
+  };
+  auto shared = std::make_shared<decltype(finish)>(std::move(finish));
+  handover_deadline_.expires_after(kHandoverDeadline);
+  handover_deadline_.async_wait([shared](boost::system::error_code ec) {
+    if (!ec) (*shared)(HandoverOutcome::TimedOut);
+  });
+  sync_->hand_over([this, shared](sync::SyncService::Handover h) {
+    const auto o = h == sync::SyncService::Handover::TookOver  ? HandoverOutcome::TookOver
+                   : h == sync::SyncService::Handover::Refused ? HandoverOutcome::Refused
+                                                               : HandoverOutcome::Unreachable;
+    boost::asio::post(io_, [shared, o] { (*shared)(o); });
+  });
+}
+
+void Daemon::switchover(std::function<void(std::string)> reply) {
+  const auto state = group_->state();
+  if (stopping_) return reply("error: fwhad is stopping\n");
+  if (handing_over_) return reply("error: a handover is already running\n");
+  if (state != vrrp::State::Master) {
+    return reply(std::string("error: this node is ") + vrrp::to_string(state) +
+                 ", not Master: run `fwhactl switchover` on the Master (" + config_.peer_name +
+                 "?)\n");
+  }
+  if (!sync_->status().connected) {
+    return reply("error: the sync link to " + config_.peer_name +
+                 " is down: the peer cannot take over (it would not hold our state); "
+                 "still Master\n");
+  }
+  log::notice("daemon", "switchover requested: handing the group over to " + config_.peer_name);
+  const auto started = std::chrono::steady_clock::now();
+  hand_over([this, reply = std::move(reply), started](HandoverOutcome o) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    if (o == HandoverOutcome::TookOver) {
+      log::notice("daemon", "switchover done: " + config_.peer_name + " is Master");
+      std::string text = "switchover: " + config_.peer_name + " is Master (" +
+                         std::to_string(ms) + " ms); this node is " +
+                         vrrp::to_string(group_->state());
+      if (config_.group.preempt) text += " and will not preempt until it is Master again";
+      return reply(text + "\n");
+    }
+    log::warning("daemon", std::string("switchover failed: peer ") + to_string(o));
+    reply("error: switchover failed: " + config_.peer_name + " " + to_string(o) +
+          "; this node is still Master\n");
+  });
 }
 
 void Daemon::watch_sync() {
@@ -191,7 +295,7 @@ void Daemon::watch_sync() {
 void Daemon::finish_stop() {
   if (finished_) return;
   finished_ = true;
-  stop_deadline_.cancel();
+  handover_deadline_.cancel();
   watch_timer_.cancel();
   group_->shutdown();  // priority 0 and VIPs removed, if we were Master
   sync_->stop();
@@ -228,14 +332,16 @@ control::StatusSnapshot Daemon::snapshot() const {
   return s;
 }
 
-std::string Daemon::handle_control(const std::string& request) {
-  if (request == "status") return control::render_text(snapshot());
-  if (request == "status --json") return control::render_json(snapshot());
+void Daemon::handle_control(const std::string& request,
+                            std::function<void(std::string)> reply) {
+  if (request == "status") return reply(control::render_text(snapshot()));
+  if (request == "status --json") return reply(control::render_json(snapshot()));
+  if (request == "switchover") return switchover(std::move(reply));
   std::string shown = request.substr(0, 64);
   for (char& c : shown)
     if (static_cast<unsigned char>(c) < 0x20) c = '?';
   log::warning("control", "unknown control request '" + shown + "'");
-  return "error: unknown request '" + shown + "' (known: status, status --json)\n";
+  reply("error: unknown request '" + shown + "' (known: status, status --json, switchover)\n");
 }
 
 }  // namespace fwha

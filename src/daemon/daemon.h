@@ -4,7 +4,9 @@
 // replicates, Backup applies).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "config/config.h"
 #include "control/status.h"
@@ -34,12 +36,18 @@ class Daemon {
   // Runs until SIGTERM/SIGINT; returns the process exit code.
   int run();
 
+  enum class HandoverOutcome { TookOver, Refused, Unreachable, TimedOut };
+
  private:
   bool open();
   void on_role_change(int from, int to);
   void begin_stop();
   void finish_stop();
-  std::string handle_control(const std::string& request);
+  void handle_control(const std::string& request, std::function<void(std::string)> reply);
+  // Hands the group over to the peer (switchover, graceful stop): vrrp_state_machine.h has
+  // the protocol. `done` gets the outcome on the main loop.
+  void hand_over(std::function<void(HandoverOutcome)> done);
+  void switchover(std::function<void(std::string)> reply);
   control::StatusSnapshot snapshot() const;
   void watch_sync();  // once a second: the split-brain alert (sync_watch.h)
   bool peer_adverts_seen(std::chrono::steady_clock::time_point now) const;
@@ -47,8 +55,10 @@ class Daemon {
   config::Config config_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
-  boost::asio::steady_timer stop_deadline_;
   boost::asio::steady_timer watch_timer_;
+  boost::asio::steady_timer handover_deadline_;
+  uint64_t handover_generation_ = 0;  // answers to an earlier handover are ignored
+  bool handing_over_ = false;
   daemon::SyncWatch sync_watch_;
   std::unique_ptr<vip::AddressPort> addresses_;
   std::unique_ptr<sync::SyncService> sync_;

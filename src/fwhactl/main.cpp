@@ -75,6 +75,13 @@ int main(int argc, char** argv) {
       "status", "role of the VRRP group, peer seen or not, sync link and replication counters");
   status->add_flag("--json", json, "machine-readable output");
   auto* check = app.add_subcommand("check-config", "validate the configuration file");
+  auto* switchover = app.add_subcommand(
+      "switchover",
+      "on the Master: hand the group over to the peer. The peer takes over once it holds every "
+      "entry this node sent, then this node is Backup (gap: a round trip). Refused when this "
+      "node is not Master, the sync link is down, or the peer is in Fault; this node then stays "
+      "Master. A node with preempt does not take the group back until it is Master again. "
+      "Exit status 1 when it did not happen.");
   CLI11_PARSE(app, argc, argv);
 
   if (check->parsed()) {
@@ -91,5 +98,6 @@ int main(int argc, char** argv) {
     auto r = fwha::config::load(config_path);
     if (auto* c = std::get_if<fwha::config::Config>(&r)) socket_path = c->control_socket;
   }
+  if (switchover->parsed()) return request(socket_path, "switchover");
   return request(socket_path, json ? "status --json" : "status");
 }

@@ -47,6 +47,15 @@ class VrrpGroup {
   std::error_code open(std::string& what_failed);
   void start();     // Startup event
   void shutdown();  // Shutdown event: a Master sends priority 0 and removes its VIPs
+  // Handover over the sync link (vrrp_state_machine.h): the Master's side...
+  void handover_started() { post(HandoverStarted{}); }
+  void handover_confirmed() { post(HandoverConfirmed{}); }
+  void handover_aborted() { post(HandoverAborted{}); }
+  // ...and the peer's: returns whether we are Master now.
+  bool handover_requested() {
+    post(HandoverRequested{});
+    return machine_.state() == State::Master;
+  }
 
   State state() const { return machine_.state(); }
   Reason last_reason() const { return machine_.last_reason(); }

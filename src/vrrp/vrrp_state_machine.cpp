@@ -77,6 +77,10 @@ const char* to_string(Reason r) {
       return "link_down";
     case Reason::LinkUp:
       return "link_up";
+    case Reason::HandoverReceived:
+      return "handover_received";
+    case Reason::HandedOver:
+      return "handed_over";
   }
   return "unknown";
 }
@@ -92,6 +96,10 @@ const char* event_name(const Event& e) {
                         [](const LinkDown&) { return "LinkDown"; },
                         [](const LinkUp&) { return "LinkUp"; },
                         [](const PreemptDelayExpired&) { return "PreemptDelayExpired"; },
+                        [](const HandoverStarted&) { return "HandoverStarted"; },
+                        [](const HandoverConfirmed&) { return "HandoverConfirmed"; },
+                        [](const HandoverAborted&) { return "HandoverAborted"; },
+                        [](const HandoverRequested&) { return "HandoverRequested"; },
                     },
                     e);
 }
@@ -133,6 +141,28 @@ std::vector<Action> StateMachine::handle(const Event& event) {
 void StateMachine::enter(State next, Reason why) {
   state_ = next;
   last_reason_ = why;
+  handing_over_ = false;
+}
+
+// RFC 5798 6.4.2 "Transition to the Master state", with the VIPs added first.
+void StateMachine::become_master(std::vector<Action>& out, Reason why) {
+  out.push_back(AddVips{});
+  out.push_back(SendAdvert{config_.priority});
+  out.push_back(SendGratuitousArp{});
+  out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+  preempt_suspended_ = false;  // the hold after a handover ends once we serve the group
+  enter(State::Master, why);
+}
+
+// The peer is Master now (its advert, or its answer to our handover): Backup, and no
+// preemption back until we are Master again.
+void StateMachine::hand_over_done(std::vector<Action>& out, uint16_t peer_interval_cs) {
+  out.push_back(CancelAdverTimer{});
+  master_adver_interval_cs_ = peer_interval_cs;
+  out.push_back(StartMasterDownTimer{master_down_interval()});
+  out.push_back(RemoveVips{});
+  preempt_suspended_ = true;
+  enter(State::Backup, Reason::HandedOver);
 }
 
 // RFC 5798 6.4.1.
@@ -150,8 +180,8 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                    master_adver_interval_cs_ = config_.advert_interval_cs;
                    out.push_back(StartMasterDownTimer{master_down_interval()});
                    out.push_back(RemoveVips{});  // a crashed Master may have left them behind
-                   preempt_held_ = config_.preempt && config_.preempt_delay.count() > 0;
-                   if (preempt_held_) out.push_back(StartPreemptDelayTimer{config_.preempt_delay});
+                   preempt_delayed_ = config_.preempt && config_.preempt_delay.count() > 0;
+                   if (preempt_delayed_) out.push_back(StartPreemptDelayTimer{config_.preempt_delay});
                    enter(State::Backup, Reason::Startup);
                  },
                  [](const Shutdown&) {},                // ignored: not running
@@ -162,6 +192,10 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                  [](const LinkDown&) {},  // ignored: the driver repeats it after Startup
                  [](const LinkUp&) {},
                  [](const PreemptDelayExpired&) {},  // ignored: not running
+                 [](const HandoverStarted&) {},      // ignored: not Master
+                 [](const HandoverConfirmed&) {},
+                 [](const HandoverAborted&) {},
+                 [](const HandoverRequested&) {},  // refused: not running yet
              },
              e);
 }
@@ -174,20 +208,15 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                    out.push_back(CancelMasterDownTimer{});
                    enter(State::Initialize, Reason::Shutdown);
                  },
-                 [&](const MasterDownTimerExpired&) {
-                   out.push_back(AddVips{});
-                   out.push_back(SendAdvert{config_.priority});
-                   out.push_back(SendGratuitousArp{});
-                   out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
-                   enter(State::Master, Reason::MasterDown);
-                 },
+                 [&](const MasterDownTimerExpired&) { become_master(out, Reason::MasterDown); },
                  [](const AdverTimerExpired&) {},  // ignored: a Backup runs no Adver_Timer
                  [&](const AdvertReceived& adv) {
                    if (adv.priority == 0) {  // the Master is leaving: take over after Skew_Time
                      out.push_back(StartMasterDownTimer{skew_time()});
                      return;
                    }
-                   if (!config_.preempt || preempt_held_ || adv.priority >= config_.priority) {
+                   if (!config_.preempt || preempt_delayed_ || preempt_suspended_ ||
+                       adv.priority >= config_.priority) {
                      master_adver_interval_cs_ = adv.max_adver_interval_cs;
                      out.push_back(StartMasterDownTimer{master_down_interval()});
                      return;
@@ -202,7 +231,15 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                    enter(State::Fault, Reason::LinkDown);
                  },
                  [](const LinkUp&) {},  // ignored: not in Fault
-                 [&](const PreemptDelayExpired&) { preempt_held_ = false; },
+                 [&](const PreemptDelayExpired&) { preempt_delayed_ = false; },
+                 [](const HandoverStarted&) {},  // ignored: not Master
+                 [](const HandoverConfirmed&) {},  // already Backup (the peer's advert came first)
+                 [](const HandoverAborted&) {},
+                 // The peer hands the group over, and its state is applied: no Skew_Time.
+                 [&](const HandoverRequested&) {
+                   out.push_back(CancelMasterDownTimer{});
+                   become_master(out, Reason::HandoverReceived);
+                 },
              },
              e);
 }
@@ -240,12 +277,35 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
             enter(State::Fault, Reason::LinkDown);
           },
           [](const LinkUp&) {},  // ignored: not in Fault
-          [&](const PreemptDelayExpired&) { preempt_held_ = false; },
+          [&](const PreemptDelayExpired&) { preempt_delayed_ = false; },
           [&](const AdverTimerExpired&) {
+            if (handing_over_) return;  // its timer was cancelled; a stale expiry
             out.push_back(SendAdvert{config_.priority});
             out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
           },
+          [&](const HandoverStarted&) {
+            // Silent until the peer is Master: an advert with our priority now would make
+            // the new Master step down again.
+            out.push_back(CancelAdverTimer{});
+            handing_over_ = true;
+          },
+          [&](const HandoverConfirmed&) {
+            if (handing_over_) hand_over_done(out, config_.advert_interval_cs);
+          },
+          [&](const HandoverAborted&) {
+            if (!handing_over_) return;
+            handing_over_ = false;  // still ours: advertise again at once
+            out.push_back(SendAdvert{config_.priority});
+            out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
+          },
+          [](const HandoverRequested&) {},  // refused: we are the Master
           [&](const AdvertReceived& adv) {
+            if (handing_over_ && adv.priority != 0 && adv.source != config_.primary_address) {
+              // The peer we are handing over to is Master now (its advert can come before
+              // its answer on the sync link), whatever its priority.
+              hand_over_done(out, adv.max_adver_interval_cs);
+              return;
+            }
             if (adv.priority == 0) {  // another Master is leaving: assert ourselves at once
               out.push_back(SendAdvert{config_.priority});
               out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
@@ -287,12 +347,16 @@ void StateMachine::on_fault(const Event& e, std::vector<Action>& out) {
                  [](const AdvertReceived&) {},          // ignored: we cannot serve the group
                  [](const ResumedAfterStall&) {},
                  [](const LinkDown&) {},  // ignored: already in Fault
-                 [&](const PreemptDelayExpired&) { preempt_held_ = false; },
+                 [&](const PreemptDelayExpired&) { preempt_delayed_ = false; },
                  [&](const LinkUp&) {
                    master_adver_interval_cs_ = config_.advert_interval_cs;
                    out.push_back(StartMasterDownTimer{master_down_interval()});
                    enter(State::Backup, Reason::LinkUp);
                  },
+                 [](const HandoverStarted&) {},  // ignored: not Master
+                 [](const HandoverConfirmed&) {},
+                 [](const HandoverAborted&) {},
+                 [](const HandoverRequested&) {},  // refused: we cannot serve the group
              },
              e);
 }

@@ -51,9 +51,20 @@ struct ResumedAfterStall {};
 struct LinkDown {};
 struct LinkUp {};
 struct PreemptDelayExpired {};
+// Handover over the sync link (not in RFC 5798; a pair has one Backup, so Skew_Time buys
+// nothing there). The Master, for a switchover or a graceful stop, starts one
+// (HandoverStarted: it stops advertising so its priority cannot beat the new Master), asks the
+// peer, and steps down when the peer's advert arrives or the peer confirms
+// (HandoverConfirmed); HandoverAborted when the peer refused or did not answer.
+// HandoverRequested: the peer asks us to take over, and everything it sent before is applied.
+struct HandoverStarted {};
+struct HandoverConfirmed {};
+struct HandoverAborted {};
+struct HandoverRequested {};
 using Event = std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired,
                            AdvertReceived, ResumedAfterStall, LinkDown, LinkUp,
-                           PreemptDelayExpired>;
+                           PreemptDelayExpired, HandoverStarted, HandoverConfirmed,
+                           HandoverAborted, HandoverRequested>;
 const char* event_name(const Event& e);
 
 // --- actions ------------------------------------------------------------------------------
@@ -102,6 +113,8 @@ enum class Reason : uint8_t {
   Stalled,              // Master that did not run for a Master_Down_Interval stepped down
   LinkDown,             // a monitored interface lost carrier: Fault
   LinkUp,               // every monitored interface has carrier again: Fault -> Backup
+  HandoverReceived,     // Backup -> Master: the peer handed the group over (sync link)
+  HandedOver,           // Master -> Backup: we handed the group over to the peer
 };
 const char* to_string(Reason r);
 
@@ -114,6 +127,7 @@ class StateMachine {
 
   State state() const { return state_; }
   Reason last_reason() const { return last_reason_; }
+  bool handing_over() const { return handing_over_; }
   uint16_t master_adver_interval_cs() const { return master_adver_interval_cs_; }
   const Config& config() const { return config_; }
 
@@ -135,7 +149,14 @@ class StateMachine {
   State state_ = State::Initialize;
   Reason last_reason_ = Reason::None;
   uint16_t master_adver_interval_cs_;
-  bool preempt_held_ = false;  // Preempt_Mode, but the preempt delay has not run out yet
+  // Preempt_Mode, but not now: the preempt delay has not run out yet; or we handed the group
+  // over (a switchover must not be undone by our next look at the peer's advert), until we
+  // are Master again.
+  bool preempt_delayed_ = false;
+  bool preempt_suspended_ = false;
+  bool handing_over_ = false;  // Master: HandoverStarted, the peer not Master yet
+  void become_master(std::vector<Action>& out, Reason why);
+  void hand_over_done(std::vector<Action>& out, uint16_t peer_interval_cs);
 };
 
 }  // namespace fwha::vrrp

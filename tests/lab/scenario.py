@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
 
-    scenario.py {crash,control,graceful,freeze,carrier,sync_cut,bad_input} [--assert]
+    scenario.py {crash,control,graceful,switchover,freeze,carrier,sync_cut,bad_input} [--assert]
                 [--sessions N]
                 [--verbose]
 
@@ -12,16 +12,22 @@ crash      The Master is frozen (SIGSTOP: no goodbye), its links are cut, then i
 control    The same crash with `conntrack = false` on both nodes. Asserts that sessions ARE
            lost: proves that the crash scenario can fail, i.e. that the ruleset (new TCP only
            with SYN) and the randomised SNAT ports leave no accidental way to survive.
-graceful   SIGTERM to the Master's fwhad (priority-0 handover). Asserts: fwhad exits 0, every
-           session survives, gap < 1000 ms.
+graceful   SIGTERM to the Master's fwhad: it hands the group over on the sync link (the peer
+           takes over once it holds every entry; priority 0 only if it cannot). Asserts:
+           fwhad exits 0, the peer took over by handover, every session survives, gap
+           < 1000 ms.
+switchover `fwhactl switchover` on the Master. Asserts: fwhactl exits 0, the peer is the only
+           Master (reason handover_received), the old Master is Backup (handed_over), every
+           session survives, gap < 50 ms (issue 4's target is 10 ms: the benchmark
+           measures it; a shared CI machine gets slack).
 freeze     The Master's fwhad alone is stopped (SIGSTOP) for 2 s, then continued: the node's
            kernel keeps forwarding, the Backup takes over. Asserts: the woken node steps down
            (reason "stalled") and stays Backup, every session survives, and no gap in the
            whole run reaches 1000 ms (no second outage when it wakes).
 carrier    The switch port of the Master's LAN link goes down (its interface loses carrier),
-           then up again after 1 s. Asserts: the Master goes to Fault (reason link_down) and
-           hands over with a priority-0 advert, every session survives, gap < 1000 ms, and
-           with carrier back the node is Backup (no preemption).
+           then up again after 1 s. Asserts: the Master goes to Fault (reason link_down), the
+           peer takes over by handover on the sync link (not after Skew_Time), every session
+           survives, gap < 1000 ms, and with carrier back the node is Backup (no preemption).
 sync_cut   The sync link goes down for 16 s, then up. Asserts: no role changes (the adverts
            still arrive), both nodes log the split-brain alert, and both say when it is back.
 bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
@@ -60,6 +66,7 @@ INJECT = os.path.join(HERE, "inject.py")
 PY = sys.executable or "python3"
 
 GAP_LIMIT_MS = 1000.0
+SWITCHOVER_GAP_LIMIT_MS = 50.0
 FREEZE_S = 2.0                 # freeze: how long the Master's fwhad is stopped
 STALL_LIMIT_S = 5.0
 PRE_FAILOVER_S = 3.0
@@ -320,6 +327,11 @@ def failover_run(lab, args, checks, kind):
         lab.fwhad_procs[master].signal(signal.SIGSTOP)
         lab.fwhad_procs[master].frozen = True
         lab.log(f"freeze: {master}'s fwhad stopped (SIGSTOP) for {FREEZE_S:.0f} s")
+    elif kind == "switchover":
+        cp = netlab.run([lab.fwhactl, "-s", lab.socket_path(master), "switchover"],
+                        check=False, timeout=10)
+        switch_reply = (cp.returncode, (cp.stdout + cp.stderr).strip())
+        lab.log(f"switchover: fwhactl on {master} exited {cp.returncode}: {switch_reply[1]}")
     else:
         lab.fwhad_procs[master].signal(signal.SIGTERM)
         lab.log(f"graceful: SIGTERM to {master}'s fwhad")
@@ -359,7 +371,8 @@ def failover_run(lab, args, checks, kind):
         ms, source = takeover_time(lab, backup, event_ns, seen_ns)
         lab.log(f"new Master: {backup} since +{lab.rel_s(event_ns + ms * 1e6):.3f}s, "
                 f"{ms:.0f} ms after the {kind} event ({source})")
-        out(f"takeover_ms_after_{'crash' if kind != 'graceful' else 'sigterm'}", f"{ms:.0f}")
+        after = {"graceful": "sigterm", "switchover": "switchover"}.get(kind, "crash")
+        out(f"takeover_ms_after_{after}", f"{ms:.0f}")
         out("takeover_source", source)
 
     remaining = event_ns / 1e9 + POST_FAILOVER_S - time.monotonic()
@@ -399,6 +412,14 @@ def failover_run(lab, args, checks, kind):
     out("server_side_session_ends_before_stop", json.dumps(dict(ends), sort_keys=True))
     if kind == "graceful":
         out("old_master_exit_code", exit_code)
+    new_reason = (st_new.get("group") or {}).get("last_reason")
+    out("new_master_reason", new_reason)
+    if kind == "switchover":
+        out("fwhactl_switchover_exit", switch_reply[0])
+        out("fwhactl_switchover_reply", switch_reply[1])
+        old = lab.status(master) or {}
+        out("old_master_state", (old.get("group") or {}).get("state"))
+        out("old_master_reason", (old.get("group") or {}).get("last_reason"))
     if kind == "freeze":
         st_old = lab.status(master) or {}
         out("woken_state", st_old.get("group", {}).get("state"))
@@ -428,7 +449,21 @@ def failover_run(lab, args, checks, kind):
         longest = probes["longest_gap_ms"]
         checks.check(longest < GAP_LIMIT_MS, "no probe gap over the limit in the whole run "
                      "(no second outage when the frozen node woke)", f"{longest:.0f} ms")
-    if kind in ("crash", "graceful", "freeze", "carrier"):
+    if kind in ("graceful", "switchover", "carrier"):
+        checks.check(new_reason == "handover_received",
+                     f"{backup} took over by handover (sync link), not by timers",
+                     f"reason {new_reason}")
+    if kind == "switchover":
+        checks.check(switch_reply[0] == 0 and "is Master" in switch_reply[1],
+                     "fwhactl switchover succeeded", f"exit {switch_reply[0]}: {switch_reply[1]}")
+        checks.check((old.get("group") or {}).get("state") == "Backup" and
+                     (old.get("group") or {}).get("last_reason") == "handed_over",
+                     f"{master} is Backup after handing over",
+                     f"{(old.get('group') or {}).get('state')}, "
+                     f"{(old.get('group') or {}).get('last_reason')}")
+        checks.check(gap_ms is not None and gap_ms < SWITCHOVER_GAP_LIMIT_MS,
+                     f"switchover gap < {SWITCHOVER_GAP_LIMIT_MS:.0f} ms", f"{gap_ms} ms")
+    if kind in ("crash", "graceful", "freeze", "carrier", "switchover"):
         checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
                      f"T={t}")
         checks.check(k == t, "every pre-existing session survived", f"{k}/{t}")
@@ -690,8 +725,8 @@ def bad_input_run(lab, args, checks):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario",
-                    choices=["crash", "control", "graceful", "freeze", "carrier", "sync_cut",
-                             "bad_input"])
+                    choices=["crash", "control", "graceful", "switchover", "freeze", "carrier",
+                             "sync_cut", "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)

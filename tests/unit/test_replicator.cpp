@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "fake_conntrack.h"
 #include "flow_samples.h"
 #include "sync/flow_wire.h"
@@ -581,7 +583,7 @@ TEST_F(PacedRepairTest, BarrierSendsTheRestOfTheRepairFirst) {
   for (int i = 0; i < 3; ++i) exchange();
   ASSERT_TRUE(master->repairing());
   bool done = false;
-  ASSERT_TRUE(master->request_barrier([&] { done = true; }));
+  ASSERT_TRUE(master->request_barrier([&](bool) { done = true; }));
   EXPECT_FALSE(master->repairing());
   to_backup.deliver(*backup);
   to_master.deliver(*master);
@@ -630,15 +632,51 @@ TEST_F(PacedRepairTest, SinkHoldingATenthOrMoreIsCompared) {
 
 TEST_F(PairTest, BarrierCompletesTheHandoverOnlyWhenAcknowledged) {
   connect();
-  bool done = false;
+  std::optional<bool> took_over;
   change(FlowChangeKind::New, flow(1));
-  ASSERT_TRUE(master->request_barrier([&] { done = true; }));
-  EXPECT_FALSE(done);
+  ASSERT_TRUE(master->request_barrier([&](bool t) { took_over = t; }));
+  EXPECT_FALSE(took_over);
   settle();
-  EXPECT_TRUE(done);
+  ASSERT_TRUE(took_over);
+  EXPECT_FALSE(*took_over) << "a plain barrier asks nothing";
   EXPECT_TRUE(btable.has(flow(1))) << "the pending change went before the barrier";
   to_backup.up = false;
-  EXPECT_FALSE(master->request_barrier([] {}));
+  EXPECT_FALSE(master->request_barrier([](bool) {}));
+}
+
+TEST_F(PairTest, TakeOverBarrierWithoutAHandlerIsRefused) {
+  connect();
+  std::optional<bool> took_over;
+  ASSERT_TRUE(master->request_barrier([&](bool t) { took_over = t; }, /*take_over=*/true));
+  settle();
+  ASSERT_TRUE(took_over);
+  EXPECT_FALSE(*took_over);
+}
+
+// The sink's owner is asked only once every earlier change is in its table, and may answer
+// later (fwhad decides on its main loop); the source learns the answer.
+TEST_F(PairTest, TakeOverIsAskedAfterEveryEarlierChangeAndAnsweredLater) {
+  auto o = opts("fw2", "fw1");
+  std::function<void(bool)> pending_answer;
+  bool held_flows_when_asked = false;
+  o.on_takeover_request = [&](std::function<void(bool)> answer) {
+    held_flows_when_asked = btable.has(flow(1)) && btable.has(flow(2));
+    pending_answer = std::move(answer);
+  };
+  backup = std::make_unique<Replicator>(o, btable, btable, to_master);
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  change(FlowChangeKind::New, flow(2));
+  std::optional<bool> took_over;
+  ASSERT_TRUE(master->request_barrier([&](bool t) { took_over = t; }, /*take_over=*/true));
+  settle();
+  ASSERT_TRUE(pending_answer) << "the sink's owner was asked";
+  EXPECT_TRUE(held_flows_when_asked);
+  EXPECT_FALSE(took_over) << "no answer before the owner decided";
+  pending_answer(true);
+  settle();
+  ASSERT_TRUE(took_over);
+  EXPECT_TRUE(*took_over);
 }
 
 }  // namespace

@@ -110,6 +110,14 @@ std::vector<Cell> cells() {
       {"Init_LinkUp", S::Initialize, dflt, LinkUp{}, S::Initialize, {}, R::None},
       {"Init_PreemptDelay", S::Initialize, dflt, PreemptDelayExpired{}, S::Initialize, {},
        R::None},
+      {"Init_HandoverStarted", S::Initialize, dflt, HandoverStarted{}, S::Initialize, {},
+       R::None},
+      {"Init_HandoverConfirmed", S::Initialize, dflt, HandoverConfirmed{}, S::Initialize, {},
+       R::None},
+      {"Init_HandoverAborted", S::Initialize, dflt, HandoverAborted{}, S::Initialize, {},
+       R::None},
+      {"Init_HandoverRequested", S::Initialize, dflt, HandoverRequested{}, S::Initialize, {},
+       R::None},
       {"Init_Startup_PreemptDelay", S::Initialize, delayed, Startup{}, S::Backup,
        {StartMasterDownTimer{kMdi100}, RemoveVips{}, StartPreemptDelayTimer{30 * kSecond}},
        R::Startup},
@@ -138,6 +146,14 @@ std::vector<Cell> cells() {
       {"Backup_LinkUp", S::Backup, dflt, LinkUp{}, S::Backup, {}, R::Startup},
       {"Backup_PreemptDelay", S::Backup, dflt, PreemptDelayExpired{}, S::Backup, {},
        R::Startup},
+      {"Backup_HandoverStarted", S::Backup, dflt, HandoverStarted{}, S::Backup, {}, R::Startup},
+      {"Backup_HandoverConfirmed", S::Backup, dflt, HandoverConfirmed{}, S::Backup, {},
+       R::Startup},
+      {"Backup_HandoverAborted", S::Backup, dflt, HandoverAborted{}, S::Backup, {}, R::Startup},
+      // The Master hands over: no Skew_Time, no Master_Down_Interval.
+      {"Backup_HandoverRequested", S::Backup, dflt, HandoverRequested{}, S::Master,
+       {CancelMasterDownTimer{}, AddVips{}, SendAdvert{100}, SendGratuitousArp{},
+        StartAdverTimer{kSecond}}, R::HandoverReceived},
       // Preempt_Mode but within the preempt delay: a lower-priority Master is accepted.
       {"Backup_AdvertLower_PreemptHeld", S::Backup, delayed, advert(50), S::Backup,
        {StartMasterDownTimer{kMdi100}}, R::Startup},
@@ -172,6 +188,15 @@ std::vector<Cell> cells() {
       {"Master_LinkUp", S::Master, dflt, LinkUp{}, S::Master, {}, R::MasterDown},
       {"Master_PreemptDelay", S::Master, dflt, PreemptDelayExpired{}, S::Master, {},
        R::MasterDown},
+      // Silent while handing over: an advert with our priority would depose the new Master.
+      {"Master_HandoverStarted", S::Master, dflt, HandoverStarted{}, S::Master,
+       {CancelAdverTimer{}}, R::MasterDown},
+      {"Master_HandoverConfirmed_NoneRunning", S::Master, dflt, HandoverConfirmed{}, S::Master,
+       {}, R::MasterDown},
+      {"Master_HandoverAborted_NoneRunning", S::Master, dflt, HandoverAborted{}, S::Master, {},
+       R::MasterDown},
+      {"Master_HandoverRequested", S::Master, dflt, HandoverRequested{}, S::Master, {},
+       R::MasterDown},
       // --- Fault (not in RFC 5798: a monitored interface has no carrier)
       {"Fault_Startup", S::Fault, dflt, Startup{}, S::Fault, {}, R::LinkDown},
       {"Fault_Shutdown", S::Fault, dflt, Shutdown{}, S::Initialize, {}, R::Shutdown},
@@ -183,6 +208,13 @@ std::vector<Cell> cells() {
       {"Fault_LinkUp", S::Fault, dflt, LinkUp{}, S::Backup, {StartMasterDownTimer{kMdi100}},
        R::LinkUp},
       {"Fault_PreemptDelay", S::Fault, dflt, PreemptDelayExpired{}, S::Fault, {}, R::LinkDown},
+      {"Fault_HandoverStarted", S::Fault, dflt, HandoverStarted{}, S::Fault, {}, R::LinkDown},
+      {"Fault_HandoverConfirmed", S::Fault, dflt, HandoverConfirmed{}, S::Fault, {},
+       R::LinkDown},
+      {"Fault_HandoverAborted", S::Fault, dflt, HandoverAborted{}, S::Fault, {}, R::LinkDown},
+      // Refused: without carrier we cannot serve the group.
+      {"Fault_HandoverRequested", S::Fault, dflt, HandoverRequested{}, S::Fault, {},
+       R::LinkDown},
   };
   // clang-format on
 }
@@ -206,6 +238,63 @@ TEST(VrrpStateMachine, TableCoversEveryStateEventCell) {
   std::set<std::pair<State, size_t>> seen;
   for (const Cell& c : cells()) seen.emplace(c.from, c.event.index());
   EXPECT_EQ(seen.size(), 4 * std::variant_size_v<Event>);
+}
+
+// A Master that started a handover (HandoverStarted) and what ends it.
+StateMachine handing_over(const Config& c) {
+  StateMachine m = machine_in(State::Master, c);
+  m.handle(HandoverStarted{});
+  EXPECT_TRUE(m.handing_over());
+  return m;
+}
+
+TEST(VrrpStateMachine, HandingOverStepsDownOnThePeersAdvertWhateverItsPriority) {
+  StateMachine m = handing_over(config());
+  EXPECT_EQ(m.handle(advert(50, 200)),
+            (Actions{CancelAdverTimer{}, StartMasterDownTimer{kMdi200}, RemoveVips{}}));
+  EXPECT_EQ(m.state(), State::Backup);
+  EXPECT_EQ(m.last_reason(), Reason::HandedOver);
+  EXPECT_FALSE(m.handing_over());
+}
+
+TEST(VrrpStateMachine, HandingOverStepsDownWhenThePeerConfirms) {
+  StateMachine m = handing_over(config());
+  EXPECT_EQ(m.handle(HandoverConfirmed{}),
+            (Actions{CancelAdverTimer{}, StartMasterDownTimer{kMdi100}, RemoveVips{}}));
+  EXPECT_EQ(m.state(), State::Backup);
+  EXPECT_EQ(m.last_reason(), Reason::HandedOver);
+}
+
+TEST(VrrpStateMachine, AbortedHandoverAdvertisesAgainAtOnce) {
+  StateMachine m = handing_over(config());
+  EXPECT_EQ(m.handle(AdverTimerExpired{}), Actions{}) << "a stale expiry sends nothing";
+  EXPECT_EQ(m.handle(HandoverAborted{}), (Actions{SendAdvert{100}, StartAdverTimer{kSecond}}));
+  EXPECT_EQ(m.state(), State::Master);
+  EXPECT_FALSE(m.handing_over());
+  EXPECT_EQ(m.handle(advert(50)), (Actions{SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}))
+      << "a lower-priority advert is the usual two-Master case again";
+}
+
+TEST(VrrpStateMachine, OwnLoopedBackAdvertDoesNotEndAHandover) {
+  StateMachine m = handing_over(config());
+  EXPECT_EQ(m.handle(advert(100, 100, kLocal)), Actions{});
+  EXPECT_TRUE(m.handing_over());
+}
+
+// With preempt, the node that handed over accepts the lower-priority Master it chose, until it
+// is Master again.
+TEST(VrrpStateMachine, NoPreemptionBackAfterAHandover) {
+  StateMachine m = handing_over(config(150, true));
+  m.handle(HandoverConfirmed{});
+  EXPECT_EQ(m.handle(advert(100)), Actions{StartMasterDownTimer{
+                                       3 * kSecond + kSkew150}});
+  m.handle(MasterDownTimerExpired{});  // the peer died
+  ASSERT_EQ(m.state(), State::Master);
+  m.handle(advert(100, 100, kHigherAddr));  // the usual rules again: lower priority, we stay
+  EXPECT_EQ(m.state(), State::Master);
+  m.handle(advert(200));
+  ASSERT_EQ(m.state(), State::Backup);
+  EXPECT_EQ(m.handle(advert(100)), Actions{}) << "preempting a lower-priority Master again";
 }
 
 TEST(VrrpStateMachine, MasterToBackupLearnsMasterAdverInterval) {
@@ -402,7 +491,8 @@ class FakeNet {
   // After every event: exactly the state's timer runs, and only a Master holds the VIPs.
   static void check_invariants(const Node& n) {
     const State s = n.sm.state();
-    EXPECT_EQ(n.adver_deadline.has_value(), s == State::Master) << to_string(s);
+    EXPECT_EQ(n.adver_deadline.has_value(), s == State::Master && !n.sm.handing_over())
+        << to_string(s);
     EXPECT_EQ(n.master_down_deadline.has_value(), s == State::Backup) << to_string(s);
     EXPECT_EQ(n.vips_held, s == State::Master) << to_string(s);
   }
@@ -618,6 +708,33 @@ TEST(VrrpFakeClock, StalledMasterWithNoNewMasterTakesBackWithinOneInterval) {
 // The Master loses carrier on a monitored interface: it goes to Fault with a priority-0
 // advert, so the Backup takes over after Skew_Time, not Master_Down_Interval. With carrier
 // back it is a Backup and, without preemption, stays one.
+// fwhactl switchover: the Master goes silent, the peer takes over on request, its first
+// advert ends the handover; never two Masters, never none for longer than a round trip (here
+// zero), and the former Master (preempt, higher priority) does not take the group back.
+TEST(VrrpFakeClock, SwitchoverMovesTheGroupAtOnceAndSticks) {
+  FakeNet net;
+  const size_t hi = net.add(config(150, true, 100, ip("192.0.2.1")));
+  const size_t lo = net.add(config(100, false, 100, ip("192.0.2.2")));
+  net.post(hi, Startup{});
+  net.post(lo, Startup{});
+  net.advance(10 * kSecond + kSecond / 2);
+  ASSERT_EQ(net[hi].sm.state(), State::Master);
+  const microseconds at = net.now();
+  net.post(hi, HandoverStarted{});
+  EXPECT_EQ(net[hi].sm.state(), State::Master) << "keeps its VIPs until the peer is Master";
+  net.post(lo, HandoverRequested{});
+  EXPECT_EQ(net[lo].transitions.back(), std::make_pair(at, State::Master));
+  EXPECT_EQ(net[hi].transitions.back(), std::make_pair(at, State::Backup));
+  EXPECT_EQ(net[hi].sm.last_reason(), Reason::HandedOver);
+  net.post(hi, HandoverConfirmed{});  // the answer comes after the advert: nothing to do
+  EXPECT_EQ(net[hi].sm.state(), State::Backup);
+  for (int i = 0; i < 90; ++i) {
+    net.advance(kSecond / 3);
+    ASSERT_EQ(net.masters(), 1);
+  }
+  EXPECT_EQ(net[lo].sm.state(), State::Master);
+}
+
 TEST(VrrpFakeClock, CarrierLossHandsOverWithinSkewTime) {
   FakeNet net;
   const size_t hi = net.add(config(150, false, 100, ip("192.0.2.1")));
