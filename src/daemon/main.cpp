@@ -16,14 +16,19 @@ table (NAT bindings included) over the sync link to the Backup, which writes eve
 straight into its own kernel table, so a failover keeps established sessions alive.
 
 States: Initialize, Backup, Master, and Fault (an interface of the group has no carrier: a
-Master hands over at once with a priority 0 advert; back to Backup when every interface
-has carrier again). A Master whose process was stopped or starved for three advert
-intervals steps down when it runs again, since the peer has taken over meanwhile.
+Master hands over at once; back to Backup when every interface has carrier again). A
+Master whose process was stopped or starved for three advert intervals steps down when it
+runs again, since the peer has taken over meanwhile.
+
+Handover: on a switchover (fwhactl switchover), a graceful stop or carrier loss, the Master
+sends its last conntrack events, then asks the Backup over the sync link to take over; the
+Backup does so once it has applied them (a round trip, no Skew_Time), and the old Master
+drops its VIPs when the new one speaks. If the Backup cannot, the Master stays (switchover)
+or leaves with a priority 0 advert (stop, Fault), as RFC 5798 says.
 
 Logs go to stderr and, from notice level on, to syslog (facility daemon).
-SIGTERM/SIGINT: graceful stop - a Master first makes sure the Backup holds its state,
-then sends a priority 0 advert so the Backup takes over within Skew_Time.
-Status: fwhactl status [--json].
+SIGTERM/SIGINT: graceful stop with a handover (above).
+Status: fwhactl status [--json]. Switchover: fwhactl switchover (on the Master).
 
 Exit codes: 0 stopped cleanly, 1 start-up failed (socket, interface), 2 bad configuration.)";
 
