@@ -191,12 +191,17 @@ wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
       break;
     }
   }
-  if (req->buckets_size() > 0 || req->expiring_size() > 0) {
-    log::info("sync", "reconciliation round " + std::to_string(round_) + ": " +
-                          std::to_string(req->buckets_size()) + " of " +
-                          std::to_string(kBuckets) + " buckets differ, " +
-                          std::to_string(req->expiring_size()) + " entries near expiry");
+  if (req->buckets_size() == 0 && req->expiring_size() == 0) {
+    // Nothing differs: the round is complete here (the source sends no RepairEnd for an
+    // empty request).
+    ++counters_.rounds_completed;
+    reset();
+    return f;
   }
+  log::info("sync", "reconciliation round " + std::to_string(round_) + ": " +
+                        std::to_string(req->buckets_size()) + " of " + std::to_string(kBuckets) +
+                        " buckets differ, " + std::to_string(req->expiring_size()) +
+                        " entries near expiry");
   return f;
 }
 
@@ -220,6 +225,7 @@ void Reconciler::on_repair_end(const wire::RepairEnd& end) {
                              ": the peer's dump failed part-way; nothing removed, the next "
                              "round repairs the rest");
     ++counters_.rounds_completed;
+    ++counters_.rounds_incomplete;
     reset();
     return;
   }

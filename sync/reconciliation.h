@@ -37,6 +37,7 @@ struct LocalFilter;
 struct ReconcileCounters {
   uint64_t rounds_started = 0;      // source: summaries sent
   uint64_t rounds_completed = 0;    // sink: RepairEnd handled (or nothing to repair)
+  uint64_t rounds_incomplete = 0;   // sink: of those, ended by a source whose dump failed
   uint64_t buckets_repaired = 0;
   uint64_t entries_repaired = 0;    // source: sent in repairs; sink: received in repairs
   uint64_t entries_removed = 0;     // sink: stale entries deleted
@@ -78,6 +79,11 @@ class Reconciler {
   void note_applied(const FlowChange& change);
   void on_repair_end(const wire::RepairEnd& end);
   bool in_repair() const { return in_repair_; }
+  // Sink: a round ran to a complete end at least once, and none is being repaired now: the
+  // table holds the source's state (up to the changes still in flight).
+  bool holds_source_state() const {
+    return counters_.rounds_completed > counters_.rounds_incomplete && !in_repair_;
+  }
 
   void reset();  // the connection was lost: an unfinished round or answer is abandoned
   const ReconcileCounters& counters() const { return counters_; }

@@ -319,9 +319,11 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       if (role_ == Role::Sink && options_.replicate) {
         send_ack();  // what came before is applied: say so before the (slow) dump
         // Refresh what would otherwise expire before the round after next.
+        const uint64_t completed = reconcile_.counters().rounds_completed;
         auto request = reconcile_.on_summary(frame.digest_summary(), 2 * timeout_slack_s(),
                                              kMaxExpiringBytesPerRound);
         transport_.send(request);
+        round_may_have_ended(completed);
       }
       return true;
     case wire::Frame::kRepairRequest:
@@ -339,7 +341,12 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       }
       return true;
     case wire::Frame::kRepairBegin: reconcile_.on_repair_begin(frame.repair_begin()); return true;
-    case wire::Frame::kRepairEnd: reconcile_.on_repair_end(frame.repair_end()); return true;
+    case wire::Frame::kRepairEnd: {
+      const uint64_t completed = reconcile_.counters().rounds_completed;
+      reconcile_.on_repair_end(frame.repair_end());
+      round_may_have_ended(completed);
+      return true;
+    }
     case wire::Frame::kBarrier: {
       // Frames are applied as they arrive, so everything before the barrier is in the kernel.
       send_ack();
@@ -488,6 +495,11 @@ void Replicator::on_bad_frame(const std::string& error) {
   if (log::should_log(++counters_.frames_rejected)) {
     log::warning("sync", "rejected frame from peer: " + error);
   }
+}
+
+void Replicator::round_may_have_ended(uint64_t completed_before) {
+  if (reconcile_.counters().rounds_completed == completed_before) return;
+  if (reconcile_.holds_source_state() && options_.on_synced) options_.on_synced();
 }
 
 bool Replicator::request_barrier(std::function<void(bool)> done, bool take_over) {

@@ -106,6 +106,9 @@ class Replicator {
     // it sent before is applied. The owner decides and calls `answer(took_over)` on this
     // replicator's thread. Unset: always refused.
     std::function<void(std::function<void(bool)> answer)> on_takeover_request = nullptr;
+    // Sink: a reconciliation round has just ended complete, so the table holds the source's
+    // state (a rejoining node may preempt from now on).
+    std::function<void()> on_synced = nullptr;
     // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
@@ -141,6 +144,10 @@ class Replicator {
   bool request_barrier(std::function<void(bool took_over)> done, bool take_over = false);
 
   bool peer_hello_seen() const { return peer_hello_seen_; }
+  // Sink: see Reconciler::holds_source_state().
+  bool holds_source_state() const {
+    return role_ == Role::Sink && reconcile_.holds_source_state();
+  }
   const ReplicatorCounters& counters() const { return counters_; }
   const ReconcileCounters& reconcile_counters() const { return reconcile_.counters(); }
   // Source: age of the oldest unacknowledged frame (0 when all acknowledged).
@@ -172,6 +179,7 @@ class Replicator {
   void reset_source_state();
   void check_lag();
   void send_ack();
+  void round_may_have_ended(uint64_t completed_before);
   uint32_t timeout_slack_s() const;
 
   Options options_;

@@ -58,6 +58,12 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
 
   size_t queue_bytes = 0;
 
+  size_t unread() const {
+    boost::system::error_code ec;
+    const size_t n = socket_.available(ec);
+    return ec ? 0 : n;
+  }
+
  private:
   void read() {
     socket_.async_read_some(asio::buffer(buffer_),
@@ -155,6 +161,8 @@ void SyncLink::stop() {
 }
 
 bool SyncLink::connected() const { return current_ != nullptr; }
+
+size_t SyncLink::unread_bytes() const { return current_ ? current_->unread() : 0; }
 
 bool SyncLink::send(const wire::Frame& frame) {
   if (!current_) return false;

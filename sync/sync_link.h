@@ -50,6 +50,8 @@ class SyncLink : public FrameTransport {
   bool send_encoded(const std::string& bytes) override;
 
   size_t queued_bytes() const { return queued_bytes_; }
+  // Bytes received from the peer that we have not read yet (0 without a connection).
+  size_t unread_bytes() const;
   const Counters& counters() const { return counters_; }
 
  private:

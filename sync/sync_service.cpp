@@ -66,6 +66,9 @@ std::error_code SyncService::start(std::string& what_failed) {
       asio::post(io_, [answer, took_over] { answer(took_over); });
     });
   };
+  ro.on_synced = [this] {
+    if (options_.on_synced) options_.on_synced();
+  };
   ro.on_expect_batch = [this](const wire::ExpectBatch& b) {
     if (options_.replicate) expect_->on_batch(b);
   };
@@ -170,6 +173,30 @@ void SyncService::hand_over(std::function<void(Handover)> done) {
   });
 }
 
+void SyncService::settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  asio::post(io_, [this, deadline, done = std::move(done)]() mutable {
+    settle_step(deadline, std::move(done));
+  });
+}
+
+// Each step lets the loop run the link's pending read (the post goes behind it), which
+// applies what it read before we look again.
+void SyncService::settle_step(std::chrono::steady_clock::time_point deadline,
+                              std::function<void(bool)> done) {
+  if (link_->unread_bytes() > 0 && std::chrono::steady_clock::now() < deadline) {
+    asio::post(io_, [this, deadline, done = std::move(done)]() mutable {
+      settle_step(deadline, std::move(done));
+    });
+    return;
+  }
+  if (link_->unread_bytes() > 0) {
+    log::warning("sync", "takeover: " + std::to_string(link_->unread_bytes()) +
+                             " bytes from the peer still unread at the deadline");
+  }
+  done(replicator_->holds_source_state());
+}
+
 void SyncService::publish() {
   Status s;
   s.connected = link_->connected() && replicator_->peer_hello_seen();
@@ -183,6 +210,7 @@ void SyncService::publish() {
   s.reconcile = replicator_->reconcile_counters();
   s.writer = writer_->counters();
   s.expect = expect_->counters();
+  s.holds_peer_state = replicator_->holds_source_state();
   s.taken = std::chrono::steady_clock::now();
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);

@@ -44,6 +44,9 @@ class SyncService {
     // Called on the sync thread; the owner decides on its own thread and calls
     // `answer(took_over)` from any thread. Unset: refused.
     std::function<void(std::function<void(bool took_over)> answer)> on_takeover_request;
+    // Called on the sync thread whenever a reconciliation round ends complete on the sink:
+    // the table holds the peer's state (a rejoining node may preempt).
+    std::function<void()> on_synced;
   };
 
   enum class Handover {
@@ -64,6 +67,7 @@ class SyncService {
     ReconcileCounters reconcile;
     WriterCounters writer;
     ExpectCounters expect;
+    bool holds_peer_state = false;  // sink: a complete round, no repair running
     std::chrono::steady_clock::time_point taken{};
   };
 
@@ -81,6 +85,10 @@ class SyncService {
   // the order, so it then holds our state). `done` runs on the sync thread when the peer
   // answered, or at once when the link is down.
   void hand_over(std::function<void(Handover)> done);
+  // Before a takeover (the Master is gone): reads and applies what the peer sent that is still
+  // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
+  // `budget`, then `done(holds_peer_state)` on the sync thread.
+  void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
   // (the VRRP loop), even while the sync thread is in a long dump.
   Status status() const;
@@ -88,6 +96,8 @@ class SyncService {
  private:
   void tick();
   void publish();
+  void settle_step(std::chrono::steady_clock::time_point deadline,
+                   std::function<void(bool)> done);
 
   Options options_;
   boost::asio::io_context io_;

@@ -50,7 +50,9 @@ std::string render_text(const StatusSnapshot& s) {
   o << "node " << s.node << ", peer " << s.peer << "\n";
   o << "group " << s.group_name << " (vrid " << s.vrid << "): " << s.state << " for "
     << s.state_age_ms / 1000.0 << " s, reason " << s.last_reason << ", " << s.vrrp.transitions
-    << " transitions, " << s.vrrp.stalls << " stalls\n";
+    << " transitions, " << s.vrrp.stalls << " stalls";
+  if (!s.preempt_hold.empty()) o << ", preemption held (" << s.preempt_hold << ")";
+  o << "\n";
   o << "peer adverts: ";
   if (s.adverts_seen) {
     o << "last " << s.last_advert_age_ms << " ms ago\n";
@@ -91,11 +93,13 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"group\": {\"name\": " << quote(s.group_name) << ", \"vrid\": " << s.vrid
     << ", \"state\": " << quote(s.state) << ", \"since_ms\": " << s.since_ms
     << ", \"state_age_ms\": " << s.state_age_ms << ", \"last_reason\": " << quote(s.last_reason)
-    << ", \"transitions\": " << s.vrrp.transitions << "}"
+    << ", \"transitions\": " << s.vrrp.transitions
+    << ", \"preempt_hold\": " << quote(s.preempt_hold) << "}"
     << ", \"peer\": {\"adverts_seen\": " << yes_no(s.adverts_seen)
     << ", \"last_advert_age_ms\": " << s.last_advert_age_ms << "}"
     << ", \"sync\": {\"connected\": " << yes_no(y.connected)
     << ", \"conntrack\": " << yes_no(s.conntrack_replication) << ", \"role\": " << quote(y.role)
+    << ", \"holds_peer_state\": " << yes_no(y.holds_peer_state)
     << ", \"status_age_ms\": " << s.sync_status_age_ms << ", \"lag_ms\": " << y.lag_ms
     << ", \"queue_bytes\": " << y.link_queue_bytes << ", \"unacked_bytes\": " << y.unacked_bytes
     << ", \"entries_sent\": " << c.entries_sent << ", \"entries_received\": " << c.entries_received

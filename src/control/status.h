@@ -19,6 +19,7 @@ struct StatusSnapshot {
   int64_t since_ms = 0;       // CLOCK_MONOTONIC ms at the last state change
   int64_t state_age_ms = 0;
   std::string last_reason;
+  std::string preempt_hold;   // "delay", "state", "handover" or "" (vrrp_state_machine.h)
   bool adverts_seen = false;
   int64_t last_advert_age_ms = -1;
   bool conntrack_replication = true;

@@ -21,6 +21,13 @@ namespace {
 // that: a peer missing entries must not become Master).
 constexpr auto kHandoverDeadline = std::chrono::milliseconds(500);
 
+// A takeover after a lost Master waits this long at most for the sync thread to apply what the
+// peer sent and we have not read yet: each ms is a ms of outage for every session, each entry
+// left unread is a session that breaks.
+constexpr auto kSettleBudget = std::chrono::milliseconds(100);
+// A rejoining node whose bulk sync received nothing new for this long raises an alert.
+constexpr auto kRejoinStallAlert = std::chrono::seconds(10);
+
 const char* to_string(Daemon::HandoverOutcome o) {
   switch (o) {
     case Daemon::HandoverOutcome::TookOver:
@@ -73,7 +80,8 @@ Daemon::Daemon(config::Config config)
     : config_(std::move(config)),
       signals_(io_),
       watch_timer_(io_),
-      handover_deadline_(io_) {}
+      handover_deadline_(io_),
+      takeover_deadline_(io_) {}
 
 Daemon::~Daemon() = default;
 
@@ -89,6 +97,10 @@ bool Daemon::open() {
       [this](vrrp::State from, vrrp::State to, vrrp::Reason) {
         on_role_change(static_cast<int>(from), static_cast<int>(to));
       });
+  group_->set_preempt_waits_for_state(config_.sync.conntrack);
+  if (config_.sync.conntrack) {
+    group_->set_before_takeover([this](std::function<void()> proceed) { settle_then(proceed); });
+  }
   std::string what;
   if (auto gec = group_->open(what)) {
     log::error("daemon", what + ": " + gec.message());
@@ -121,6 +133,16 @@ bool Daemon::open() {
                                       : std::string("refused, this node is ") +
                                             vrrp::to_string(group_->state())));
       answer(took);
+    });
+  };
+  so.on_synced = [this] {
+    boost::asio::post(io_, [this] {
+      if (std::string(group_->preempt_hold()) == "state") {
+        log::notice("daemon", "rejoin: this node holds " + config_.peer_name +
+                                  "'s state now (bulk sync complete); it may preempt");
+      }
+      rejoin_stall_alerted_ = false;
+      group_->peer_state_complete();
     });
   };
   sync_ = std::make_unique<sync::SyncService>(so);
@@ -264,9 +286,65 @@ void Daemon::switchover(std::function<void(std::string)> reply) {
   });
 }
 
+// The Master is gone: first apply what it sent that we have not read (sync thread), then add
+// the VIPs. Bounded: an outage is worse than a session lost.
+void Daemon::settle_then(std::function<void()> proceed) {
+  auto once = std::make_shared<std::function<void()>>(std::move(proceed));
+  const auto started = std::chrono::steady_clock::now();
+  auto go = [this, once, started](const char* outcome, bool complete) {
+    if (!*once) return;
+    auto p = std::move(*once);
+    *once = nullptr;
+    takeover_deadline_.cancel();
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    const std::string waited = " (" + std::to_string(us) + " us)";
+    if (complete) {
+      log::info("daemon", std::string("takeover: replicated state applied") + waited);
+    } else {
+      log::warning("daemon", std::string("takeover with an incomplete table: ") + outcome +
+                                 waited + "; sessions whose entries had not arrived break");
+    }
+    p();
+  };
+  takeover_deadline_.expires_after(kSettleBudget + std::chrono::milliseconds(20));
+  takeover_deadline_.async_wait([go](boost::system::error_code ec) {
+    if (!ec) go("the sync thread did not answer in time", false);
+  });
+  sync_->settle_input(kSettleBudget, [this, go](bool holds) {
+    boost::asio::post(io_, [go, holds] {
+      go("the first sync from the peer had not finished, or a repair was running", holds);
+    });
+  });
+}
+
+// A node that started with preempt waits for the peer's state before it preempts; say so
+// when that sync makes no progress.
+void Daemon::watch_rejoin(std::chrono::steady_clock::time_point now) {
+  if (std::string(group_->preempt_hold()) != "state") return;
+  const auto st = sync_->status();
+  const uint64_t received = st.counters.entries_received;
+  if (!rejoin_progress_at_ || received != rejoin_received_) {
+    rejoin_progress_at_ = now;
+    rejoin_received_ = received;
+    return;
+  }
+  if (!rejoin_stall_alerted_ && now - *rejoin_progress_at_ >= kRejoinStallAlert) {
+    rejoin_stall_alerted_ = true;
+    log::error("daemon", "rejoin stalled: the bulk sync from " + config_.peer_name +
+                             " received nothing for " +
+                             std::to_string(kRejoinStallAlert.count()) + " s (" +
+                             std::to_string(received) + " entries so far, sync link " +
+                             (st.connected ? "up" : "down") +
+                             "); this node will not preempt until it completes");
+  }
+}
+
 void Daemon::watch_sync() {
   if (config_.sync.conntrack) {
     const auto now = std::chrono::steady_clock::now();
+    watch_rejoin(now);
     const bool master = group_->state() == vrrp::State::Master;
     if (auto alert = sync_watch_.update(now, sync_->status().connected,
                                         master || peer_adverts_seen(now))) {
@@ -296,6 +374,7 @@ void Daemon::finish_stop() {
   if (finished_) return;
   finished_ = true;
   handover_deadline_.cancel();
+  takeover_deadline_.cancel();
   watch_timer_.cancel();
   group_->shutdown();  // priority 0 and VIPs removed, if we were Master
   sync_->stop();
@@ -321,6 +400,7 @@ control::StatusSnapshot Daemon::snapshot() const {
   s.since_ms = monotonic_ms(group_->state_since());
   s.state_age_ms = monotonic_ms(now) - s.since_ms;
   s.last_reason = vrrp::to_string(group_->last_reason());
+  s.preempt_hold = group_->preempt_hold();
   if (auto last = group_->last_peer_advert()) {
     s.last_advert_age_ms = monotonic_ms(now) - monotonic_ms(*last);
   }

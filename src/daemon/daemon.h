@@ -4,7 +4,9 @@
 // replicates, Backup applies).
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -49,7 +51,9 @@ class Daemon {
   void hand_over(std::function<void(HandoverOutcome)> done);
   void switchover(std::function<void(std::string)> reply);
   control::StatusSnapshot snapshot() const;
-  void watch_sync();  // once a second: the split-brain alert (sync_watch.h)
+  void watch_sync();  // once a second: the split-brain alert (sync_watch.h), rejoin progress
+  void watch_rejoin(std::chrono::steady_clock::time_point now);
+  void settle_then(std::function<void()> proceed);
   bool peer_adverts_seen(std::chrono::steady_clock::time_point now) const;
 
   config::Config config_;
@@ -59,6 +63,10 @@ class Daemon {
   boost::asio::steady_timer handover_deadline_;
   uint64_t handover_generation_ = 0;  // answers to an earlier handover are ignored
   bool handing_over_ = false;
+  boost::asio::steady_timer takeover_deadline_;
+  std::optional<std::chrono::steady_clock::time_point> rejoin_progress_at_;
+  uint64_t rejoin_received_ = 0;
+  bool rejoin_stall_alerted_ = false;
   daemon::SyncWatch sync_watch_;
   std::unique_ptr<vip::AddressPort> addresses_;
   std::unique_ptr<sync::SyncService> sync_;

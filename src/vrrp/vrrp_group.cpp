@@ -69,6 +69,7 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
   // The tie-break (RFC 5798 6.4.3) compares primary addresses; we use the first interface's.
   Config c = machine_config(config_);
   c.primary_address = interfaces_.front().info.primary;
+  c.preempt_waits_for_state = preempt_waits_for_state_;
   machine_ = StateMachine(c);
   for (auto& iface : interfaces_) iface.carrier = LinkMonitor::carrier(iface.config->name);
   links_ = std::make_unique<LinkMonitor>(io_);
@@ -117,6 +118,10 @@ void VrrpGroup::on_link(int ifindex, bool carrier) {
 void VrrpGroup::shutdown() { post(Shutdown{}); }
 
 void VrrpGroup::post(const Event& event) {
+  if (takeover_pending_) {
+    held_events_.push_back(event);
+    return;
+  }
   const auto now = std::chrono::steady_clock::now();
   // A healthy Master handles its Adver_Timer every interval; a gap of three is what the peer
   // waits (plus Skew_Time) before taking over.
@@ -147,8 +152,30 @@ void VrrpGroup::handle(const Event& event) {
                             " reason=" + to_string(machine_.last_reason()) +
                             " event=" + event_name(event));
   }
+  // A handover's state is complete by construction (its barrier came after every entry);
+  // an address owner at start-up has nothing to wait for.
+  const bool lost_master = after == State::Master && before == State::Backup &&
+                           machine_.last_reason() != Reason::HandoverReceived;
+  if (lost_master && before_takeover_) {
+    takeover_pending_ = true;
+    takeover_actions_ = std::move(actions);
+    takeover_from_ = before;
+    before_takeover_([this] { finish_takeover(); });
+    return;
+  }
   for (const auto& a : actions) perform(a);
   if (before != after && on_change_) on_change_(before, after, machine_.last_reason());
+}
+
+void VrrpGroup::finish_takeover() {
+  if (!takeover_pending_) return;
+  takeover_pending_ = false;
+  auto actions = std::move(takeover_actions_);
+  for (const auto& a : actions) perform(a);
+  if (on_change_) on_change_(takeover_from_, State::Master, machine_.last_reason());
+  auto held = std::move(held_events_);
+  held_events_.clear();
+  for (const auto& e : held) post(e);
 }
 
 void VrrpGroup::perform(const Action& action) {

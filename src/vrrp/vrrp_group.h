@@ -38,6 +38,10 @@ struct GroupCounters {
 class VrrpGroup {
  public:
   using StateChange = std::function<void(State from, State to, Reason why)>;
+  // Takeover is a transaction: before a Backup that lost its Master adds the VIPs, the owner
+  // makes sure the replicated state is in the kernel and then calls `proceed` (on this
+  // group's io_context; the owner bounds the wait). Events meanwhile wait their turn.
+  using BeforeTakeover = std::function<void(std::function<void()> proceed)>;
 
   VrrpGroup(boost::asio::io_context& io, const config::Group& config, vip::AddressPort& addresses,
             StateChange on_change);
@@ -45,6 +49,11 @@ class VrrpGroup {
 
   // Looks up interfaces and opens sockets; nothing is sent yet.
   std::error_code open(std::string& what_failed);
+  void set_before_takeover(BeforeTakeover hook) { before_takeover_ = std::move(hook); }
+  // Before open(): with preempt, wait for peer_state_complete() before preempting.
+  void set_preempt_waits_for_state(bool wait) { preempt_waits_for_state_ = wait; }
+  void peer_state_complete() { post(PeerStateComplete{}); }
+  const char* preempt_hold() const { return machine_.preempt_hold(); }
   void start();     // Startup event
   void shutdown();  // Shutdown event: a Master sends priority 0 and removes its VIPs
   // Handover over the sync link (vrrp_state_machine.h): the Master's side...
@@ -110,6 +119,14 @@ class VrrpGroup {
   std::chrono::steady_clock::time_point state_since_ = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> last_peer_advert_;
   GroupCounters counters_;
+  BeforeTakeover before_takeover_;
+  bool preempt_waits_for_state_ = false;
+  // A takeover waiting for before_takeover_: its actions, and the events that came meanwhile.
+  bool takeover_pending_ = false;
+  std::vector<Action> takeover_actions_;
+  State takeover_from_ = State::Backup;
+  std::vector<Event> held_events_;
+  void finish_takeover();
   std::optional<std::chrono::steady_clock::time_point> last_event_at_;
   std::unique_ptr<LinkMonitor> links_;
 };

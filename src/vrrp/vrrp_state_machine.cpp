@@ -100,6 +100,7 @@ const char* event_name(const Event& e) {
                         [](const HandoverConfirmed&) { return "HandoverConfirmed"; },
                         [](const HandoverAborted&) { return "HandoverAborted"; },
                         [](const HandoverRequested&) { return "HandoverRequested"; },
+                        [](const PeerStateComplete&) { return "PeerStateComplete"; },
                     },
                     e);
 }
@@ -119,8 +120,20 @@ std::chrono::microseconds StateMachine::master_down_interval() const {
   return 3 * from_cs(master_adver_interval_cs_) + skew_time();
 }
 
+const char* StateMachine::preempt_hold() const {
+  if (!config_.preempt) return "";
+  if (preempt_delayed_) return "delay";
+  if (preempt_awaiting_state_) return "state";
+  if (preempt_suspended_) return "handover";
+  return "";
+}
+
 std::vector<Action> StateMachine::handle(const Event& event) {
   std::vector<Action> out;
+  if (std::holds_alternative<PeerStateComplete>(event)) {  // the same in every state
+    preempt_awaiting_state_ = false;
+    return out;
+  }
   switch (state_) {
     case State::Initialize:
       on_initialize(event, out);
@@ -181,6 +194,7 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                    out.push_back(StartMasterDownTimer{master_down_interval()});
                    out.push_back(RemoveVips{});  // a crashed Master may have left them behind
                    preempt_delayed_ = config_.preempt && config_.preempt_delay.count() > 0;
+                   preempt_awaiting_state_ = config_.preempt && config_.preempt_waits_for_state;
                    if (preempt_delayed_) out.push_back(StartPreemptDelayTimer{config_.preempt_delay});
                    enter(State::Backup, Reason::Startup);
                  },
@@ -196,6 +210,7 @@ void StateMachine::on_initialize(const Event& e, std::vector<Action>& out) {
                  [](const HandoverConfirmed&) {},
                  [](const HandoverAborted&) {},
                  [](const HandoverRequested&) {},  // refused: not running yet
+                 [](const PeerStateComplete&) {},  // handled in handle()
              },
              e);
 }
@@ -216,7 +231,7 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                      return;
                    }
                    if (!config_.preempt || preempt_delayed_ || preempt_suspended_ ||
-                       adv.priority >= config_.priority) {
+                       preempt_awaiting_state_ || adv.priority >= config_.priority) {
                      master_adver_interval_cs_ = adv.max_adver_interval_cs;
                      out.push_back(StartMasterDownTimer{master_down_interval()});
                      return;
@@ -240,6 +255,7 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                    out.push_back(CancelMasterDownTimer{});
                    become_master(out, Reason::HandoverReceived);
                  },
+                 [](const PeerStateComplete&) {},  // handled in handle()
              },
              e);
 }
@@ -299,6 +315,7 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
             out.push_back(StartAdverTimer{from_cs(config_.advert_interval_cs)});
           },
           [](const HandoverRequested&) {},  // refused: we are the Master
+          [](const PeerStateComplete&) {},  // handled in handle()
           [&](const AdvertReceived& adv) {
             if (handing_over_ && adv.priority != 0 && adv.source != config_.primary_address) {
               // The peer we are handing over to is Master now (its advert can come before
@@ -357,6 +374,7 @@ void StateMachine::on_fault(const Event& e, std::vector<Action>& out) {
                  [](const HandoverConfirmed&) {},
                  [](const HandoverAborted&) {},
                  [](const HandoverRequested&) {},  // refused: we cannot serve the group
+                 [](const PeerStateComplete&) {},  // handled in handle()
              },
              e);
 }

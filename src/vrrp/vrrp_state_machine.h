@@ -31,6 +31,10 @@ struct Config {
   // With preempt: do not preempt a lower-priority Master until this long after Startup, so a
   // node that just rebooted first receives the Master's state (0: preempt at once).
   std::chrono::microseconds preempt_delay{0};
+  // With preempt: do not preempt before the peer's state is in our table (PeerStateComplete:
+  // the first complete reconciliation round after start), so a rejoining node never takes the
+  // group back with a partial table. Set when conntrack replication is on.
+  bool preempt_waits_for_state = false;
 };
 
 // --- events -------------------------------------------------------------------------------
@@ -61,10 +65,12 @@ struct HandoverStarted {};
 struct HandoverConfirmed {};
 struct HandoverAborted {};
 struct HandoverRequested {};
+// The replicated state from the peer is in our table (a reconciliation round ended complete).
+struct PeerStateComplete {};
 using Event = std::variant<Startup, Shutdown, MasterDownTimerExpired, AdverTimerExpired,
                            AdvertReceived, ResumedAfterStall, LinkDown, LinkUp,
                            PreemptDelayExpired, HandoverStarted, HandoverConfirmed,
-                           HandoverAborted, HandoverRequested>;
+                           HandoverAborted, HandoverRequested, PeerStateComplete>;
 const char* event_name(const Event& e);
 
 // --- actions ------------------------------------------------------------------------------
@@ -128,6 +134,9 @@ class StateMachine {
   State state() const { return state_; }
   Reason last_reason() const { return last_reason_; }
   bool handing_over() const { return handing_over_; }
+  // Why Preempt_Mode is held back right now: "delay", "state", "handover" or "" (not held,
+  // or no preempt).
+  const char* preempt_hold() const;
   uint16_t master_adver_interval_cs() const { return master_adver_interval_cs_; }
   const Config& config() const { return config_; }
 
@@ -154,6 +163,7 @@ class StateMachine {
   // are Master again.
   bool preempt_delayed_ = false;
   bool preempt_suspended_ = false;
+  bool preempt_awaiting_state_ = false;  // preempt_waits_for_state, no PeerStateComplete yet
   bool handing_over_ = false;  // Master: HandoverStarted, the peer not Master yet
   void become_master(std::vector<Action>& out, Reason why);
   void hand_over_done(std::vector<Action>& out, uint16_t peer_interval_cs);

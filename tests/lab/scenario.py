@@ -267,6 +267,15 @@ def takeover_time(lab, new_master, event_ns, poll_seen_ns):
     return (poll_seen_ns - event_ns) / 1e6, "poll"
 
 
+def takeover_log_lines(lab, node):
+    """fwhad's own account of a takeover after a lost Master (daemon.cpp settle_then)."""
+    try:
+        with open(lab.log_path(node), errors="replace") as fh:
+            return [line.strip()[-160:] for line in fh if "takeover" in line and "daemon" in line]
+    except OSError:
+        return []
+
+
 def print_role_log(lab):
     """Role changes from both fwhad logs, in time order, relative to the lab's start."""
     events = [(wall or 0.0, fw, line) for fw in FWS for wall, line in lab.role_changes(fw)]
@@ -414,6 +423,8 @@ def failover_run(lab, args, checks, kind):
         out("old_master_exit_code", exit_code)
     new_reason = (st_new.get("group") or {}).get("last_reason")
     out("new_master_reason", new_reason)
+    settle_lines = takeover_log_lines(lab, backup)
+    out("new_master_takeover_log", " | ".join(settle_lines) or "none")
     if kind == "switchover":
         out("fwhactl_switchover_exit", switch_reply[0])
         out("fwhactl_switchover_reply", switch_reply[1])
@@ -449,6 +460,10 @@ def failover_run(lab, args, checks, kind):
         longest = probes["longest_gap_ms"]
         checks.check(longest < GAP_LIMIT_MS, "no probe gap over the limit in the whole run "
                      "(no second outage when the frozen node woke)", f"{longest:.0f} ms")
+    if kind in ("crash", "freeze"):
+        checks.check(any("replicated state applied" in line for line in settle_lines),
+                     f"{backup} applied the replicated state before adding the VIPs "
+                     "(takeover transaction)", " | ".join(settle_lines) or "no takeover line")
     if kind in ("graceful", "switchover", "carrier"):
         checks.check(new_reason == "handover_received",
                      f"{backup} took over by handover (sync link), not by timers",

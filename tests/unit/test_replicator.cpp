@@ -644,6 +644,29 @@ TEST_F(PairTest, BarrierCompletesTheHandoverOnlyWhenAcknowledged) {
   EXPECT_FALSE(master->request_barrier([](bool) {}));
 }
 
+// Rejoin and takeover ask whether the sink holds the source's state: only after a complete
+// round, also when the round found nothing to repair (no RepairEnd then).
+TEST_F(PairTest, SinkHoldsTheSourcesStateAfterItsFirstCompleteRound) {
+  auto o = opts("fw2", "fw1");
+  int synced = 0;
+  o.on_synced = [&] { ++synced; };
+  backup = std::make_unique<Replicator>(o, btable, btable, to_master);
+  for (uint16_t p = 1; p <= 20; ++p) mtable.put(flow(p));
+  EXPECT_FALSE(backup->holds_source_state());
+  connect();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_TRUE(backup->holds_source_state());
+  EXPECT_EQ(synced, 1);
+  EXPECT_FALSE(master->holds_source_state()) << "a source is the state";
+  disconnect();
+  connect();  // a resume or an in-line round: still holds it
+  EXPECT_TRUE(backup->holds_source_state());
+  master->on_overrun();  // a round where nothing differs ends on the sink, without RepairEnd
+  settle();
+  EXPECT_EQ(backup->reconcile_counters().rounds_completed, 2u);
+  EXPECT_GE(synced, 2);
+}
+
 TEST_F(PairTest, TakeOverBarrierWithoutAHandlerIsRefused) {
   connect();
   std::optional<bool> took_over;

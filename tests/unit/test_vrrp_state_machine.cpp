@@ -118,6 +118,8 @@ std::vector<Cell> cells() {
        R::None},
       {"Init_HandoverRequested", S::Initialize, dflt, HandoverRequested{}, S::Initialize, {},
        R::None},
+      {"Init_PeerStateComplete", S::Initialize, dflt, PeerStateComplete{}, S::Initialize, {},
+       R::None},
       {"Init_Startup_PreemptDelay", S::Initialize, delayed, Startup{}, S::Backup,
        {StartMasterDownTimer{kMdi100}, RemoveVips{}, StartPreemptDelayTimer{30 * kSecond}},
        R::Startup},
@@ -154,6 +156,8 @@ std::vector<Cell> cells() {
       {"Backup_HandoverRequested", S::Backup, dflt, HandoverRequested{}, S::Master,
        {CancelMasterDownTimer{}, AddVips{}, SendAdvert{100}, SendGratuitousArp{},
         StartAdverTimer{kSecond}}, R::HandoverReceived},
+      {"Backup_PeerStateComplete", S::Backup, dflt, PeerStateComplete{}, S::Backup, {},
+       R::Startup},
       // Preempt_Mode but within the preempt delay: a lower-priority Master is accepted.
       {"Backup_AdvertLower_PreemptHeld", S::Backup, delayed, advert(50), S::Backup,
        {StartMasterDownTimer{kMdi100}}, R::Startup},
@@ -197,6 +201,8 @@ std::vector<Cell> cells() {
        R::MasterDown},
       {"Master_HandoverRequested", S::Master, dflt, HandoverRequested{}, S::Master, {},
        R::MasterDown},
+      {"Master_PeerStateComplete", S::Master, dflt, PeerStateComplete{}, S::Master, {},
+       R::MasterDown},
       // --- Fault (not in RFC 5798: a monitored interface has no carrier)
       {"Fault_Startup", S::Fault, dflt, Startup{}, S::Fault, {}, R::LinkDown},
       {"Fault_Shutdown", S::Fault, dflt, Shutdown{}, S::Initialize, {}, R::Shutdown},
@@ -212,6 +218,8 @@ std::vector<Cell> cells() {
       {"Fault_HandoverConfirmed", S::Fault, dflt, HandoverConfirmed{}, S::Fault, {},
        R::LinkDown},
       {"Fault_HandoverAborted", S::Fault, dflt, HandoverAborted{}, S::Fault, {}, R::LinkDown},
+      {"Fault_PeerStateComplete", S::Fault, dflt, PeerStateComplete{}, S::Fault, {},
+       R::LinkDown},
       // Refused: without carrier we cannot serve the group.
       {"Fault_HandoverRequested", S::Fault, dflt, HandoverRequested{}, S::Fault, {},
        R::LinkDown},
@@ -295,6 +303,39 @@ TEST(VrrpStateMachine, NoPreemptionBackAfterAHandover) {
   m.handle(advert(200));
   ASSERT_EQ(m.state(), State::Backup);
   EXPECT_EQ(m.handle(advert(100)), Actions{}) << "preempting a lower-priority Master again";
+}
+
+// Rejoin: a node with preempt that waits for the peer's state accepts a lower-priority Master
+// until its first complete sync, then preempts as usual.
+TEST(VrrpStateMachine, PreemptWaitsForThePeersState) {
+  Config c = config(150, true);
+  c.preempt_waits_for_state = true;
+  StateMachine m(c);
+  m.handle(Startup{});
+  EXPECT_STREQ(m.preempt_hold(), "state");
+  EXPECT_EQ(m.handle(advert(100)), Actions{StartMasterDownTimer{3 * kSecond + kSkew150}})
+      << "accepted: our table is not complete yet";
+  EXPECT_EQ(m.handle(PeerStateComplete{}), Actions{});
+  EXPECT_STREQ(m.preempt_hold(), "");
+  EXPECT_EQ(m.handle(advert(100)), Actions{}) << "discarded: we preempt";
+  m.handle(MasterDownTimerExpired{});
+  EXPECT_EQ(m.state(), State::Master);
+}
+
+TEST(VrrpStateMachine, PreemptHoldNamesItsCause) {
+  Config c = config(150, true);
+  c.preempt_waits_for_state = true;
+  c.preempt_delay = 30 * kSecond;
+  StateMachine m(c);
+  m.handle(Startup{});
+  EXPECT_STREQ(m.preempt_hold(), "delay");
+  m.handle(PreemptDelayExpired{});
+  EXPECT_STREQ(m.preempt_hold(), "state");
+  m.handle(PeerStateComplete{});
+  EXPECT_STREQ(m.preempt_hold(), "");
+  StateMachine no_preempt(config(150, false));
+  no_preempt.handle(Startup{});
+  EXPECT_STREQ(no_preempt.preempt_hold(), "") << "nothing held without preempt";
 }
 
 TEST(VrrpStateMachine, MasterToBackupLearnsMasterAdverInterval) {
