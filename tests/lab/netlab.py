@@ -36,7 +36,8 @@ Sysctls set by the lab (everything else keeps the new-namespace defaults):
 Nothing else is changed: rp_filter, arp_*, nf_conntrack_tcp_loose (1) and
 nf_conntrack_tcp_be_liberal (0) stay at their defaults, unless a scenario asks for more with
 Lab(sysctls=...) (replication.py sets the UDP conntrack timeouts of the firewalls, printed as
-its `config_*` lines); Lab(sync_options=...) likewise adds keys to a node's [sync] section.
+its `config_*` lines); Lab(sync_options=...) likewise adds keys to a node's [sync] section,
+Lab(group_options=...) to its [group] section.
 Bridges are created with stp_state 0 (ports forward at once) and mcast_snooping 0 (VRRP
 multicast is flooded).
 
@@ -128,8 +129,7 @@ name = "{group}"
 vrid = {vrid}
 priority = {priority}
 advert_interval_cs = {advert_interval_cs}
-preempt = false
-
+{group_extra}
 [[group.interface]]
 name = "{lan_if}"
 peer_address = "{lan_peer}"
@@ -315,9 +315,10 @@ class Lab:
     """The topology plus the processes started in it. Use as a context manager."""
 
     def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
-                 log=None, sync_options=None, sysctls=None):
+                 log=None, sync_options=None, sysctls=None, group_options=None):
         """sync_options: {fw: {key: value}} extra keys of a node's [sync] section (e.g.
         reconcile_interval_s, event_buffer_kib); values are written as TOML (str quoted).
+        group_options: the same for [group] (e.g. preempt = True).
         sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS."""
         self.build_dir = os.path.abspath(
             build_dir or os.environ.get("FWHA_BUILD_DIR") or "/work/main/build")
@@ -325,6 +326,8 @@ class Lab:
         self.fwhactl = os.path.join(self.build_dir, "src", "fwhactl")
         self.conntrack = conntrack
         self.sync_options = {fw: dict((sync_options or {}).get(fw, {})) for fw in FWS}
+        self.group_options = {fw: {"preempt": False, **(group_options or {}).get(fw, {})}
+                              for fw in FWS}
         self.sysctls = {n: dict(v) for n, v in SYSCTLS.items()}
         for node, values in (sysctls or {}).items():
             self.sysctls.setdefault(node, {}).update(values)
@@ -481,7 +484,9 @@ class Lab:
             lan_if=self.ifname[(fw, "lan")], lan_peer=ADDR[peer]["lan"], lan_vip=LAN_VIP,
             wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP,
             sync_extra="".join(f"{k} = {_toml_value(v)}\n"
-                               for k, v in self.sync_options.get(fw, {}).items()))
+                               for k, v in self.sync_options.get(fw, {}).items()),
+            group_extra="".join(f"{k} = {_toml_value(v)}\n"
+                                for k, v in self.group_options.get(fw, {}).items()))
         values.update(overrides)
         return CONFIG.format(**values)
 

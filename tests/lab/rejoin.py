@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Rejoin lab test: a crashed Master comes back, takes its state from the new Master, and
+only then takes the group back (preempt), without breaking a session.
+
+    rejoin.py [--assert] [--sessions N] [--table N] [--verbose] [--keep] [--max-seconds S]
+
+fw1 (priority 150, preempt) is Master with N TCP sessions and the 1 ms probe stream through
+it. It crashes (frozen, links cut, killed, as scenario.py crash). fw2 takes over; while fw1
+is down, N/2 more sessions open through fw2 and fw2's table grows by --table entries (ct_load,
+so fw1's bulk sync takes a while). fw1 then "reboots": its conntrack table is flushed, its
+links come up and fwhad starts. It must stay Backup, holding preemption back ("state"),
+until its first reconciliation round from fw2 ended complete, and only then preempt.
+
+Asserts: fw2 took over after the crash; the restarted fw1 was seen holding preemption for
+the peer's state; fw1's log says it holds fw2's state before it says Backup -> Master;
+fw1 ends Master, fw2 Backup; every session, those opened before the crash and those opened
+while fw1 was down, survives the failback; fw1's table holds the --table entries.
+
+Output: `key: value` lines and `check:` lines (labrun.py has the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import labrun  # noqa: E402
+import netlab  # noqa: E402
+from netlab import LabError, LabTimeout, mono_ns, wait_for  # noqa: E402
+from scenario import (PY, TRAFFIC, analyse_sessions, crash_node, out, start_pair,  # noqa: E402
+                      start_traffic, stop_traffic)
+
+PRE_CRASH_S = 2.0
+DOWN_S = 3.0           # fw1 down: fw2 Master, new sessions open
+AFTER_FAILBACK_S = 6.0  # > the 5 s stall limit of the traffic client
+K0 = 10_000_000        # ct_load entry numbers: far from anything else in the lab
+
+
+def ct_load(lab):
+    path = os.path.join(lab.build_dir, "tests", "bench", "ct_load")
+    if not os.access(path, os.X_OK):
+        raise LabError(f"{path} missing: meson builds it (tests/bench/meson.build)")
+    return path
+
+
+def fill_table(lab, node, n):
+    cp = lab.nsexec(node, [ct_load(lab), "gen", "--k0", str(K0), "--count", str(n),
+                           "--max-seconds", "60"], timeout=90)
+    doc = json.loads(cp.stdout.strip().splitlines()[-1])
+    lab.log(f"{node}: {n} conntrack entries created in {doc.get('seconds', 0):.2f} s")
+    return doc
+
+
+def count_entries(lab, node, n):
+    cp = lab.nsexec(node, [ct_load(lab), "count", "--k0", str(K0), "--count", str(n)],
+                    timeout=60)
+    return json.loads(cp.stdout.strip().splitlines()[-1]).get("in_range", 0)
+
+
+def start_late_client(lab, sessions, duration):
+    """More sessions, opened through whoever is Master now; no probes (the first client's
+    measure the gap)."""
+    ready = lab.path("client2.ready")
+    proc = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path("client2.json"),
+                                "--ready-file", ready, "--duration", str(duration),
+                                "--sessions", str(sessions), "--probe-interval-ms", "0",
+                                "--seed", "2"], "traffic-client2")
+    wait_for(lambda: os.path.exists(ready), 30, what="second traffic client ready")
+    with open(ready) as f:
+        doc = json.load(f)
+    lab.log(f"late client: {doc['open']} sessions open through the new Master")
+    return proc, doc
+
+
+def stop_client(proc, path):
+    proc.signal(signal.SIGTERM)
+    try:
+        proc.popen.wait(timeout=15)
+    except Exception:  # noqa: BLE001
+        proc.signal(signal.SIGKILL)
+        raise LabError(f"{proc.name} did not stop on SIGTERM") from None
+    with open(path) as f:
+        return json.load(f)
+
+
+def log_since(lab, node, offset):
+    with open(lab.log_path(node), errors="replace") as fh:
+        fh.seek(offset)
+        return fh.read().splitlines()
+
+
+def first_index(lines, pattern):
+    for i, line in enumerate(lines):
+        if re.search(pattern, line):
+            return i
+    return None
+
+
+def rejoin_run(lab, args, checks):
+    master, backup = start_pair(lab)
+    checks.check(master == "fw1", "fw1 (priority 150, preempt) is Master first", master)
+    total_s = PRE_CRASH_S + DOWN_S + 60 + AFTER_FAILBACK_S
+    server, client, ready = start_traffic(lab, args.sessions, total_s)
+    time.sleep(PRE_CRASH_S)
+
+    crash_ns = crash_node(lab, "fw1")
+    wait_for(lambda: lab.state("fw2") == "Master", 15, interval=0.02, what="fw2 to take over")
+    lab.log("fw2 took over")
+    late, late_ready = start_late_client(lab, args.sessions // 2, total_s)
+    fill = fill_table(lab, "fw2", args.table)
+    out("fw2_table_filled_s", f"{fill.get('seconds', 0):.2f}")
+    time.sleep(max(0.0, crash_ns / 1e9 + DOWN_S - time.monotonic()))
+
+    # fw1 reboots: an empty table, its links back, fwhad started.
+    lab.nsexec("fw1", ["conntrack", "-F"], check=False, timeout=10)
+    for ifname in lab.node_links("fw1"):
+        lab.ip("fw1", "link", "set", ifname, "up")
+    log_offset = os.path.getsize(lab.log_path("fw1"))
+    start_ns = mono_ns()
+    lab.start_fwhad("fw1")
+    holds_seen = set()
+
+    def fw1_master():
+        st = lab.status("fw1") or {}
+        hold = (st.get("group") or {}).get("preempt_hold")
+        if hold is not None:
+            holds_seen.add(hold or "none")
+        return (st.get("group") or {}).get("state") == "Master"
+    wait_for(fw1_master, 60, interval=0.02, what="fw1 to take the group back")
+    failback_ns = mono_ns()
+    out("failback_s_after_restart", f"{(failback_ns - start_ns) / 1e9:.2f}")
+    out("fw1_preempt_holds_seen", ",".join(sorted(holds_seen)))
+    time.sleep(AFTER_FAILBACK_S)
+
+    window = {"start_ns": failback_ns - int(3e9), "end_ns": failback_ns + int(3e9)}
+    late_doc = stop_client(late, lab.path("client2.json"))
+    cdoc, sdoc = stop_traffic(lab, server, client, window)
+    gap = (sdoc["probes"].get("window") or {}).get("ms")
+    out("failback_gap_ms", f"{gap:.0f}" if gap is not None else "unknown")
+    k1, t1, reasons1, _ = analyse_sessions(cdoc, failback_ns)
+    k2, t2, reasons2, _ = analyse_sessions(late_doc, failback_ns)
+    out("sessions_before_crash_survived", f"{k1}/{t1}")
+    out("sessions_opened_while_down_survived", f"{k2}/{t2}")
+    out("sessions_lost_reasons", ", ".join(f"{r}={n}" for r, n in
+                                           (reasons1 + reasons2).most_common()) or "none")
+    held = count_entries(lab, "fw1", args.table)
+    out("fw1_holds_table_entries", f"{held}/{args.table}")
+
+    lines = log_since(lab, "fw1", log_offset)
+    i_state = first_index(lines, r"rejoin: this node holds")
+    i_master = first_index(lines, r"Backup -> Master")
+    out("fw1_log_rejoin_line", lines[i_state].strip()[-120:] if i_state is not None else "none")
+    out("fw1_log_master_line", lines[i_master].strip()[-120:] if i_master is not None else "none")
+
+    checks.check("state" in holds_seen, "the restarted fw1 held preemption for fw2's state",
+                 f"seen {sorted(holds_seen)}")
+    checks.check(i_state is not None and i_master is not None and i_state < i_master,
+                 "fw1 had fw2's state before it took the group back (log order)",
+                 f"state line {i_state}, Master line {i_master}")
+    states = lab.states()
+    checks.check(states == {"fw1": "Master", "fw2": "Backup"}, "fw1 Master, fw2 Backup at the end",
+                 json.dumps(states, sort_keys=True))
+    checks.check(t1 >= args.sessions and k1 == t1,
+                 "every session opened before the crash survived crash and failback", f"{k1}/{t1}")
+    checks.check(t2 >= late_ready["open"] > 0 and k2 == t2,
+                 "every session opened while fw1 was down survived the failback", f"{k2}/{t2}")
+    checks.check(held == args.table, "fw1's table holds the entries created while it was down",
+                 f"{held}/{args.table}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    labrun.add_common_args(ap, max_seconds=180)
+    ap.add_argument("--sessions", type=int, default=60)
+    ap.add_argument("--table", type=int, default=100_000,
+                    help="entries created on fw2 while fw1 is down")
+    args = ap.parse_args(argv)
+    return labrun.run(args, "rejoin", rejoin_run,
+                      lab_kwargs={"group_options": {"fw1": {"preempt": True}}})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
