@@ -238,6 +238,7 @@ void Replicator::on_connected() {
   h->set_applied_session(applied_session_);
   h->set_applied_seq(applied_seq_);
   if (auto n = reader_.count()) h->set_table_entries(*n);
+  if (options_.vrrp_priority != 0) h->set_vrrp_priority(options_.vrrp_priority);
   transport_.send(hello);
 }
 
@@ -261,6 +262,9 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     return false;
   }
   peer_hello_seen_ = true;
+  if (hello.has_vrrp_priority() && hello.vrrp_priority() >= 1 && hello.vrrp_priority() <= 255) {
+    peer_vrrp_priority_ = hello.vrrp_priority();
+  }
   log::notice("sync", "peer " + hello.node() + " connected");
   if (role_ != Role::Source || !options_.replicate) return true;
   // Resume when the peer applied our session up to a seq we still hold everything after.

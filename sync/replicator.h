@@ -78,6 +78,7 @@ class Replicator {
   struct Options {
     std::string node_name;
     std::string peer_name;
+    uint32_t vrrp_priority = 0;  // ours, told to the peer in the Hello (0: not told)
     size_t max_changes_per_frame = 1000;
     bool replicate = true;  // false: the link still runs (peer visible), no entries flow
     // Encoded frames kept for a resume; beyond this the peer is resynced instead.
@@ -144,6 +145,8 @@ class Replicator {
   bool request_barrier(std::function<void(bool took_over)> done, bool take_over = false);
 
   bool peer_hello_seen() const { return peer_hello_seen_; }
+  // The peer's configured VRRP priority from its last Hello (0: never told).
+  uint32_t peer_vrrp_priority() const { return peer_vrrp_priority_; }
   // Sink: see Reconciler::holds_source_state().
   bool holds_source_state() const {
     return role_ == Role::Sink && reconcile_.holds_source_state();
@@ -212,6 +215,7 @@ class Replicator {
   bool ack_wakeup_armed_ = false;
 
   bool peer_hello_seen_ = false;
+  uint32_t peer_vrrp_priority_ = 0;
   uint64_t next_barrier_token_ = 1;
   uint64_t awaited_barrier_token_ = 0;
   std::function<void(bool)> barrier_done_;

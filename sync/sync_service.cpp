@@ -50,6 +50,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   Replicator::Options ro;
   ro.node_name = options_.node_name;
   ro.peer_name = options_.peer_name;
+  ro.vrrp_priority = options_.vrrp_priority;
   ro.replicate = options_.replicate;
   ro.reconcile_interval = options_.reconcile_interval;
   ro.before_dump = [this] { pump_->drain_now(); };
@@ -211,6 +212,7 @@ void SyncService::publish() {
   s.writer = writer_->counters();
   s.expect = expect_->counters();
   s.holds_peer_state = replicator_->holds_source_state();
+  s.peer_vrrp_priority = replicator_->peer_vrrp_priority();
   s.taken = std::chrono::steady_clock::now();
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);

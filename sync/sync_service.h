@@ -31,6 +31,7 @@ class SyncService {
   struct Options {
     std::string node_name;
     std::string peer_name;
+    uint32_t vrrp_priority = 0;  // ours, told to the peer (Hello)
     IpAddress local_address;
     IpAddress peer_address;
     uint16_t port = 7788;
@@ -68,6 +69,7 @@ class SyncService {
     WriterCounters writer;
     ExpectCounters expect;
     bool holds_peer_state = false;  // sink: a complete round, no repair running
+    uint32_t peer_vrrp_priority = 0;  // from the peer's Hello; 0: not known
     std::chrono::steady_clock::time_point taken{};
   };
 

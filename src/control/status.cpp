@@ -79,7 +79,8 @@ std::string render_text(const StatusSnapshot& s) {
   }
   o << "rejected: frames " << c.frames_rejected << ", flow changes " << c.changes_rejected
     << ", connections " << y.rejected_connections << ", adverts ttl " << s.vrrp.rejected_ttl
-    << " / stranger " << s.vrrp.rejected_source << " / malformed " << s.vrrp.rejected_malformed
+    << " / stranger " << s.vrrp.rejected_source << " / forged priority "
+    << s.vrrp.rejected_priority << " / malformed " << s.vrrp.rejected_malformed
     << "\n";
   return o.str();
 }
@@ -134,6 +135,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"adverts_received\": " << s.vrrp.adverts_received
     << ", \"rejected_ttl\": " << s.vrrp.rejected_ttl
     << ", \"rejected_source\": " << s.vrrp.rejected_source
+    << ", \"rejected_priority\": " << s.vrrp.rejected_priority
     << ", \"rejected_malformed\": " << s.vrrp.rejected_malformed
     << ", \"other_vrid\": " << s.vrrp.other_vrid << ", \"vip_errors\": " << s.vrrp.vip_errors
     << ", \"stalls\": " << s.vrrp.stalls << "}}\n";

@@ -109,6 +109,7 @@ bool Daemon::open() {
   sync::SyncService::Options so;
   so.node_name = config_.node_name;
   so.peer_name = config_.peer_name;
+  so.vrrp_priority = config_.group.priority;
   so.local_address = config_.sync.local_address;
   so.peer_address = config_.sync.peer_address;
   so.port = config_.sync.port;
@@ -342,6 +343,9 @@ void Daemon::watch_rejoin(std::chrono::steady_clock::time_point now) {
 }
 
 void Daemon::watch_sync() {
+  if (const uint32_t p = sync_->status().peer_vrrp_priority) {
+    group_->set_peer_priority(static_cast<uint8_t>(p));
+  }
   if (config_.sync.conntrack) {
     const auto now = std::chrono::steady_clock::now();
     watch_rejoin(now);

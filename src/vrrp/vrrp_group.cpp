@@ -328,6 +328,17 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
     }
     return;
   }
+  if (peer_priority_ && p.advert.priority != 0 && p.advert.priority != *peer_priority_) {
+    // TTL 255 and the peer's address, but not the priority the peer told us on the sync link:
+    // someone on this link speaks for the peer (a priority-255 advert would take the group).
+    if (log::should_log(++counters_.rejected_priority)) {
+      log::error("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
+                             " priority=" + std::to_string(p.advert.priority) +
+                             ": the peer's priority is " + std::to_string(*peer_priority_) +
+                             " (told on the sync link); forged by another host on this link?");
+    }
+    return;
+  }
   ++counters_.adverts_received;
   last_peer_advert_ = std::chrono::steady_clock::now();
   post(AdvertReceived{p.advert.priority, p.advert.max_adver_interval_cs, p.source});

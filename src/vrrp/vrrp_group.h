@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "config/config.h"
@@ -29,6 +30,7 @@ struct GroupCounters {
   uint64_t rejected_malformed = 0;
   uint64_t rejected_ttl = 0;
   uint64_t rejected_source = 0;
+  uint64_t rejected_priority = 0;  // from the peer's address, not the peer's priority: forged
   uint64_t other_vrid = 0;   // another VRRP group on the same link: not ours, not an error
   uint64_t transitions = 0;
   uint64_t vip_errors = 0;
@@ -54,6 +56,9 @@ class VrrpGroup {
   void set_preempt_waits_for_state(bool wait) { preempt_waits_for_state_ = wait; }
   void peer_state_complete() { post(PeerStateComplete{}); }
   const char* preempt_hold() const { return machine_.preempt_hold(); }
+  // The peer's configured priority, as it told us on the sync link: an advert from the peer's
+  // address with another priority (other than 0) is forged and refused.
+  void set_peer_priority(uint8_t priority) { peer_priority_ = priority; }
   void start();     // Startup event
   void shutdown();  // Shutdown event: a Master sends priority 0 and removes its VIPs
   // Handover over the sync link (vrrp_state_machine.h): the Master's side...
@@ -121,6 +126,7 @@ class VrrpGroup {
   GroupCounters counters_;
   BeforeTakeover before_takeover_;
   bool preempt_waits_for_state_ = false;
+  std::optional<uint8_t> peer_priority_;
   // A takeover waiting for before_takeover_: its actions, and the events that came meanwhile.
   bool takeover_pending_ = false;
   std::vector<Action> takeover_actions_;

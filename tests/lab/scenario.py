@@ -34,8 +34,11 @@ bad_input  (a) --check-config rejects a misspelt key and an out-of-range value w
            naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
            counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
            that claims to come from the peer is counted in vrrp.rejected_ttl on fw2 and
-           changes no role; (d) malformed sync frames are counted in sync.frames_rejected,
-           fwhad survives and the sync connection comes back.
+           changes no role; (d) a rogue on the LAN (the client) sends priority-255 adverts
+           with fw2's address and TTL 255: fw1 refuses them (vrrp.rejected_priority: fw2
+           told fw1 its priority on the sync link), no role changes, the VIP stays; (e)
+           malformed sync frames are counted in sync.frames_rejected, fwhad survives and the
+           sync connection comes back.
 
 Output is `key: value` lines; every assertion prints a `check:` line saying what it checked.
 Exit status: 0 = pass (or no --assert), 1 = an assertion failed, 2 = the lab itself failed,
@@ -645,6 +648,32 @@ def vrrp_cases(lab, checks):
     roles2 = roles_and_transitions(lab)
     checks.check(roles2 == roles0, "TTL-64 advert changed no role (state, transitions)",
                  f"{roles0} -> {roles2}")
+
+    # (d) a rogue on the LAN (the client's namespace) speaks for fw2: fw2's LAN address as the
+    # source, TTL 255, priority 255, for 1 s. Source and TTL pass; only the priority fw2 told
+    # fw1 on the sync link (100) unmasks it. Accepted, it would depose fw1 and move the VIPs.
+    before = lab.status("fw1")
+    info = inject_vrrp(lab, "client", ["--src", netlab.ADDR["fw2"]["lan"], "--hdrincl",
+                                       "--ttl", "255", "--ifname", f[("client", "lan")],
+                                       "--vrid", str(netlab.VRID), "--priority", "255",
+                                       "--addr", netlab.LAN_VIP, "--count", "10",
+                                       "--interval-s", "0.1"])
+    lab.log(f"rogue on the LAN: 10 adverts as fw2 ({netlab.ADDR['fw2']['lan']}), priority 255, "
+            f"TTL 255: {info}")
+    time.sleep(1.0)
+    after = lab.status("fw1")
+    b, a = (counter(before, "vrrp", "rejected_priority"),
+            counter(after, "vrrp", "rejected_priority"))
+    out("fw1_rejected_priority", f"{b} -> {a}")
+    checks.check(a > b, "fw1 refuses the rogue's adverts in the peer's name "
+                 "(vrrp.rejected_priority)", f"{b} -> {a}")
+    roles3 = roles_and_transitions(lab)
+    checks.check(roles3 == roles0, "the rogue's priority-255 adverts changed no role",
+                 f"{roles0} -> {roles3}")
+    vip_on = [fw for fw in FWS if netlab.LAN_VIP in lab.ip(
+        fw, "-4", "-o", "addr", "show", "dev", f[(fw, "lan")]).stdout]
+    out("lan_vip_on", ",".join(vip_on) or "none")
+    checks.check(vip_on == ["fw1"], "the LAN VIP stayed on fw1", ",".join(vip_on) or "none")
 
 
 def sync_cases(lab, checks):

@@ -667,6 +667,19 @@ TEST_F(PairTest, SinkHoldsTheSourcesStateAfterItsFirstCompleteRound) {
   EXPECT_GE(synced, 2);
 }
 
+// The Hello tells the peer our configured VRRP priority: fwhad refuses adverts from the
+// peer's address with any other one (forged by a host on the LAN).
+TEST_F(PairTest, HelloCarriesTheVrrpPriority) {
+  auto mo = opts("fw1", "fw2");
+  mo.vrrp_priority = 150;
+  master = std::make_unique<Replicator>(mo, mtable, mtable, to_backup);
+  master->set_role(Replicator::Role::Source);
+  EXPECT_EQ(backup->peer_vrrp_priority(), 0u) << "not known before a Hello";
+  connect();
+  EXPECT_EQ(backup->peer_vrrp_priority(), 150u);
+  EXPECT_EQ(master->peer_vrrp_priority(), 0u) << "the backup's options told none";
+}
+
 TEST_F(PairTest, TakeOverBarrierWithoutAHandlerIsRefused) {
   connect();
   std::optional<bool> took_over;
