@@ -169,7 +169,7 @@ Group read_group(const Reader& r, const toml::table& t) {
   g.vrid = static_cast<uint8_t>(r.integer(t, "vrid", prefix, 1, 255));
   g.priority = static_cast<uint8_t>(r.integer(t, "priority", prefix, 1, 254, 100));
   g.advert_interval_cs =
-      static_cast<uint16_t>(r.integer(t, "advert_interval_cs", prefix, 1, 4095, 100));
+      static_cast<uint16_t>(r.integer(t, "advert_interval_cs", prefix, 1, 4095, kDefaultAdvertIntervalCs));
   g.preempt = r.boolean(t, "preempt", prefix, false);
   g.preempt_delay_s =
       static_cast<uint32_t>(r.integer(t, "preempt_delay_s", prefix, 0, 3600, 0));

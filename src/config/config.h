@@ -16,6 +16,7 @@ namespace fwha::config {
 inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
 inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
 inline constexpr uint32_t kDefaultEventCoalesceUs = 250;
+inline constexpr uint16_t kDefaultAdvertIntervalCs = 1;
 inline constexpr int kDefaultRealtimePriority = 50;
 
 struct VipInterface {
@@ -28,7 +29,10 @@ struct Group {
   std::string name;
   uint8_t vrid = 0;                   // 1..255
   uint8_t priority = 100;             // 1..254
-  uint16_t advert_interval_cs = 100;  // 1..4095 centiseconds (RFC 5798 5.2.7)
+  // 1..4095 centiseconds (RFC 5798 5.2.7). 1 by default: a Backup takes over 3 intervals +
+  // Skew_Time (~36 ms at priority 100) after the Master's last advert, within issue 4's
+  // 50 ms crash gap; the RFC's 100 (1 s) would give ~3.6 s.
+  uint16_t advert_interval_cs = kDefaultAdvertIntervalCs;
   bool preempt = false;
   uint32_t preempt_delay_s = 0;  // with preempt: wait this long after start before preempting
   std::vector<VipInterface> interfaces;

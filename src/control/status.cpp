@@ -138,7 +138,9 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"rejected_priority\": " << s.vrrp.rejected_priority
     << ", \"rejected_malformed\": " << s.vrrp.rejected_malformed
     << ", \"other_vrid\": " << s.vrrp.other_vrid << ", \"vip_errors\": " << s.vrrp.vip_errors
-    << ", \"stalls\": " << s.vrrp.stalls << "}}\n";
+    << ", \"stalls\": " << s.vrrp.stalls
+    << ", \"stalls_survived\": " << s.vrrp.stalls_survived
+    << ", \"late_timer_graces\": " << s.vrrp.late_timer_graces << "}}\n";
   return o.str();
 }
 

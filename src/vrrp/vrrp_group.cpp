@@ -117,27 +117,61 @@ void VrrpGroup::on_link(int ifindex, bool carrier) {
 }
 void VrrpGroup::shutdown() { post(Shutdown{}); }
 
+// How long the peer waits for our adverts before it takes over: its Master_Down_Interval,
+// 3 intervals + its Skew_Time. Its priority is known from the sync Hello; without it, 3
+// intervals (the least any Backup waits), so a stall that may have let it take over counts.
+std::chrono::microseconds VrrpGroup::peer_master_down_interval() const {
+  const int64_t interval_us = 10000 * int64_t{config_.advert_interval_cs};
+  const int64_t skew_us = peer_priority_ ? (256 - int64_t{*peer_priority_}) * interval_us / 256 : 0;
+  return std::chrono::microseconds(3 * interval_us + skew_us);
+}
+
 void VrrpGroup::post(const Event& event) {
   if (takeover_pending_) {
     held_events_.push_back(event);
     return;
   }
+  if (probing_stall_) {  // reading what queued up while we were not running
+    if (const auto* a = std::get_if<AdvertReceived>(&event); a && a->priority != 0) {
+      peer_took_over_ = true;  // a Backup sends no adverts: the peer is Master
+    }
+    held_events_.push_back(event);
+    return;
+  }
   const auto now = std::chrono::steady_clock::now();
-  // A healthy Master handles its Adver_Timer every interval; a gap of three is what the peer
-  // waits (plus Skew_Time) before taking over.
-  const auto stall = std::chrono::microseconds(3 * 10000 * int64_t{config_.advert_interval_cs});
-  if (machine_.state() == State::Master && last_event_at_ && now - *last_event_at_ > stall) {
-    ++counters_.stalls;
-    log::warning("vrrp", "group=" + config_.name + " did not run for " +
-                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 now - *last_event_at_)
-                                                 .count()) +
-                             " ms (stopped or starved): the peer has probably taken over, "
-                             "stepping down");
-    handle(ResumedAfterStall{});
+  // A healthy Master handles its Adver_Timer every interval; a gap as long as the peer's
+  // Master_Down_Interval means the peer may have taken over meanwhile.
+  if (machine_.state() == State::Master && last_event_at_ &&
+      now - *last_event_at_ > peer_master_down_interval()) {
+    resume_after_stall(now - *last_event_at_);
   }
   last_event_at_ = now;
   handle(event);
+}
+
+// The peer took over only if it ran while we did not: then its adverts as Master are queued
+// in our sockets. If the whole machine stalled (a VM paused; both nodes of the lab share one)
+// there are none, and stepping down would be a false role change.
+void VrrpGroup::resume_after_stall(std::chrono::steady_clock::duration gap) {
+  const auto ms = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
+  probing_stall_ = true;
+  peer_took_over_ = false;
+  for (auto& iface : interfaces_) iface.socket->drain_now();
+  probing_stall_ = false;
+  auto queued = std::move(held_events_);
+  held_events_.clear();
+  if (peer_took_over_) {
+    ++counters_.stalls;
+    log::warning("vrrp", "group=" + config_.name + " did not run for " + ms +
+                             " ms (stopped or starved) and the peer has taken over: stepping "
+                             "down");
+    handle(ResumedAfterStall{});
+  } else {
+    ++counters_.stalls_survived;
+    log::warning("vrrp", "group=" + config_.name + " did not run for " + ms +
+                             " ms, but the peer did not take over meanwhile: still Master");
+  }
+  for (const auto& e : queued) handle(e);
 }
 
 void VrrpGroup::handle(const Event& event) {
@@ -211,8 +245,36 @@ void VrrpGroup::arm(Timer& timer, std::chrono::microseconds after, Event on_expi
   timer.timer.expires_after(after);
   timer.timer.async_wait([this, &timer, generation, on_expiry](boost::system::error_code ec) {
     if (ec || generation != timer.generation) return;
+    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) && late_takeover_grace(timer)) {
+      return;
+    }
     post(on_expiry);
   });
+}
+
+// A Master_Down_Timer that fires much later than its deadline means this node was not
+// running (its process stopped or starved, the VM paused): the silence it measured is partly
+// its own, and the Master's adverts of the last moments may be queued, not missing. Taking
+// over now would be a false takeover; wait one more interval + Skew_Time for them instead.
+// A Master that really is gone stays silent, and we take over then.
+bool VrrpGroup::late_takeover_grace(Timer& timer) {
+  const auto late = std::chrono::steady_clock::now() - timer.timer.expiry();
+  const auto interval = std::chrono::microseconds(10000 * int64_t{config_.advert_interval_cs});
+  // A quarter interval (1 ms at least): on time is within ~0.1 ms here; later than that, the
+  // Master's advert that was due meanwhile may be just behind this expiry.
+  const auto threshold = std::max<std::chrono::microseconds>(interval / 4,
+                                                            std::chrono::microseconds(1000));
+  if (machine_.state() != State::Backup || late <= threshold || grace_given_) return false;
+  grace_given_ = true;
+  ++counters_.late_timer_graces;
+  log::warning("vrrp", "group=" + config_.name + " Master_Down_Timer fired " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              late)
+                                              .count()) +
+                           " ms late (this node was not running): one more interval before "
+                           "taking over");
+  arm(master_down_timer_, interval + machine_.skew_time(), MasterDownTimerExpired{});
+  return true;
 }
 
 void VrrpGroup::cancel(Timer& timer) {
@@ -340,6 +402,7 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
     return;
   }
   ++counters_.adverts_received;
+  grace_given_ = false;
   last_peer_advert_ = std::chrono::steady_clock::now();
   post(AdvertReceived{p.advert.priority, p.advert.max_adver_interval_cs, p.source});
 }

@@ -34,7 +34,9 @@ struct GroupCounters {
   uint64_t other_vrid = 0;   // another VRRP group on the same link: not ours, not an error
   uint64_t transitions = 0;
   uint64_t vip_errors = 0;
-  uint64_t stalls = 0;       // Master found it had not run for a Master_Down_Interval
+  uint64_t stalls = 0;       // Master found it had not run for the peer's Master_Down_Interval
+  uint64_t stalls_survived = 0;    // Master stalled as long, but the peer had not taken over
+  uint64_t late_timer_graces = 0;  // Backup: Master_Down_Timer fired late, one more interval
 };
 
 class VrrpGroup {
@@ -104,6 +106,9 @@ class VrrpGroup {
   void handle(const Event& event);
   void perform(const Action& action);
   void arm(Timer& timer, std::chrono::microseconds after, Event on_expiry);
+  bool late_takeover_grace(Timer& timer);
+  void resume_after_stall(std::chrono::steady_clock::duration gap);
+  std::chrono::microseconds peer_master_down_interval() const;
   void cancel(Timer& timer);
   void send_adverts(uint8_t priority);
   void set_vips(bool present);
@@ -127,6 +132,9 @@ class VrrpGroup {
   BeforeTakeover before_takeover_;
   bool preempt_waits_for_state_ = false;
   std::optional<uint8_t> peer_priority_;
+  bool grace_given_ = false;  // one grace per silence: reset by the peer's next advert
+  bool probing_stall_ = false;   // resume_after_stall() is reading the queued adverts
+  bool peer_took_over_ = false;  // ... and found one from the peer as Master
   // A takeover waiting for before_takeover_: its actions, and the events that came meanwhile.
   bool takeover_pending_ = false;
   std::vector<Action> takeover_actions_;

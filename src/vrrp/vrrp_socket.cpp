@@ -68,6 +68,14 @@ std::error_code VrrpSocket::send(std::span<const uint8_t> payload) {
   return {};
 }
 
+void VrrpSocket::drain_now() {
+  for (int i = 0; i < 1024; ++i) {  // bounded: a socket buffer holds a few thousand adverts
+    ssize_t n = recv(descriptor_.native_handle(), buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+    if (n <= 0) break;
+    on_packet_(std::span<const uint8_t>(buffer_.data(), static_cast<size_t>(n)));
+  }
+}
+
 void VrrpSocket::wait_readable() {
   descriptor_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                          [this](boost::system::error_code ec) {

@@ -24,6 +24,8 @@ class VrrpSocket {
 
   std::error_code open(ReceiveHandler on_packet);
   std::error_code send(std::span<const uint8_t> vrrp_payload);
+  // Hands what is queued in the socket right now to the receive handler, without waiting.
+  void drain_now();
   void close();
 
  private:

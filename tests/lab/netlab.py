@@ -480,13 +480,15 @@ class Lab:
             sync_local=ADDR[fw]["sync"], sync_peer=ADDR[peer]["sync"], sync_port=SYNC_PORT,
             conntrack="true" if self.conntrack else "false",
             group=GROUP, vrid=VRID, priority=PRIORITY[fw],
-            advert_interval_cs=ADVERT_INTERVAL_CS,
+            advert_interval_cs=self.group_options.get(fw, {}).get("advert_interval_cs",
+                                                                ADVERT_INTERVAL_CS),
             lan_if=self.ifname[(fw, "lan")], lan_peer=ADDR[peer]["lan"], lan_vip=LAN_VIP,
             wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP,
             sync_extra="".join(f"{k} = {_toml_value(v)}\n"
                                for k, v in self.sync_options.get(fw, {}).items()),
             group_extra="".join(f"{k} = {_toml_value(v)}\n"
-                                for k, v in self.group_options.get(fw, {}).items()))
+                                for k, v in self.group_options.get(fw, {}).items()
+                                if k != "advert_interval_cs"))
         values.update(overrides)
         return CONFIG.format(**values)
 

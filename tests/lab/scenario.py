@@ -774,6 +774,8 @@ def main(argv=None):
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--advert-cs", type=int, default=netlab.ADVERT_INTERVAL_CS,
+                    help="advert interval of both nodes (fwhad's default is 1)")
     ap.add_argument("--verbose", action="store_true", help="print a timeline")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
     ap.add_argument("--max-seconds", type=int, default=240, help="wall-clock cap")
@@ -797,6 +799,7 @@ def main(argv=None):
     out("python", f"{sys.executable} {sys.version.split()[0]}")
     lab_error = None
     lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
+                     group_options={fw: {"advert_interval_cs": args.advert_cs} for fw in FWS},
                      keep=args.keep, log=timeline)
     try:
         with lab:

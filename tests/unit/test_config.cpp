@@ -87,7 +87,7 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
   const auto& c = std::get<Config>(r);
   EXPECT_FALSE(c.group.preempt);  // no preemption by default (DESIGN.md)
-  EXPECT_EQ(c.group.advert_interval_cs, 100);
+  EXPECT_EQ(c.group.advert_interval_cs, 1);
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
   EXPECT_EQ(c.realtime_priority, 50);
   EXPECT_EQ(c.sync.event_coalesce_us, 250u);
