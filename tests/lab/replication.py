@@ -69,14 +69,14 @@ import re
 import signal
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import labrun  # noqa: E402
 import netlab  # noqa: E402
 import scenario  # noqa: E402
-from netlab import FWS, LabError, LabInterrupted, LabTimeout, mono_ns, wait_for  # noqa: E402
-from scenario import Checks, out  # noqa: E402
+from netlab import FWS, LabError, LabTimeout, mono_ns, wait_for  # noqa: E402
+from scenario import out  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FLOWS = os.path.join(HERE, "flows.py")
@@ -754,10 +754,7 @@ SCENARIOS = {"overrun": overrun_run, "deleted_by_hand": deleted_by_hand_run,
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--assert", dest="do_assert", action="store_true",
-                    help="exit non-zero when an expectation fails")
-    ap.add_argument("--verbose", action="store_true", help="print a timeline")
-    ap.add_argument("--keep", action="store_true", help="keep the run directory")
+    labrun.add_common_args(ap, max_seconds=240)
     ap.add_argument("--no-failover", action="store_true", help="skip the final crash of fw1")
     ap.add_argument("--no-nat-reuse", action="store_true",
                     help="standby_restart: do not force an ended flow's NAT binding onto a "
@@ -766,66 +763,17 @@ def main(argv=None):
     ap.add_argument("--rate", type=float, default=1000, help="standby_restart: new flows/s")
     ap.add_argument("--bound", type=float, default=20.0,
                     help="overrun/standby_restart: seconds allowed for the tables to match")
-    ap.add_argument("--max-seconds", type=int, default=240, help="wall-clock cap")
     args = ap.parse_args(argv)
-
-    if os.geteuid() != 0:
-        print("skip: the lab needs root (network namespaces)")
-        return 77
-    netlab.install_signal_handlers()
-
-    def on_alarm(_signum, _frame):
-        raise LabInterrupted(f"wall-clock cap of {args.max_seconds} s reached")
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(args.max_seconds)
-
-    def timeline(msg):
-        if args.verbose:
-            print(msg, flush=True)
-
-    checks = Checks()
-    out("scenario", args.scenario)
     sync_opts, sysctls = lab_options(args.scenario)
-    for fw in FWS:
-        out(f"config_{fw}_sync", json.dumps(sync_opts.get(fw, {}), sort_keys=True))
-        out(f"config_{fw}_sysctls", json.dumps(sysctls.get(fw, {}), sort_keys=True))
-    lab_error = None
-    lab = netlab.Lab(verbose=args.verbose, keep=args.keep, log=timeline,
-                     sync_options=sync_opts, sysctls=sysctls)
-    try:
-        with lab:
-            out("run", f"{lab.prefix} {lab.run_dir}")
-            try:
-                SCENARIOS[args.scenario](lab, args, checks)
-            except (LabError, LabInterrupted) as e:
-                lab_error = f"{type(e).__name__}: {e}"
-                out("lab_error", lab_error)
-            except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-                traceback.print_exc(file=sys.stdout)
-                lab_error = f"{type(e).__name__}: {e}"
-                out("lab_error", lab_error)
-            if lab_error or (args.do_assert and checks.failed):
-                lab.failed = True
-                for fw in FWS:
-                    print(f"--- tail of {fw}'s fwhad log ({lab.log_path(fw)}) ---")
-                    print(lab.log_tail(fw), end="", flush=True)
-    except LabInterrupted as e:
-        lab_error = lab_error or str(e)
-        out("lab_error", lab_error)
-    except LabError as e:
-        lab_error = lab_error or str(e)
-        out("lab_error", lab_error)
-    finally:
-        signal.alarm(0)
 
-    if lab_error:
-        out("result", f"ERROR ({lab_error})")
-        return 2
-    if checks.failed:
-        out("result", "FAIL: " + "; ".join(checks.failed))
-        return 1 if args.do_assert else 0
-    out("result", "PASS")
-    return 0
+    def body(lab, a, checks):
+        for fw in FWS:
+            out(f"config_{fw}_sync", json.dumps(sync_opts.get(fw, {}), sort_keys=True))
+            out(f"config_{fw}_sysctls", json.dumps(sysctls.get(fw, {}), sort_keys=True))
+        SCENARIOS[a.scenario](lab, a, checks)
+
+    return labrun.run(args, args.scenario, body,
+                      lab_kwargs={"sync_options": sync_opts, "sysctls": sysctls})
 
 
 if __name__ == "__main__":
