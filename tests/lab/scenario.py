@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
 
-    scenario.py {crash,control,graceful,switchover,freeze,carrier,sync_cut,bad_input} [--assert]
+    scenario.py {crash,control,kill,graceful,switchover,freeze,carrier,sync_cut,bad_input}
+                [--assert]
                 [--sessions N]
                 [--verbose]
 
@@ -9,6 +10,11 @@ crash      The Master is frozen (SIGSTOP: no goodbye), its links are cut, then i
            (SIGKILL) while >= 100 TCP sessions and a 1 ms probe stream run through it.
            Asserts: every pre-existing session survives, >= 100 sessions, failover gap
            (longest interval without probes at the server) < 1000 ms.
+kill       SIGKILL to the Master's fwhad alone: the node stays up, its kernel keeps forwarding
+           and keeps the VIPs fwhad added. fwhad is started again 1 s later, as systemd
+           does (Restart=on-failure, RestartSec=1). Asserts: the peer takes over
+           (master_down), every session survives, gap < 1000 ms; the restarted fwhad is
+           Backup and has removed the VIPs its predecessor left.
 control    The same crash with `conntrack = false` on both nodes. Asserts that sessions ARE
            lost: proves that the crash scenario can fail, i.e. that the ruleset (new TCP only
            with SYN) and the randomised SNAT ports leave no accidental way to survive.
@@ -70,6 +76,7 @@ PY = sys.executable or "python3"
 
 GAP_LIMIT_MS = 1000.0
 SWITCHOVER_GAP_LIMIT_MS = 50.0
+KILL_RESTART_S = 1.0           # kill: systemd's RestartSec
 FREEZE_S = 2.0                 # freeze: how long the Master's fwhad is stopped
 STALL_LIMIT_S = 5.0
 PRE_FAILOVER_S = 3.0
@@ -339,6 +346,10 @@ def failover_run(lab, args, checks, kind):
         lab.fwhad_procs[master].signal(signal.SIGSTOP)
         lab.fwhad_procs[master].frozen = True
         lab.log(f"freeze: {master}'s fwhad stopped (SIGSTOP) for {FREEZE_S:.0f} s")
+    elif kind == "kill":
+        lab.fwhad_procs[master].signal(signal.SIGKILL)
+        lab.fwhad_procs[master].popen.wait(timeout=5)
+        lab.log(f"kill: {master}'s fwhad killed (SIGKILL); the node stays up")
     elif kind == "switchover":
         cp = netlab.run([lab.fwhactl, "-s", lab.socket_path(master), "switchover"],
                         check=False, timeout=10)
@@ -375,6 +386,18 @@ def failover_run(lab, args, checks, kind):
         time.sleep(1.0)  # link event, Fault -> Backup
     if kind == "freeze":
         time.sleep(1.0)  # time for the woken node to handle what queued up while it was stopped
+    restarted = {}
+    if kind == "kill":
+        time.sleep(max(0.0, event_ns / 1e9 + KILL_RESTART_S - time.monotonic()))
+        lab.start_fwhad(master)
+        try:
+            restarted = wait_for(lambda: (lambda s: s if (s or {}).get("group", {}).get(
+                "state") in ("Backup", "Master") else None)(lab.status(master)), 10,
+                interval=0.05, what=f"the restarted fwhad on {master}")
+        except LabTimeout as e:
+            lab.log(str(e))
+        time.sleep(0.5)
+        restarted = lab.status(master) or restarted
     masters = lab.who_is_master()
     master_after = masters[0] if len(masters) == 1 else (",".join(masters) or "none")
     out("master_after", master_after)
@@ -463,7 +486,16 @@ def failover_run(lab, args, checks, kind):
         longest = probes["longest_gap_ms"]
         checks.check(longest < GAP_LIMIT_MS, "no probe gap over the limit in the whole run "
                      "(no second outage when the frozen node woke)", f"{longest:.0f} ms")
-    if kind in ("crash", "freeze"):
+    if kind == "kill":
+        rs = (restarted.get("group") or {}).get("state")
+        out("restarted_state", rs)
+        vip_left = netlab.LAN_VIP in lab.ip(master, "-4", "-o", "addr", "show", "dev",
+                                            lab.ifname[(master, "lan")]).stdout
+        out("restarted_node_holds_lan_vip", vip_left)
+        checks.check(rs == "Backup", f"the restarted fwhad on {master} is Backup", f"{rs}")
+        checks.check(not vip_left, f"the restarted fwhad removed the VIPs the killed one left "
+                     f"on {master}", f"LAN VIP present: {vip_left}")
+    if kind in ("crash", "freeze", "kill"):
         checks.check(any("replicated state applied" in line for line in settle_lines),
                      f"{backup} applied the replicated state before adding the VIPs "
                      "(takeover transaction)", " | ".join(settle_lines) or "no takeover line")
@@ -481,7 +513,7 @@ def failover_run(lab, args, checks, kind):
                      f"{(old.get('group') or {}).get('last_reason')}")
         checks.check(gap_ms is not None and gap_ms < SWITCHOVER_GAP_LIMIT_MS,
                      f"switchover gap < {SWITCHOVER_GAP_LIMIT_MS:.0f} ms", f"{gap_ms} ms")
-    if kind in ("crash", "graceful", "freeze", "carrier", "switchover"):
+    if kind in ("crash", "kill", "graceful", "freeze", "carrier", "switchover"):
         checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
                      f"T={t}")
         checks.check(k == t, "every pre-existing session survived", f"{k}/{t}")
@@ -769,8 +801,8 @@ def bad_input_run(lab, args, checks):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario",
-                    choices=["crash", "control", "graceful", "switchover", "freeze", "carrier",
-                             "sync_cut", "bad_input"])
+                    choices=["crash", "control", "kill", "graceful", "switchover", "freeze",
+                             "carrier", "sync_cut", "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
