@@ -175,7 +175,10 @@ def start_pair(lab):
     st2 = {fw: lab.status(fw) for fw in FWS}
     for fw in FWS:
         if not st2[fw] or st2[fw]["group"]["state"] != st[fw]["group"]["state"]:
-            raise LabError(f"roles not stable after start-up: {lab.states()}")
+            changes = "; ".join(line.strip()[-90:] for f in FWS for _, line in lab.role_changes(f))
+            why = "no status answer" if not st2[fw] else "role changed"
+            raise LabError(f"roles not stable after start-up ({fw}: {why}): {lab.states()}; "
+                           f"role changes logged: {changes}")
     since = st2[master]["group"].get("since_ms")
     when = (f" since +{lab.rel_s(int(since * 1e6)):.3f}s"
             if isinstance(since, (int, float)) and since * 1e6 > lab.t0_ns else "")
