@@ -14,7 +14,8 @@ SyncService::SyncService(Options options)
     : options_(std::move(options)),
       work_(asio::make_work_guard(io_)),
       tick_timer_(io_),
-      wake_timer_(io_) {}
+      wake_timer_(io_),
+      govern_timer_(io_) {}
 
 SyncService::~SyncService() { stop(); }
 
@@ -91,8 +92,9 @@ std::error_code SyncService::start(std::string& what_failed) {
   }
   tick();
   thread_ = std::thread([this] {
+    rt::set_thread_nice_or_warn(options_.nice, "replication");  // whenever it is not real-time
     rt::apply_or_warn(options_.realtime_priority, "replication");
-    if (options_.realtime_priority == 0) rt::set_thread_nice_or_warn(options_.nice, "replication");
+    if (options_.realtime_priority > 0) govern();
     try {
       io_.run();
     } catch (const std::exception& e) {
@@ -109,6 +111,7 @@ void SyncService::stop() {
   asio::post(io_, [this] {
     tick_timer_.cancel();
     wake_timer_.cancel();
+    govern_timer_.cancel();
     if (pump_) pump_->stop();
     if (expect_pump_) expect_pump_->stop();
     if (link_) link_->stop();
@@ -171,6 +174,42 @@ void SyncService::hand_over(std::function<void(Handover)> done) {
         },
         /*take_over=*/true);
     if (!asked) (*shared)(Handover::Unreachable);
+  });
+}
+
+namespace {
+std::chrono::nanoseconds thread_cpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+}  // namespace
+
+void SyncService::govern() {
+  const auto now = std::chrono::steady_clock::now();
+  const auto cpu = thread_cpu();
+  if (govern_wall_ != std::chrono::steady_clock::time_point{} && now > govern_wall_) {
+    const double busy = std::chrono::duration<double>(cpu - govern_cpu_).count() /
+                        std::chrono::duration<double>(now - govern_wall_).count();
+    const auto before = governor_.current();
+    const auto after = governor_.sample(busy, now);
+    if (after != before) {
+      const auto ec = after == rt::BusyGovernor::Class::RealTime
+                          ? rt::set_thread_realtime(options_.realtime_priority)
+                          : rt::set_thread_normal();
+      log::info("sync", std::string("replication thread ") +
+                            (after == rt::BusyGovernor::Class::RealTime
+                                 ? "idle again: SCHED_RR " + std::to_string(options_.realtime_priority)
+                                 : "busy (" + std::to_string(static_cast<int>(busy * 100)) +
+                                       " % of a core): normal priority, so softirqs keep their share") +
+                            (ec ? " (refused: " + ec.message() + ")" : ""));
+    }
+  }
+  govern_wall_ = now;
+  govern_cpu_ = cpu;
+  govern_timer_.expires_after(std::chrono::milliseconds(100));
+  govern_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) govern();
   });
 }
 

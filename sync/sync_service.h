@@ -19,6 +19,7 @@
 #include "fwha/ip_address.h"
 #include "sync/expect_sync.h"
 #include "sync/replicator.h"
+#include "util/busy_governor.h"
 
 namespace fwha::sync {
 
@@ -38,7 +39,9 @@ class SyncService {
     bool replicate = true;
     std::chrono::milliseconds reconcile_interval{30000};
     std::chrono::microseconds event_coalesce{250};
-    int realtime_priority = 0;  // SCHED_RR for the replication thread; 0: normal
+    // SCHED_RR for the replication thread while it is mostly idle (util/busy_governor.h);
+    // 0: always normal priority.
+    int realtime_priority = 0;
     int nice = 0;               // when not real-time
     size_t event_buffer_bytes = 64 * 1024 * 1024;
     // The peer asks this node to take the group over (it holds everything the peer sent).
@@ -98,6 +101,7 @@ class SyncService {
  private:
   void tick();
   void publish();
+  void govern();  // every 100 ms: real-time or normal priority (busy_governor.h)
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
 
@@ -106,6 +110,10 @@ class SyncService {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer wake_timer_;  // the replicator's coalesced acks
+  boost::asio::steady_timer govern_timer_;
+  rt::BusyGovernor governor_;
+  std::chrono::steady_clock::time_point govern_wall_{};
+  std::chrono::nanoseconds govern_cpu_{};
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

@@ -117,13 +117,10 @@ bool Daemon::open() {
   so.reconcile_interval = std::chrono::seconds(config_.sync.reconcile_interval_s);
   so.event_buffer_bytes = size_t{config_.sync.event_buffer_kib} * 1024;
   so.event_coalesce = std::chrono::microseconds(config_.sync.event_coalesce_us);
-  // The replication thread stays at normal priority: at SCHED_RR, a bulk write or a burst of
-  // 300k events/s kept a core busy with real-time work, which starves ksoftirqd, the thread
-  // that delivers packets once softirq load is high, adverts included (measured: a spurious
-  // takeover during the bench's top step). At 1 ms coalescing its lag is the same either way.
-  so.realtime_priority = 0;
-  // Still ahead of ordinary processes, so CPU contention does not become replication lag,
-  // while ksoftirqd keeps a share under saturation.
+  // The replication thread is real-time below the election thread, but only while it is
+  // mostly idle (util/busy_governor.h): saturating a core at SCHED_RR it would starve
+  // ksoftirqd, adverts included. When busy it runs at nice -10.
+  so.realtime_priority = config_.realtime_priority > 10 ? config_.realtime_priority - 10 : 0;
   so.nice = config_.realtime_priority > 0 ? -10 : 0;
   // The peer hands the group over: decided here, on the main loop, by the state machine.
   so.on_takeover_request = [this](std::function<void(bool)> answer) {

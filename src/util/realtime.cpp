@@ -19,6 +19,13 @@ std::error_code set_thread_realtime(int priority) {
   return err == 0 ? std::error_code{} : std::error_code(err, std::generic_category());
 }
 
+std::error_code set_thread_normal() {
+  sched_param p{};
+  p.sched_priority = 0;
+  const int err = pthread_setschedparam(pthread_self(), SCHED_OTHER, &p);
+  return err == 0 ? std::error_code{} : std::error_code(err, std::generic_category());
+}
+
 void apply_or_warn(int priority, const std::string& what) {
   if (priority <= 0) return;
   if (auto ec = set_thread_realtime(priority)) {

@@ -18,6 +18,9 @@ std::error_code set_thread_realtime(int priority);
 // consequence when it failed.
 void apply_or_warn(int priority, const std::string& what);
 
+// Moves the calling thread back to SCHED_OTHER (from SCHED_RR).
+std::error_code set_thread_normal();
+
 // Gives the calling thread nice value `nice` (-20..19; 0 leaves it), logging a refusal.
 void set_thread_nice_or_warn(int nice, const std::string& what);
 
