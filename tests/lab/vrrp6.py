@@ -23,7 +23,8 @@ crash6  fw1 and fw2 elect one Master (fw1); >= 100 IPv6 TCP sessions and a 1 ms 
           Neighbour Advertisement for it (Override set, Solicited clear, hop limit 255, to
           ff02::1, its own MAC); the client's neighbour entry for fd00:1::1 moved to fw2's MAC;
         - every pre-existing IPv6 session survived, gap < 1000 ms;
-        - `fwhactl status` counts no rejected advert (TTL, source, malformed) on either node.
+        - `fwhactl status` counts no rejected advert (TTL, source, malformed, forged
+          priority) on either node.
 
 bad_input6  Hostile IPv6 adverts on the LAN while the pair runs (inject.py vrrp6), each sent
         3 times: (a) priority 255 from a stranger's link-local address (the client's) and
@@ -116,7 +117,7 @@ def ct6_entries(lab, node):
 def rejected(st):
     v = (st or {}).get("vrrp") or {}
     return {k: int(v.get(k, 0)) for k in ("rejected_ttl", "rejected_source",
-                                          "rejected_malformed")}
+                                          "rejected_malformed", "rejected_priority")}
 
 
 def advert_problems(adverts, src, src_mac, priority):
@@ -304,7 +305,7 @@ def crash6_run(lab, args, checks):
     counts = {master: rejected(before[master]), backup: rejected(st_new)}
     out("rejected_adverts", json.dumps(counts, sort_keys=True))
     checks.check(all(v == 0 for c in counts.values() for v in c.values()),
-                 "no advert rejected (TTL/hop limit, source, malformed) on either node",
+                 "no advert rejected (TTL/hop limit, source, malformed, priority) on either node",
                  json.dumps(counts, sort_keys=True))
 
 
