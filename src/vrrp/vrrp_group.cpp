@@ -180,7 +180,13 @@ void VrrpGroup::resume_after_stall(std::chrono::steady_clock::duration gap) {
   const auto ms = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
   probing_stall_ = true;
   peer_took_over_ = false;
-  for (auto& iface : interfaces_) iface.socket->drain_now();
+  for (auto& iface : interfaces_) {
+    if (iface.socket6) {
+      iface.socket6->drain_now();
+    } else {
+      iface.socket->drain_now();
+    }
+  }
   probing_stall_ = false;
   auto queued = std::move(held_events_);
   held_events_.clear();

@@ -133,6 +133,11 @@ void VrrpSocket6::receive_one(bool& more) {
   on_packet_(std::span<const uint8_t>(buffer_.data(), static_cast<size_t>(n)), envelope);
 }
 
+void VrrpSocket6::drain_now() {
+  bool more = true;  // the socket is non-blocking: recvmsg() says when the queue is empty
+  for (int i = 0; i < 1024 && more; ++i) receive_one(more);  // bounded, as VrrpSocket's
+}
+
 void VrrpSocket6::wait_readable() {
   descriptor_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                          [this](boost::system::error_code ec) {

@@ -31,6 +31,9 @@ class VrrpSocket6 {
 
   std::error_code open(ReceiveHandler on_packet);
   std::error_code send(std::span<const uint8_t> vrrp_payload);
+  // Hands what is queued in the socket right now to the receive handler, without waiting
+  // (as VrrpSocket::drain_now: a Master that stalled looks for the peer's adverts).
+  void drain_now();
   void close();
 
  private:
