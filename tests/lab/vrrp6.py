@@ -2,7 +2,7 @@
 """VRRPv3 over IPv6 in the lab (RFC 5798 5.1.2): the LAN carries IPv6 adverts, the WAN IPv4
 ones, one group moves every VIP.
 
-    vrrp6.py {crash6,bad_input6} [--assert] [--sessions N] [--verbose] [--keep] [--max-seconds S]
+    vrrp6.py {crash6,bad_input6,freeze6} [--assert] [--sessions N] [--verbose] [--keep] [--max-seconds S]
 
 The lab is netlab's with ipv6=True and lan_adverts="ipv6": dual-stack plan, IPv6 VIPs
 fd00:1::1 (LAN) and fd00:2::1 (WAN), and on the LAN peer_address = the peer's link-local
@@ -34,6 +34,11 @@ bad_input6  Hostile IPv6 adverts on the LAN while the pair runs (inject.py vrrp6
         limit comes from ancillary data, IPV6_HOPLIMIT); (d) the same with hop limit 255 and
         a wrong checksum: fw2 counts it in vrrp.rejected_malformed (the kernel does not check
         it for us, so it reaches the parser). No case changes a role or a transition count.
+
+freeze6 scenario.py's freeze (the Master's fwhad stopped 2 s; IPv4 sessions) on this lab:
+        the woken Master finds the peer's adverts queued, on the IPv6 socket as on the IPv4
+        one, and steps down (reason stalled); every session survives, no second outage; and
+        no advert rejected on either node.
 
 Output, exit status (0 pass, 1 assertion failed, 2 lab failed, 77 not root) and the
 wall-clock cap are scenario.py's.
@@ -374,9 +379,18 @@ def bad_input6_run(lab, args, checks):
                  f"{masters}")
 
 
+def freeze6_run(lab, args, checks):
+    sc.failover_run(lab, args, checks, "freeze")
+    counts = {fw: rejected(lab.status(fw)) for fw in FWS}
+    out("rejected_adverts", json.dumps(counts, sort_keys=True))
+    checks.check(all(v == 0 for c in counts.values() for v in c.values()),
+                 "no advert rejected (TTL/hop limit, source, malformed, priority) on either node",
+                 json.dumps(counts, sort_keys=True))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scenario", choices=["crash6", "bad_input6"])
+    ap.add_argument("scenario", choices=["crash6", "bad_input6", "freeze6"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
@@ -408,10 +422,8 @@ def main(argv=None):
         with lab:
             out("run", f"{lab.prefix} {lab.run_dir}")
             try:
-                if args.scenario == "crash6":
-                    crash6_run(lab, args, checks)
-                else:
-                    bad_input6_run(lab, args, checks)
+                {"crash6": crash6_run, "bad_input6": bad_input6_run,
+                 "freeze6": freeze6_run}[args.scenario](lab, args, checks)
             except (LabError, LabInterrupted) as e:
                 lab_error = f"{type(e).__name__}: {e}"
                 out("lab_error", lab_error)
