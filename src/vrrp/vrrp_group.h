@@ -19,6 +19,7 @@
 #include "fwha/asio.h"
 #include "vip/address_port.h"
 #include "vrrp/vrrp_socket.h"
+#include "vrrp/vrrp_socket6.h"
 #include "vrrp/link_monitor.h"
 #include "vrrp/vrrp_state_machine.h"
 
@@ -86,8 +87,9 @@ class VrrpGroup {
  private:
   struct Interface {
     const config::VipInterface* config = nullptr;
-    InterfaceInfo info;
-    std::unique_ptr<VrrpSocket> socket;
+    InterfaceInfo info;  // primary: IPv4 address, or link-local with IPv6 adverts
+    std::unique_ptr<VrrpSocket> socket;    // IPv4 adverts, or
+    std::unique_ptr<VrrpSocket6> socket6;  // IPv6 adverts (peer_address is IPv6)
     bool carrier = true;
   };
   void on_link(int ifindex, bool carrier);
@@ -113,7 +115,7 @@ class VrrpGroup {
   void send_adverts(uint8_t priority);
   void set_vips(bool present);
   void announce_vips(int repeats_left);
-  void on_packet(Interface& iface, std::span<const uint8_t> packet);
+  void on_packet(Interface& iface, const ParsedAdvert& p);
   bool is_vip(const IpAddress& a) const;
 
   boost::asio::io_context& io_;

@@ -186,16 +186,21 @@ def start_pair(lab):
     return master, backup
 
 
-def start_traffic(lab, sessions, duration):
+def start_traffic(lab, sessions, duration, server_addr=None):
+    """server_addr: the server's address the traffic goes to (default traffic.py's, the IPv4
+    one); an IPv6 address makes it IPv6 traffic."""
     srv_ready, cli_ready = lab.path("server.ready"), lab.path("client.ready")
+    addr = ["--addr", server_addr] if server_addr else []
+    to = ["--server", server_addr] if server_addr else []
     server = lab.spawn("server", [PY, TRAFFIC, "server", "--out", lab.path("server.json"),
                                   "--ready-file", srv_ready, "--duration", str(duration),
-                                  "--window-file", lab.path("window.json")], "traffic-server")
+                                  "--window-file", lab.path("window.json"), *addr],
+                       "traffic-server")
     wait_for(lambda: os.path.exists(srv_ready), 15, what="traffic server ready")
     client = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path("client.json"),
                                   "--ready-file", cli_ready, "--duration", str(duration),
                                   "--sessions", str(sessions),
-                                  "--stall-timeout", str(STALL_LIMIT_S)], "traffic-client")
+                                  "--stall-timeout", str(STALL_LIMIT_S), *to], "traffic-client")
     try:
         wait_for(lambda: os.path.exists(cli_ready), 30, what="traffic client ready")
     except LabTimeout:
