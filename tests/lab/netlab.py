@@ -128,8 +128,7 @@ conntrack = {conntrack}
 name = "{group}"
 vrid = {vrid}
 priority = {priority}
-advert_interval_cs = {advert_interval_cs}
-{group_extra}
+{advert_line}{group_extra}
 [[group.interface]]
 name = "{lan_if}"
 peer_address = "{lan_peer}"
@@ -315,16 +314,20 @@ class Lab:
     """The topology plus the processes started in it. Use as a context manager."""
 
     def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
-                 log=None, sync_options=None, sysctls=None, group_options=None):
+                 log=None, sync_options=None, sysctls=None, group_options=None,
+                 advert_interval_cs=ADVERT_INTERVAL_CS):
         """sync_options: {fw: {key: value}} extra keys of a node's [sync] section (e.g.
         reconcile_interval_s, event_buffer_kib); values are written as TOML (str quoted).
         group_options: the same for [group] (e.g. preempt = True).
-        sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS."""
+        sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS.
+        advert_interval_cs: written into [group]; None leaves the key out, so fwhad runs at
+        its default interval (the failover benchmark measures fwha at its defaults)."""
         self.build_dir = os.path.abspath(
             build_dir or os.environ.get("FWHA_BUILD_DIR") or "/work/main/build")
         self.fwhad = os.path.join(self.build_dir, "src", "fwhad")
         self.fwhactl = os.path.join(self.build_dir, "src", "fwhactl")
         self.conntrack = conntrack
+        self.advert_interval_cs = advert_interval_cs
         self.sync_options = {fw: dict((sync_options or {}).get(fw, {})) for fw in FWS}
         self.group_options = {fw: {"preempt": False, **(group_options or {}).get(fw, {})}
                               for fw in FWS}
@@ -480,8 +483,9 @@ class Lab:
             sync_local=ADDR[fw]["sync"], sync_peer=ADDR[peer]["sync"], sync_port=SYNC_PORT,
             conntrack="true" if self.conntrack else "false",
             group=GROUP, vrid=VRID, priority=PRIORITY[fw],
-            advert_interval_cs=self.group_options.get(fw, {}).get("advert_interval_cs",
-                                                                ADVERT_INTERVAL_CS),
+            advert_line=(lambda cs: "" if cs is None else f"advert_interval_cs = {cs}\n")(
+                self.group_options.get(fw, {}).get("advert_interval_cs",
+                                                   self.advert_interval_cs)),
             lan_if=self.ifname[(fw, "lan")], lan_peer=ADDR[peer]["lan"], lan_vip=LAN_VIP,
             wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP,
             sync_extra="".join(f"{k} = {_toml_value(v)}\n"
