@@ -148,8 +148,7 @@ conntrack = {conntrack}
 name = "{group}"
 vrid = {vrid}
 priority = {priority}
-advert_interval_cs = {advert_interval_cs}
-{group_extra}
+{advert_line}{group_extra}
 [[group.interface]]
 name = "{lan_if}"
 peer_address = "{lan_peer}"
@@ -336,13 +335,15 @@ class Lab:
 
     def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
                  log=None, sync_options=None, sysctls=None, group_options=None, ipv6=False,
-                 lan_adverts="ipv4"):
+                 lan_adverts="ipv4", advert_interval_cs=ADVERT_INTERVAL_CS):
         """sync_options: {fw: {key: value}} extra keys of a node's [sync] section (e.g.
         reconcile_interval_s, event_buffer_kib); values are written as TOML (str quoted).
         group_options: the same for [group] (e.g. preempt = True).
         sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS.
         ipv6: add the IPv6 plan (module docstring). lan_adverts: "ipv4", or "ipv6" (needs
-        ipv6=True): the LAN's peer_address is the peer's link-local address."""
+        ipv6=True): the LAN's peer_address is the peer's link-local address.
+        advert_interval_cs: written into [group]; None leaves the key out, so fwhad runs at
+        its default interval (the failover benchmark measures fwha at its defaults)."""
         if lan_adverts not in ("ipv4", "ipv6") or (lan_adverts == "ipv6" and not ipv6):
             raise LabError(f"lan_adverts={lan_adverts!r} needs ipv6=True, or is unknown")
         self.ipv6 = ipv6
@@ -352,6 +353,7 @@ class Lab:
         self.fwhad = os.path.join(self.build_dir, "src", "fwhad")
         self.fwhactl = os.path.join(self.build_dir, "src", "fwhactl")
         self.conntrack = conntrack
+        self.advert_interval_cs = advert_interval_cs
         self.sync_options = {fw: dict((sync_options or {}).get(fw, {})) for fw in FWS}
         self.group_options = {fw: {"preempt": False, **(group_options or {}).get(fw, {})}
                               for fw in FWS}
@@ -533,8 +535,9 @@ class Lab:
             sync_local=ADDR[fw]["sync"], sync_peer=ADDR[peer]["sync"], sync_port=SYNC_PORT,
             conntrack="true" if self.conntrack else "false",
             group=GROUP, vrid=VRID, priority=PRIORITY[fw],
-            advert_interval_cs=self.group_options.get(fw, {}).get("advert_interval_cs",
-                                                                ADVERT_INTERVAL_CS),
+            advert_line=(lambda cs: "" if cs is None else f"advert_interval_cs = {cs}\n")(
+                self.group_options.get(fw, {}).get("advert_interval_cs",
+                                                   self.advert_interval_cs)),
             lan_if=self.ifname[(fw, "lan")], lan_vip=LAN_VIP,
             lan_peer=(ADDR6[peer]["lan_ll"] if self.lan_adverts == "ipv6"
                       else ADDR[peer]["lan"]),
