@@ -14,7 +14,8 @@ SyncService::SyncService(Options options)
     : options_(std::move(options)),
       work_(asio::make_work_guard(io_)),
       tick_timer_(io_),
-      wake_timer_(io_) {}
+      wake_timer_(io_),
+      heartbeat_timer_(io_) {}
 
 SyncService::~SyncService() { stop(); }
 
@@ -90,6 +91,7 @@ std::error_code SyncService::start(std::string& what_failed) {
     return lec;
   }
   tick();
+  heartbeat();
   thread_ = std::thread([this] {
     rt::apply_or_warn(options_.realtime_priority, "replication");
     if (options_.realtime_priority == 0) rt::set_thread_nice_or_warn(options_.nice, "replication");
@@ -109,6 +111,7 @@ void SyncService::stop() {
   asio::post(io_, [this] {
     tick_timer_.cancel();
     wake_timer_.cancel();
+    heartbeat_timer_.cancel();
     if (pump_) pump_->stop();
     if (expect_pump_) expect_pump_->stop();
     if (link_) link_->stop();
@@ -196,6 +199,27 @@ void SyncService::settle_step(std::chrono::steady_clock::time_point deadline,
                              " bytes from the peer still unread at the deadline");
   }
   done(replicator_->holds_source_state());
+}
+
+// 5 ms: a Backup at the default 10 ms advert interval asks whether the Master spoke within
+// the last 15 ms before it takes over (daemon.cpp).
+void SyncService::heartbeat() {
+  if (replicator_->role() == Replicator::Role::Source && link_->connected() &&
+      replicator_->peer_hello_seen()) {
+    wire::Frame f;
+    f.mutable_heartbeat();
+    link_->send(f);
+  }
+  heartbeat_timer_.expires_after(std::chrono::milliseconds(5));
+  heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) heartbeat();
+  });
+}
+
+std::optional<std::chrono::steady_clock::time_point> SyncService::last_peer_input() const {
+  const int64_t ns = link_ ? link_->last_input_ns() : 0;
+  if (ns == 0) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
 }
 
 void SyncService::publish() {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -91,6 +92,8 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
+  // When the peer last sent anything on the sync link (any thread; nullopt: never).
+  std::optional<std::chrono::steady_clock::time_point> last_peer_input() const;
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
   // (the VRRP loop), even while the sync thread is in a long dump.
   Status status() const;
@@ -98,6 +101,7 @@ class SyncService {
  private:
   void tick();
   void publish();
+  void heartbeat();  // every kHeartbeat while Source and connected
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
 
@@ -106,6 +110,7 @@ class SyncService {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer wake_timer_;  // the replicator's coalesced acks
+  boost::asio::steady_timer heartbeat_timer_;
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

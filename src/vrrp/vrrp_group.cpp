@@ -275,11 +275,32 @@ void VrrpGroup::arm(Timer& timer, std::chrono::microseconds after, Event on_expi
   timer.timer.expires_after(after);
   timer.timer.async_wait([this, &timer, generation, on_expiry](boost::system::error_code ec) {
     if (ec || generation != timer.generation) return;
-    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) && late_takeover_grace(timer)) {
+    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) &&
+        (late_takeover_grace(timer) || alive_elsewhere_grace())) {
       return;
     }
     post(on_expiry);
   });
+}
+
+// Three: the Master's adverts may be late by a few intervals on a loaded machine, but a
+// Master that stopped advertising for good while its sync thread runs (a wedged election
+// loop) must still be replaced within Master_Down_Interval + 3 intervals.
+constexpr int kMaxAliveGraces = 3;
+
+bool VrrpGroup::alive_elsewhere_grace() {
+  if (machine_.state() != State::Backup || !alive_elsewhere_ || alive_graces_ >= kMaxAliveGraces ||
+      !alive_elsewhere_()) {
+    return false;
+  }
+  ++alive_graces_;
+  if (log::should_log(++counters_.alive_graces)) {
+    log::warning("vrrp", "group=" + config_.name + " no advert for a Master_Down_Interval, but "
+                             "the Master still speaks on the sync link: one more interval");
+  }
+  const auto interval = std::chrono::microseconds(10000 * int64_t{config_.advert_interval_cs});
+  arm(master_down_timer_, interval, MasterDownTimerExpired{});
+  return true;
 }
 
 // A Master_Down_Timer that fires much later than its deadline means this node was not
@@ -443,6 +464,7 @@ void VrrpGroup::on_packet(Interface& iface, const ParsedAdvert& p) {
   }
   ++counters_.adverts_received;
   grace_given_ = false;
+  alive_graces_ = 0;
   last_peer_advert_ = std::chrono::steady_clock::now();
   // The tie-break must give the same answer on every interface: compared per interface (our
   // LAN address with the peer's WAN one, or IPv6 link-locals with IPv4 addresses) two Masters

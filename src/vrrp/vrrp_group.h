@@ -38,6 +38,7 @@ struct GroupCounters {
   uint64_t stalls = 0;       // Master found it had not run for the peer's Master_Down_Interval
   uint64_t stalls_survived = 0;    // Master stalled as long, but the peer had not taken over
   uint64_t late_timer_graces = 0;  // Backup: Master_Down_Timer fired late, one more interval
+  uint64_t alive_graces = 0;       // Backup: adverts late but the Master spoke on the sync link
 };
 
 class VrrpGroup {
@@ -55,6 +56,10 @@ class VrrpGroup {
   // Looks up interfaces and opens sockets; nothing is sent yet.
   std::error_code open(std::string& what_failed);
   void set_before_takeover(BeforeTakeover hook) { before_takeover_ = std::move(hook); }
+  // Asked when the Master_Down_Timer expires: does the Master still speak on another channel
+  // (the sync link)? Then its adverts are late, not gone: wait one more interval, at most
+  // kMaxAliveGraces times in a row.
+  void set_master_alive_elsewhere(std::function<bool()> check) { alive_elsewhere_ = std::move(check); }
   // Before open(): with preempt, wait for peer_state_complete() before preempting.
   void set_preempt_waits_for_state(bool wait) { preempt_waits_for_state_ = wait; }
   void peer_state_complete() { post(PeerStateComplete{}); }
@@ -109,6 +114,7 @@ class VrrpGroup {
   void perform(const Action& action);
   void arm(Timer& timer, std::chrono::microseconds after, Event on_expiry);
   bool late_takeover_grace(Timer& timer);
+  bool alive_elsewhere_grace();
   void resume_after_stall(std::chrono::steady_clock::duration gap);
   std::chrono::microseconds peer_master_down_interval() const;
   void cancel(Timer& timer);
@@ -135,6 +141,8 @@ class VrrpGroup {
   bool preempt_waits_for_state_ = false;
   std::optional<uint8_t> peer_priority_;
   bool grace_given_ = false;  // one grace per silence: reset by the peer's next advert
+  std::function<bool()> alive_elsewhere_;
+  int alive_graces_ = 0;      // in a row, reset by the peer's next advert
   bool probing_stall_ = false;   // resume_after_stall() is reading the queued adverts
   bool peer_took_over_ = false;  // ... and found one from the peer as Master
   // A takeover waiting for before_takeover_: its actions, and the events that came meanwhile.
