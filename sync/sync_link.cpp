@@ -80,9 +80,6 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
     if (!current()) return;
     if (ec) return link_.on_connection_closed(this, ec == asio::error::eof ? "peer closed"
                                                                               : ec.message());
-    link_.last_input_ns_.store(
-        std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1),
-        std::memory_order_relaxed);
     decoder_.feed(buffer_.data(), n);
     for (;;) {
       auto r = decoder_.next();

@@ -10,7 +10,6 @@
 #pragma once
 
 #include "fwha/asio.h"
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -53,9 +52,7 @@ class SyncLink : public FrameTransport {
   size_t queued_bytes() const { return queued_bytes_; }
   // Bytes received from the peer that we have not read yet (0 without a connection).
   size_t unread_bytes() const;
-  // When bytes from the peer last arrived, readable from any thread (steady clock, ns since
-  // its epoch; 0: never).
-  int64_t last_input_ns() const { return last_input_ns_.load(std::memory_order_relaxed); }
+
   const Counters& counters() const { return counters_; }
 
  private:
@@ -78,7 +75,7 @@ class SyncLink : public FrameTransport {
   std::unique_ptr<boost::asio::ip::tcp::socket> dialing_;
   std::shared_ptr<Connection> current_;
   size_t queued_bytes_ = 0;
-  std::atomic<int64_t> last_input_ns_{0};
+
   bool stopped_ = false;
   Counters counters_;
 };

@@ -68,6 +68,11 @@ std::error_code SyncService::start(std::string& what_failed) {
       asio::post(io_, [answer, took_over] { answer(took_over); });
     });
   };
+  ro.on_heartbeat = [this] {
+    last_heartbeat_ns_.store(
+        std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1),
+        std::memory_order_relaxed);
+  };
   ro.on_synced = [this] {
     if (options_.on_synced) options_.on_synced();
   };
@@ -216,8 +221,8 @@ void SyncService::heartbeat() {
   });
 }
 
-std::optional<std::chrono::steady_clock::time_point> SyncService::last_peer_input() const {
-  const int64_t ns = link_ ? link_->last_input_ns() : 0;
+std::optional<std::chrono::steady_clock::time_point> SyncService::last_master_heartbeat() const {
+  const int64_t ns = last_heartbeat_ns_.load(std::memory_order_relaxed);
   if (ns == 0) return std::nullopt;
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
 }

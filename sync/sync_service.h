@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -92,8 +93,8 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
-  // When the peer last sent anything on the sync link (any thread; nullopt: never).
-  std::optional<std::chrono::steady_clock::time_point> last_peer_input() const;
+  // When the peer last sent a heartbeat, i.e. spoke as the Master (any thread; nullopt: never).
+  std::optional<std::chrono::steady_clock::time_point> last_master_heartbeat() const;
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
   // (the VRRP loop), even while the sync thread is in a long dump.
   Status status() const;
@@ -111,6 +112,7 @@ class SyncService {
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer wake_timer_;  // the replicator's coalesced acks
   boost::asio::steady_timer heartbeat_timer_;
+  std::atomic<int64_t> last_heartbeat_ns_{0};  // steady clock, written by the sync thread
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

@@ -101,7 +101,7 @@ bool Daemon::open() {
   // The Master's sync thread sends a heartbeat every 5 ms: heard within 1.5 intervals (15 ms
   // at least), the Master is alive and only its adverts are late.
   group_->set_master_alive_elsewhere([this] {
-    const auto last = sync_->last_peer_input();
+    const auto last = sync_->last_master_heartbeat();
     const auto recent = std::max<std::chrono::microseconds>(
         std::chrono::milliseconds(15),
         std::chrono::microseconds(15000 * int64_t{config_.group.advert_interval_cs}));

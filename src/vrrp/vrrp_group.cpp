@@ -315,7 +315,12 @@ bool VrrpGroup::late_takeover_grace(Timer& timer) {
   // Master's advert that was due meanwhile may be just behind this expiry.
   const auto threshold = std::max<std::chrono::microseconds>(interval / 4,
                                                             std::chrono::microseconds(1000));
-  if (machine_.state() != State::Backup || late <= threshold || grace_given_) return false;
+  // Only with a Master heard before: a node that never heard one (start-up, alone) takes over
+  // as usual, so the election at start-up stays what the priorities say.
+  if (machine_.state() != State::Backup || late <= threshold || grace_given_ ||
+      !last_peer_advert_) {
+    return false;
+  }
   grace_given_ = true;
   ++counters_.late_timer_graces;
   log::warning("vrrp", "group=" + config_.name + " Master_Down_Timer fired " +

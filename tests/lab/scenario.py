@@ -233,22 +233,23 @@ def stop_traffic(lab, server, client, window):
     return docs
 
 
-def backup_ct_entries(lab, node):
-    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
-                    timeout=10)
+def backup_ct_entries(lab, node, family="ipv4"):
+    cp = lab.nsexec(node, ["conntrack", "-L", "-f", family, "-p", "tcp", "--dport", "9001"],
+                    check=False, timeout=10)
     return sum(1 for line in cp.stdout.splitlines() if line.startswith("tcp"))
 
 
-def snat_ports_randomised(lab, node):
+def snat_ports_randomised(lab, node, family="ipv4"):
     """(entries whose NAT source port differs from the client's port, entries to :9001 NATed
     to the WAN VIP) in node's conntrack table."""
-    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
-                    timeout=10)
+    wan_vip = netlab.WAN_VIP6 if family == "ipv6" else netlab.WAN_VIP
+    cp = lab.nsexec(node, ["conntrack", "-L", "-f", family, "-p", "tcp", "--dport", "9001"],
+                    check=False, timeout=10)
     k = n = 0
     for line in cp.stdout.splitlines():
         m = re.search(r"sport=(\d+) dport=9001 .*src=\S+ dst=(\S+) sport=9001 dport=(\d+)",
                       line)
-        if not m or m.group(2) != netlab.WAN_VIP:
+        if not m or m.group(2) != wan_vip:
             continue
         n += 1
         k += m.group(1) != m.group(3)
@@ -325,10 +326,14 @@ def failover_run(lab, args, checks, kind):
     checks.check(master == "fw1", "initial Master is fw1 (priority 150, started first)",
                  f"got {master}")
     total_s = PRE_FAILOVER_S + POST_FAILOVER_S + 30
-    server, client, ready = start_traffic(lab, args.sessions, total_s)
+    ipv6 = getattr(args, "ipv6", False)  # vrrp6.py passes its own arguments
+    family = "ipv6" if ipv6 else "ipv4"
+    out("traffic_family", family)
+    server, client, ready = start_traffic(lab, args.sessions, total_s,
+                                          server_addr=netlab.SERVER6 if ipv6 else None)
     checks.check(ready["open"] == args.sessions, "all sessions connected through the Master",
                  f"{ready['open']}/{args.sessions}")
-    k_rand, n_rand = snat_ports_randomised(lab, master)
+    k_rand, n_rand = snat_ports_randomised(lab, master, family)
     out("snat_ports_randomised", f"{k_rand}/{n_rand}")
     checks.check(n_rand >= args.sessions and k_rand >= 0.9 * n_rand,
                  "lab sanity: the Master SNATs the sessions to the WAN VIP with new ports",
@@ -337,7 +342,7 @@ def failover_run(lab, args, checks, kind):
 
     st_b = lab.status(backup) or {}
     out("backup_sync_before", json.dumps(st_b.get("sync", {}), sort_keys=True))
-    n_ct = backup_ct_entries(lab, backup)
+    n_ct = backup_ct_entries(lab, backup, family)
     out("backup_conntrack_tcp_entries_before", n_ct)
     lab.log(f"{backup} holds {n_ct} replicated TCP conntrack entries for port 9001")
 
@@ -814,6 +819,9 @@ def main(argv=None):
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--ipv6", action="store_true",
+                    help="dual-stack lab, IPv6 sessions and probes (client fd00:1::10 to "
+                    "server fd00:2::10 through the IPv6 VIPs)")
     ap.add_argument("--advert-cs", type=int, default=netlab.ADVERT_INTERVAL_CS,
                     help="advert interval of both nodes (fwhad's default is 1)")
     ap.add_argument("--verbose", action="store_true", help="print a timeline")
@@ -840,6 +848,7 @@ def main(argv=None):
     lab_error = None
     lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
                      group_options={fw: {"advert_interval_cs": args.advert_cs} for fw in FWS},
+                     ipv6=args.ipv6,
                      keep=args.keep, log=timeline)
     try:
         with lab:
