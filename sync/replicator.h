@@ -110,6 +110,8 @@ class Replicator {
     // Sink: a reconciliation round has just ended complete, so the table holds the source's
     // state (a rejoining node may preempt from now on).
     std::function<void()> on_synced = nullptr;
+    // A Heartbeat from the peer's source: its Master is alive (sync_service.h).
+    std::function<void()> on_heartbeat = nullptr;
     // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };

@@ -52,6 +52,7 @@ class SyncLink : public FrameTransport {
   size_t queued_bytes() const { return queued_bytes_; }
   // Bytes received from the peer that we have not read yet (0 without a connection).
   size_t unread_bytes() const;
+
   const Counters& counters() const { return counters_; }
 
  private:
@@ -74,6 +75,7 @@ class SyncLink : public FrameTransport {
   std::unique_ptr<boost::asio::ip::tcp::socket> dialing_;
   std::shared_ptr<Connection> current_;
   size_t queued_bytes_ = 0;
+
   bool stopped_ = false;
   Counters counters_;
 };

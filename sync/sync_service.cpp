@@ -15,7 +15,8 @@ SyncService::SyncService(Options options)
       work_(asio::make_work_guard(io_)),
       tick_timer_(io_),
       wake_timer_(io_),
-      govern_timer_(io_) {}
+      govern_timer_(io_),
+      heartbeat_timer_(io_) {}
 
 SyncService::~SyncService() { stop(); }
 
@@ -68,6 +69,11 @@ std::error_code SyncService::start(std::string& what_failed) {
       asio::post(io_, [answer, took_over] { answer(took_over); });
     });
   };
+  ro.on_heartbeat = [this] {
+    last_heartbeat_ns_.store(
+        std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1),
+        std::memory_order_relaxed);
+  };
   ro.on_synced = [this] {
     if (options_.on_synced) options_.on_synced();
   };
@@ -91,6 +97,7 @@ std::error_code SyncService::start(std::string& what_failed) {
     return lec;
   }
   tick();
+  heartbeat();
   thread_ = std::thread([this] {
     rt::set_thread_nice_or_warn(options_.nice, "replication");  // whenever it is not real-time
     rt::apply_or_warn(options_.realtime_priority, "replication");
@@ -112,6 +119,7 @@ void SyncService::stop() {
     tick_timer_.cancel();
     wake_timer_.cancel();
     govern_timer_.cancel();
+    heartbeat_timer_.cancel();
     if (pump_) pump_->stop();
     if (expect_pump_) expect_pump_->stop();
     if (link_) link_->stop();
@@ -235,6 +243,27 @@ void SyncService::settle_step(std::chrono::steady_clock::time_point deadline,
                              " bytes from the peer still unread at the deadline");
   }
   done(replicator_->holds_source_state());
+}
+
+// 5 ms: a Backup at the default 10 ms advert interval asks whether the Master spoke within
+// the last 15 ms before it takes over (daemon.cpp).
+void SyncService::heartbeat() {
+  if (replicator_->role() == Replicator::Role::Source && link_->connected() &&
+      replicator_->peer_hello_seen()) {
+    wire::Frame f;
+    f.mutable_heartbeat();
+    link_->send(f);
+  }
+  heartbeat_timer_.expires_after(std::chrono::milliseconds(5));
+  heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) heartbeat();
+  });
+}
+
+std::optional<std::chrono::steady_clock::time_point> SyncService::last_master_heartbeat() const {
+  const int64_t ns = last_heartbeat_ns_.load(std::memory_order_relaxed);
+  if (ns == 0) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
 }
 
 void SyncService::publish() {

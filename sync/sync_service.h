@@ -11,7 +11,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <atomic>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -94,6 +96,8 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
+  // When the peer last sent a heartbeat, i.e. spoke as the Master (any thread; nullopt: never).
+  std::optional<std::chrono::steady_clock::time_point> last_master_heartbeat() const;
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
   // (the VRRP loop), even while the sync thread is in a long dump.
   Status status() const;
@@ -102,6 +106,7 @@ class SyncService {
   void tick();
   void publish();
   void govern();  // every 100 ms: real-time or normal priority (busy_governor.h)
+  void heartbeat();  // every kHeartbeat while Source and connected
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
 
@@ -114,6 +119,8 @@ class SyncService {
   rt::BusyGovernor governor_;
   std::chrono::steady_clock::time_point govern_wall_{};
   std::chrono::nanoseconds govern_cpu_{};
+  boost::asio::steady_timer heartbeat_timer_;
+  std::atomic<int64_t> last_heartbeat_ns_{0};  // steady clock, written by the sync thread
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

@@ -22,6 +22,10 @@ struct IpAddress {
   static std::optional<IpAddress> from_bytes(const uint8_t* data, size_t len);
 
   size_t size() const { return family == Family::V4 ? 4 : 16; }
+  // fe80::/10 (RFC 4291 2.5.6); false for IPv4.
+  bool is_ipv6_link_local() const {
+    return family == Family::V6 && bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80;
+  }
   uint32_t v4_host_order() const;
   std::string to_string() const;
 

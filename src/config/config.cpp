@@ -132,9 +132,15 @@ VipInterface read_interface(const Reader& r, const toml::table& t, const std::st
            "expected a Linux interface name (1..15 characters, no '/'), got '" + vi.name + "'");
   }
   vi.peer_address = r.address(t, "peer_address", prefix);
-  if (vi.peer_address.family != Family::V4) {
+  // The family of peer_address picks the family of the adverts on this interface. IPv6
+  // adverts go from link-local address to link-local address (RFC 5798 5.1.2.1): a global
+  // peer_address would never match a received advert's source.
+  if (vi.peer_address.family == Family::V6 && !vi.peer_address.is_ipv6_link_local()) {
     r.fail(t.get("peer_address")->source(), prefix + ".peer_address",
-           "expected an IPv4 address (IPv6 groups are not supported yet)");
+           "expected an IPv4 address or an IPv6 link-local address (fe80::/10, without %scope: "
+           "the interface is the scope), got '" +
+               vi.peer_address.to_string() +
+               "': IPv6 adverts are sent from the interface's link-local address");
   }
   const toml::node* vips = t.get("vips");
   if (!vips) r.fail(t.source(), prefix + ".vips", "missing (expected a list of \"ADDR/LEN\")");

@@ -140,7 +140,8 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"other_vrid\": " << s.vrrp.other_vrid << ", \"vip_errors\": " << s.vrrp.vip_errors
     << ", \"stalls\": " << s.vrrp.stalls
     << ", \"stalls_survived\": " << s.vrrp.stalls_survived
-    << ", \"late_timer_graces\": " << s.vrrp.late_timer_graces << "}}\n";
+    << ", \"late_timer_graces\": " << s.vrrp.late_timer_graces
+    << ", \"alive_graces\": " << s.vrrp.alive_graces << "}}\n";
   return o.str();
 }
 

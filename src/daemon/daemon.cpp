@@ -98,6 +98,15 @@ bool Daemon::open() {
         on_role_change(static_cast<int>(from), static_cast<int>(to));
       });
   group_->set_preempt_waits_for_state(config_.sync.conntrack);
+  // The Master's sync thread sends a heartbeat every 5 ms: heard within 1.5 intervals (15 ms
+  // at least), the Master is alive and only its adverts are late.
+  group_->set_master_alive_elsewhere([this] {
+    const auto last = sync_->last_master_heartbeat();
+    const auto recent = std::max<std::chrono::microseconds>(
+        std::chrono::milliseconds(15),
+        std::chrono::microseconds(15000 * int64_t{config_.group.advert_interval_cs}));
+    return last && std::chrono::steady_clock::now() - *last < recent;
+  });
   if (config_.sync.conntrack) {
     group_->set_before_takeover([this](std::function<void()> proceed) { settle_then(proceed); });
   }

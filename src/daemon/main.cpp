@@ -10,10 +10,11 @@ namespace {
 
 constexpr const char* kDescription = R"(fwhad - high availability for a pair of Linux firewalls.
 
-Runs on both nodes of the pair. Elects the Master with VRRPv3 (RFC 5798) on the interfaces
-that carry the virtual IPs (VIPs); the Master holds the VIPs and replicates its conntrack
-table (NAT bindings included) over the sync link to the Backup, which writes every entry
-straight into its own kernel table, so a failover keeps established sessions alive.
+Runs on both nodes of the pair. Elects the Master with VRRPv3 (RFC 5798, RFC 9568) on the
+interfaces that carry the virtual IPs (VIPs), with IPv4 or IPv6 adverts per interface; the
+Master holds the VIPs and replicates its conntrack table (NAT bindings included) over the
+sync link to the Backup, which writes every entry straight into its own kernel table, so a
+failover keeps established sessions alive.
 
 States: Initialize, Backup, Master, and Fault (an interface of the group has no carrier: a
 Master hands over at once; back to Backup when every interface has carrier again). A
@@ -40,6 +41,7 @@ Configuration (TOML; every key is explained in fwha.conf.example, docs/running.m
            event_buffer_kib, event_coalesce_us
   [group]  name, vrid, priority, advert_interval_cs, preempt, preempt_delay_s
   [[group.interface]]  name, peer_address, vips = ["ADDR/LEN", ...]
+           (peer_address IPv4: IPv4 adverts; IPv6 link-local fe80::...: IPv6 adverts)
 Unknown keys are errors: `fwhad --check-config -c FILE` shows file:line: key: problem.)";
 
 }  // namespace

@@ -39,7 +39,10 @@ VrrpGroup::VrrpGroup(boost::asio::io_context& io, const config::Group& config,
       preempt_timer_(io) {}
 
 VrrpGroup::~VrrpGroup() {
-  for (auto& i : interfaces_) i.socket.reset();
+  for (auto& i : interfaces_) {
+    i.socket.reset();
+    i.socket6.reset();
+  }
 }
 
 std::error_code VrrpGroup::open(std::string& what_failed) {
@@ -50,6 +53,17 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
   for (const auto& ic : config_.interfaces) {
     Interface iface;
     iface.config = &ic;
+    if (ic.peer_address.family == Family::V6) {  // IPv6 adverts on this interface
+      if (auto ec = lookup_link_local(ic.name, vips, iface.info)) {
+        what_failed = "interface " + ic.name + " (needs to exist and have an IPv6 link-local "
+                      "address: its peer_address is IPv6)";
+        return ec;
+      }
+      iface.socket6 = std::make_unique<VrrpSocket6>(io_, ic.name, iface.info.ifindex,
+                                                    iface.info.primary);
+      interfaces_.push_back(std::move(iface));
+      continue;
+    }
     if (auto ec = lookup_interface(ic.name, vips, iface.info)) {
       what_failed = "interface " + ic.name + " (needs to exist and have an IPv4 address)";
       return ec;
@@ -60,13 +74,23 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
   }
   for (auto& iface : interfaces_) {
     Interface* self = &iface;
-    if (auto ec = iface.socket->open(
-            [this, self](std::span<const uint8_t> p) { on_packet(*self, p); })) {
+    std::error_code ec;
+    if (iface.socket6) {
+      ec = iface.socket6->open([this, self](std::span<const uint8_t> v, const Ipv6Envelope& e) {
+        on_packet(*self, parse_ipv6(v, e));
+      });
+    } else {
+      ec = iface.socket->open(
+          [this, self](std::span<const uint8_t> p) { on_packet(*self, parse_ipv4(p)); });
+    }
+    if (ec) {
       what_failed = "VRRP socket on " + iface.config->name;
       return ec;
     }
   }
-  // The tie-break (RFC 5798 6.4.3) compares primary addresses; we use the first interface's.
+  // The tie-break (RFC 5798 6.4.3) compares primary addresses; we use the first interface's
+  // (IPv4, or link-local with IPv6 adverts), and on_packet() hands the machine the peer's
+  // address on that same interface, whichever interface the advert came on.
   Config c = machine_config(config_);
   c.primary_address = interfaces_.front().info.primary;
   c.preempt_waits_for_state = preempt_waits_for_state_;
@@ -156,7 +180,13 @@ void VrrpGroup::resume_after_stall(std::chrono::steady_clock::duration gap) {
   const auto ms = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
   probing_stall_ = true;
   peer_took_over_ = false;
-  for (auto& iface : interfaces_) iface.socket->drain_now();
+  for (auto& iface : interfaces_) {
+    if (iface.socket6) {
+      iface.socket6->drain_now();
+    } else {
+      iface.socket->drain_now();
+    }
+  }
   probing_stall_ = false;
   auto queued = std::move(held_events_);
   held_events_.clear();
@@ -245,11 +275,32 @@ void VrrpGroup::arm(Timer& timer, std::chrono::microseconds after, Event on_expi
   timer.timer.expires_after(after);
   timer.timer.async_wait([this, &timer, generation, on_expiry](boost::system::error_code ec) {
     if (ec || generation != timer.generation) return;
-    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) && late_takeover_grace(timer)) {
+    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) &&
+        (late_takeover_grace(timer) || alive_elsewhere_grace())) {
       return;
     }
     post(on_expiry);
   });
+}
+
+// Three: the Master's adverts may be late by a few intervals on a loaded machine, but a
+// Master that stopped advertising for good while its sync thread runs (a wedged election
+// loop) must still be replaced within Master_Down_Interval + 3 intervals.
+constexpr int kMaxAliveGraces = 3;
+
+bool VrrpGroup::alive_elsewhere_grace() {
+  if (machine_.state() != State::Backup || !alive_elsewhere_ || alive_graces_ >= kMaxAliveGraces ||
+      !alive_elsewhere_()) {
+    return false;
+  }
+  ++alive_graces_;
+  if (log::should_log(++counters_.alive_graces)) {
+    log::warning("vrrp", "group=" + config_.name + " no advert for a Master_Down_Interval, but "
+                             "the Master still speaks on the sync link: one more interval");
+  }
+  const auto interval = std::chrono::microseconds(10000 * int64_t{config_.advert_interval_cs});
+  arm(master_down_timer_, interval, MasterDownTimerExpired{});
+  return true;
 }
 
 // A Master_Down_Timer that fires much later than its deadline means this node was not
@@ -264,7 +315,12 @@ bool VrrpGroup::late_takeover_grace(Timer& timer) {
   // Master's advert that was due meanwhile may be just behind this expiry.
   const auto threshold = std::max<std::chrono::microseconds>(interval / 4,
                                                             std::chrono::microseconds(1000));
-  if (machine_.state() != State::Backup || late <= threshold || grace_given_) return false;
+  // Only with a Master heard before: a node that never heard one (start-up, alone) takes over
+  // as usual, so the election at start-up stays what the priorities say.
+  if (machine_.state() != State::Backup || late <= threshold || grace_given_ ||
+      !last_peer_advert_) {
+    return false;
+  }
   grace_given_ = true;
   ++counters_.late_timer_graces;
   log::warning("vrrp", "group=" + config_.name + " Master_Down_Timer fired " +
@@ -288,13 +344,17 @@ void VrrpGroup::send_adverts(uint8_t priority) {
     advert.vrid = config_.vrid;
     advert.priority = priority;
     advert.max_adver_interval_cs = config_.advert_interval_cs;
-    // An IPv4 advert lists the IPv4 VIPs (RFC 5798 5.2.9); IPv6 VIPs move with the group.
+    // An advert lists the VIPs of its family (RFC 5798 5.2.9); the others move with the group.
+    const Family family = iface.socket6 ? Family::V6 : Family::V4;
     for (const auto& v : iface.config->vips) {
-      if (v.address.family == Family::V4) advert.addresses.push_back(v.address);
+      if (v.address.family == family) advert.addresses.push_back(v.address);
     }
-    const auto payload = encode_ipv4(advert, iface.info.primary,
-                                     IpAddress::v4(kVrrpMulticastV4));
-    if (auto ec = iface.socket->send(payload)) {
+    const auto ec =
+        iface.socket6
+            ? iface.socket6->send(encode_ipv6(advert, iface.info.primary, vrrp_multicast_v6()))
+            : iface.socket->send(
+                  encode_ipv4(advert, iface.info.primary, IpAddress::v4(kVrrpMulticastV4)));
+    if (ec) {
       log::warning("vrrp", "advert on " + iface.config->name + " failed: " + ec.message());
     } else {
       ++counters_.adverts_sent;
@@ -344,9 +404,15 @@ bool VrrpGroup::is_vip(const IpAddress& a) const {
   return false;
 }
 
-void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
-  const ParsedAdvert p = parse_ipv4(packet);
+void VrrpGroup::on_packet(Interface& iface, const ParsedAdvert& p) {
   const std::string where = " on " + iface.config->name;
+  if (p.error == ParseError::SourceNotLinkLocal) {  // IPv6: cannot be the configured peer
+    if (log::should_log(++counters_.rejected_source)) {
+      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
+                               ": IPv6 adverts must come from a link-local address");
+    }
+    return;
+  }
   if (p.error == ParseError::BadTtl) {
     if (log::should_log(++counters_.rejected_ttl)) {
       log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
@@ -403,8 +469,15 @@ void VrrpGroup::on_packet(Interface& iface, std::span<const uint8_t> packet) {
   }
   ++counters_.adverts_received;
   grace_given_ = false;
+  alive_graces_ = 0;
   last_peer_advert_ = std::chrono::steady_clock::now();
-  post(AdvertReceived{p.advert.priority, p.advert.max_adver_interval_cs, p.source});
+  // The tie-break must give the same answer on every interface: compared per interface (our
+  // LAN address with the peer's WAN one, or IPv6 link-locals with IPv4 addresses) two Masters
+  // of equal priority could each see the other win on one link, both step down and take over
+  // again together. So the machine always sees the peer as its address on the first
+  // interface, compared with ours there (open()); this advert's source is that peer's.
+  post(AdvertReceived{p.advert.priority, p.advert.max_adver_interval_cs,
+                      interfaces_.front().config->peer_address});
 }
 
 }  // namespace fwha::vrrp

@@ -19,6 +19,7 @@
 #include "fwha/asio.h"
 #include "vip/address_port.h"
 #include "vrrp/vrrp_socket.h"
+#include "vrrp/vrrp_socket6.h"
 #include "vrrp/link_monitor.h"
 #include "vrrp/vrrp_state_machine.h"
 
@@ -37,6 +38,7 @@ struct GroupCounters {
   uint64_t stalls = 0;       // Master found it had not run for the peer's Master_Down_Interval
   uint64_t stalls_survived = 0;    // Master stalled as long, but the peer had not taken over
   uint64_t late_timer_graces = 0;  // Backup: Master_Down_Timer fired late, one more interval
+  uint64_t alive_graces = 0;       // Backup: adverts late but the Master spoke on the sync link
 };
 
 class VrrpGroup {
@@ -54,6 +56,10 @@ class VrrpGroup {
   // Looks up interfaces and opens sockets; nothing is sent yet.
   std::error_code open(std::string& what_failed);
   void set_before_takeover(BeforeTakeover hook) { before_takeover_ = std::move(hook); }
+  // Asked when the Master_Down_Timer expires: does the Master still speak on another channel
+  // (the sync link)? Then its adverts are late, not gone: wait one more interval, at most
+  // kMaxAliveGraces times in a row.
+  void set_master_alive_elsewhere(std::function<bool()> check) { alive_elsewhere_ = std::move(check); }
   // Before open(): with preempt, wait for peer_state_complete() before preempting.
   void set_preempt_waits_for_state(bool wait) { preempt_waits_for_state_ = wait; }
   void peer_state_complete() { post(PeerStateComplete{}); }
@@ -86,8 +92,9 @@ class VrrpGroup {
  private:
   struct Interface {
     const config::VipInterface* config = nullptr;
-    InterfaceInfo info;
-    std::unique_ptr<VrrpSocket> socket;
+    InterfaceInfo info;  // primary: IPv4 address, or link-local with IPv6 adverts
+    std::unique_ptr<VrrpSocket> socket;    // IPv4 adverts, or
+    std::unique_ptr<VrrpSocket6> socket6;  // IPv6 adverts (peer_address is IPv6)
     bool carrier = true;
   };
   void on_link(int ifindex, bool carrier);
@@ -107,13 +114,14 @@ class VrrpGroup {
   void perform(const Action& action);
   void arm(Timer& timer, std::chrono::microseconds after, Event on_expiry);
   bool late_takeover_grace(Timer& timer);
+  bool alive_elsewhere_grace();
   void resume_after_stall(std::chrono::steady_clock::duration gap);
   std::chrono::microseconds peer_master_down_interval() const;
   void cancel(Timer& timer);
   void send_adverts(uint8_t priority);
   void set_vips(bool present);
   void announce_vips(int repeats_left);
-  void on_packet(Interface& iface, std::span<const uint8_t> packet);
+  void on_packet(Interface& iface, const ParsedAdvert& p);
   bool is_vip(const IpAddress& a) const;
 
   boost::asio::io_context& io_;
@@ -133,6 +141,8 @@ class VrrpGroup {
   bool preempt_waits_for_state_ = false;
   std::optional<uint8_t> peer_priority_;
   bool grace_given_ = false;  // one grace per silence: reset by the peer's next advert
+  std::function<bool()> alive_elsewhere_;
+  int alive_graces_ = 0;      // in a row, reset by the peer's next advert
   bool probing_stall_ = false;   // resume_after_stall() is reading the queued adverts
   bool peer_took_over_ = false;  // ... and found one from the peer as Master
   // A takeover waiting for before_takeover_: its actions, and the events that came meanwhile.

@@ -9,6 +9,10 @@ vrrp:          send VRRPv3 advertisements (RFC 5798 section 5) to 224.0.0.18. Wi
                covers the IPv4 pseudo-header (RFC 5798 5.2.8), so a receiver that drops the
                packet drops it for the reason under test (source or TTL), not for a bad
                checksum.
+vrrp6:         send IPv6 VRRPv3 advertisements (RFC 5798 5.1.2) to ff02::12 on --ifname, from
+               --src (an address of this namespace, set with IPV6_PKTINFO: link-local or
+               not) with hop limit --hop-limit. The checksum covers the IPv6 pseudo-header
+               (RFC 8200 8.1) unless --bad-checksum flips it on purpose.
 sync-garbage:  open a TCP connection to the sync port from a given source address and send
                one malformed frame: `bad-length` (length prefix 0xFFFFFFFF) or
                `junk-protobuf` (a sane length followed by bytes that are no valid Frame).
@@ -26,6 +30,7 @@ import time
 
 IPPROTO_VRRP = 112
 VRRP_GROUP = "224.0.0.18"
+VRRP_GROUP6 = "ff02::12"
 
 
 def inet_checksum(data: bytes) -> int:
@@ -87,6 +92,41 @@ def cmd_vrrp(a):
     return 0
 
 
+def vrrp6_advert(src: str, dst: str, vrid: int, priority: int, interval_cs: int,
+                 addresses: list[str], bad_checksum: bool) -> bytes:
+    """IPv6 VRRPv3 advertisement (no IPv6 header) with its checksum (or a wrong one)."""
+    addrs = b"".join(socket.inet_pton(socket.AF_INET6, a) for a in addresses)
+    msg = struct.pack("!BBBBHH", (3 << 4) | 1, vrid, priority, len(addresses),
+                      interval_cs & 0x0FFF, 0) + addrs
+    pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+              + struct.pack("!I", len(msg)) + b"\0\0\0" + bytes([IPPROTO_VRRP]))
+    csum = inet_checksum(pseudo + msg) ^ (0x0101 if bad_checksum else 0)
+    return msg[:6] + struct.pack("!H", csum) + msg[8:]
+
+
+def cmd_vrrp6(a):
+    payload = vrrp6_advert(a.src, VRRP_GROUP6, a.vrid, a.priority, a.interval_cs,
+                           a.addr or [], a.bad_checksum)
+    ifindex = socket.if_nametoindex(a.ifname)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, a.ifname.encode())
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, a.hop_limit)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+    pktinfo = socket.inet_pton(socket.AF_INET6, a.src) + struct.pack("@I", ifindex)
+    sent = 0
+    for i in range(a.count):
+        s.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                  (VRRP_GROUP6, 0, 0, ifindex))
+        sent += 1
+        if i + 1 < a.count:
+            time.sleep(a.interval_s)
+    print(json.dumps({"sent": sent, "src": a.src, "hop_limit": a.hop_limit, "vrid": a.vrid,
+                      "priority": a.priority, "bad_checksum": a.bad_checksum,
+                      "vrrp_hex": payload.hex()}))
+    return 0
+
+
 def cmd_sync_garbage(a):
     if a.kind == "bad-length":
         data = b"\xff\xff\xff\xff" + b"\x00" * 16
@@ -141,6 +181,17 @@ def main(argv=None):
     v.add_argument("--addr", action="append", help="address list entry (repeatable)")
     v.add_argument("--count", type=int, default=3)
     v.add_argument("--interval-s", type=float, default=0.05)
+    v6 = sub.add_parser("vrrp6")
+    v6.add_argument("--src", required=True)
+    v6.add_argument("--ifname", required=True)
+    v6.add_argument("--hop-limit", type=int, default=255)
+    v6.add_argument("--vrid", type=int, default=51)
+    v6.add_argument("--priority", type=int, default=255)
+    v6.add_argument("--interval-cs", type=int, default=10)
+    v6.add_argument("--addr", action="append", help="address list entry (repeatable)")
+    v6.add_argument("--bad-checksum", action="store_true")
+    v6.add_argument("--count", type=int, default=3)
+    v6.add_argument("--interval-s", type=float, default=0.05)
     g = sub.add_parser("sync-garbage")
     g.add_argument("--src", required=True)
     g.add_argument("--dst", required=True)
@@ -148,7 +199,7 @@ def main(argv=None):
     g.add_argument("--kind", choices=["bad-length", "junk-protobuf"], required=True)
     g.add_argument("--timeout", type=float, default=3.0)
     a = ap.parse_args(argv)
-    return cmd_vrrp(a) if a.cmd == "vrrp" else cmd_sync_garbage(a)
+    return {"vrrp": cmd_vrrp, "vrrp6": cmd_vrrp6, "sync-garbage": cmd_sync_garbage}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ vrrp_sync_group {group} {{
         VI_LAN
         VI_WAN
     }}
-}}
+{group_extra}}}
 
 vrrp_instance VI_LAN {{
     state BACKUP
@@ -55,7 +55,7 @@ vrrp_instance VI_LAN {{
     virtual_router_id {vrid}
     priority {priority}
     advert_int {advert_s}
-    virtual_ipaddress {{
+{instance_extra}    virtual_ipaddress {{
         {lan_vip}/24
     }}
 }}
@@ -66,7 +66,7 @@ vrrp_instance VI_WAN {{
     virtual_router_id {vrid}
     priority {priority}
     advert_int {advert_s}
-    virtual_ipaddress {{
+{instance_extra}    virtual_ipaddress {{
         {wan_vip}/24
     }}
 }}
@@ -105,13 +105,23 @@ def _ppid(pid):
 
 
 class Keepalived:
-    """One keepalived run on a lab node; `tag` keeps each run's files apart."""
+    """One keepalived run on a lab node; `tag` keeps each run's files apart.
 
-    def __init__(self, lab, node, priority, tag):
+    For the failover benchmark (tests/bench/failover): advert_s overrides the lab's interval,
+    nopreempt adds `nopreempt` to both instances (as fwhad's lab config has no preemption),
+    notify is the command of the documented primary-backup set-up (conntrack-tools'
+    doc/sync/keepalived.conf: notify_master/backup/fault "SCRIPT primary|backup|fault" on the
+    sync group), log_path lets several runs on one node append to one log."""
+
+    def __init__(self, lab, node, priority, tag, *, advert_s=None, nopreempt=False,
+                 notify=None, log_path=None):
         self.lab, self.node, self.priority, self.tag = lab, node, priority, tag
+        self.advert_s = advert_s
+        self.nopreempt = nopreempt
+        self.notify = notify
         self.name = f"keepalived-{node}-{tag}"
         self.conf = lab.path(f"{self.name}.conf")
-        self.log_path = lab.path(f"{self.name}.log")
+        self.log_path = log_path or lab.path(f"{self.name}.log")
         self.pid_files = {opt: lab.path(f"{self.name}-{kind}.pid")
                           for opt, kind in (("-p", "main"), ("-r", "vrrp"), ("-c", "checkers"),
                                             ("-b", "bfd"))}
@@ -119,9 +129,14 @@ class Keepalived:
 
     def write_config(self):
         f = self.lab.ifname
+        advert_s = self.advert_s if self.advert_s is not None else netlab.ADVERT_INTERVAL_CS / 100
+        group_extra = "".join(f'    notify_{state} "{self.notify} {arg}"\n' for state, arg in
+                              (("master", "primary"), ("backup", "backup"), ("fault", "fault"))
+                              ) if self.notify else ""
         text = CONFIG.format(
             node=self.node, group=netlab.GROUP, vrid=netlab.VRID, priority=self.priority,
-            advert_s=f"{netlab.ADVERT_INTERVAL_CS / 100:g}",
+            advert_s=f"{advert_s:g}", group_extra=group_extra,
+            instance_extra="    nopreempt\n" if self.nopreempt else "",
             lan_if=f[(self.node, "lan")], wan_if=f[(self.node, "wan")],
             lan_vip=netlab.LAN_VIP, wan_vip=netlab.WAN_VIP)
         with open(self.conf, "w") as fh:
@@ -129,6 +144,7 @@ class Keepalived:
 
     def start(self):
         self.write_config()
+        self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         argv = [KEEPALIVED, "-n", "-P", "-l", "-D", "-G", "-f", self.conf]
         for opt, path in self.pid_files.items():
             argv += [opt, path]
@@ -160,8 +176,10 @@ class Keepalived:
         return self.proc is not None and self.proc.running()
 
     def log_text(self):
+        """This run's part of the log."""
         try:
             with open(self.log_path, errors="replace") as fh:
+                fh.seek(getattr(self, "log_offset", 0))
                 return fh.read()
         except OSError:
             return ""

@@ -31,8 +31,19 @@ the VIP, so the peer rejects them as coming from a stranger) and, once the peer'
 with that source are in the conntrack table, the NAT clash makes sendto() fail with EPERM:
 the pair splits brain. Only forwarded LAN traffic is meant to be NATed.
 
+IPv6 (Lab(ipv6=True)): the same plan in fd00::/8, LAN fd00:1::/64 (VIP fd00:1::1, fw1 ::2,
+fw2 ::3, client ::10 with default route via the VIP), WAN fd00:2::/64 (VIP fd00:2::1, fw1 ::2,
+fw2 ::3, server ::10), the IPv6 VIPs in the group, IPv6 forwarding on the firewalls and SNAT
+of forwarded LAN traffic to the WAN VIP6 (fully-random) as for IPv4. Addresses are added with
+`nodad`: nothing else on these links could hold them. With lan_adverts="ipv6" as well, the
+adverts on the LAN are IPv6 (peer_address = the peer's link-local address): the firewalls'
+LAN links get deterministic link-local addresses, fe80::2 (fw1) and fe80::3 (fw2), instead of
+the kernel's EUI-64 ones (addrgenmode none, the generated one flushed), so logs and configs
+are readable and fwhad cannot pick another link-local address.
+
 Sysctls set by the lab (everything else keeps the new-namespace defaults):
     fw1, fw2: net.ipv4.ip_forward = 1      (a new namespace starts with 0)
+              net.ipv6.conf.all.forwarding = 1   (only with ipv6=True)
 Nothing else is changed: rp_filter, arp_*, nf_conntrack_tcp_loose (1) and
 nf_conntrack_tcp_be_liberal (0) stay at their defaults, unless a scenario asks for more with
 Lab(sysctls=...) (replication.py sets the UDP conntrack timeouts of the firewalls, printed as
@@ -79,6 +90,15 @@ ADDR = {
     "fw1": {"lan": "192.0.2.2", "wan": "198.51.100.2", "sync": "203.0.113.1"},
     "fw2": {"lan": "192.0.2.3", "wan": "198.51.100.3", "sync": "203.0.113.2"},
 }
+# IPv6 (Lab(ipv6=True)); the same numbers as coverage.py's.
+CLIENT6 = "fd00:1::10"
+SERVER6 = "fd00:2::10"
+LAN_VIP6 = "fd00:1::1"
+WAN_VIP6 = "fd00:2::1"
+ADDR6 = {
+    "fw1": {"lan": "fd00:1::2", "wan": "fd00:2::2", "lan_ll": "fe80::2"},
+    "fw2": {"lan": "fd00:1::3", "wan": "fd00:2::3", "lan_ll": "fe80::3"},
+}
 PRIORITY = {"fw1": 150, "fw2": 100}
 SYNC_PORT = 7788
 VRID = 51
@@ -105,7 +125,7 @@ table inet fwha_lab {{
     chain postrouting {{
         type nat hook postrouting priority 100; policy accept;
         iifname "{lan}" oifname "{wan}" snat ip to {wan_vip} fully-random
-    }}
+{snat6}    }}
 }}
 """
 
@@ -128,17 +148,16 @@ conntrack = {conntrack}
 name = "{group}"
 vrid = {vrid}
 priority = {priority}
-advert_interval_cs = {advert_interval_cs}
-{group_extra}
+{advert_line}{group_extra}
 [[group.interface]]
 name = "{lan_if}"
 peer_address = "{lan_peer}"
-vips = ["{lan_vip}/24"]
+vips = ["{lan_vip}/24"{lan_vip6}]
 
 [[group.interface]]
 name = "{wan_if}"
 peer_address = "{wan_peer}"
-vips = ["{wan_vip}/24"]
+vips = ["{wan_vip}/24"{wan_vip6}]
 """
 
 
@@ -315,20 +334,33 @@ class Lab:
     """The topology plus the processes started in it. Use as a context manager."""
 
     def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
-                 log=None, sync_options=None, sysctls=None, group_options=None):
+                 log=None, sync_options=None, sysctls=None, group_options=None, ipv6=False,
+                 lan_adverts="ipv4", advert_interval_cs=ADVERT_INTERVAL_CS):
         """sync_options: {fw: {key: value}} extra keys of a node's [sync] section (e.g.
         reconcile_interval_s, event_buffer_kib); values are written as TOML (str quoted).
         group_options: the same for [group] (e.g. preempt = True).
-        sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS."""
+        sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS.
+        ipv6: add the IPv6 plan (module docstring). lan_adverts: "ipv4", or "ipv6" (needs
+        ipv6=True): the LAN's peer_address is the peer's link-local address.
+        advert_interval_cs: written into [group]; None leaves the key out, so fwhad runs at
+        its default interval (the failover benchmark measures fwha at its defaults)."""
+        if lan_adverts not in ("ipv4", "ipv6") or (lan_adverts == "ipv6" and not ipv6):
+            raise LabError(f"lan_adverts={lan_adverts!r} needs ipv6=True, or is unknown")
+        self.ipv6 = ipv6
+        self.lan_adverts = lan_adverts
         self.build_dir = os.path.abspath(
             build_dir or os.environ.get("FWHA_BUILD_DIR") or "/work/main/build")
         self.fwhad = os.path.join(self.build_dir, "src", "fwhad")
         self.fwhactl = os.path.join(self.build_dir, "src", "fwhactl")
         self.conntrack = conntrack
+        self.advert_interval_cs = advert_interval_cs
         self.sync_options = {fw: dict((sync_options or {}).get(fw, {})) for fw in FWS}
         self.group_options = {fw: {"preempt": False, **(group_options or {}).get(fw, {})}
                               for fw in FWS}
         self.sysctls = {n: dict(v) for n, v in SYSCTLS.items()}
+        if ipv6:
+            for fw in FWS:
+                self.sysctls[fw]["net.ipv6.conf.all.forwarding"] = "1"
         for node, values in (sysctls or {}).items():
             self.sysctls.setdefault(node, {}).update(values)
         self.verbose = verbose
@@ -464,10 +496,33 @@ class Lab:
         for fw in FWS:
             for link in ("lan", "wan", "sync"):
                 self.ip(fw, "addr", "add", f"{ADDR[fw][link]}/24", "dev", f[(fw, link)])
+        if self.ipv6:
+            self._addresses6()
+
+    def _addresses6(self):
+        f = self.ifname
+        self.ip("client", "-6", "addr", "add", f"{CLIENT6}/64", "dev", f[("client", "lan")],
+                "nodad")
+        self.ip("client", "-6", "route", "add", "default", "via", LAN_VIP6)
+        self.ip("server", "-6", "addr", "add", f"{SERVER6}/64", "dev", f[("server", "wan")],
+                "nodad")
+        for fw in FWS:
+            for link in ("lan", "wan"):
+                self.ip(fw, "-6", "addr", "add", f"{ADDR6[fw][link]}/64", "dev", f[(fw, link)],
+                        "nodad")
+            if self.lan_adverts == "ipv6":
+                lan = f[(fw, "lan")]
+                self.ip(fw, "link", "set", "dev", lan, "addrgenmode", "none")
+                self.ip(fw, "-6", "addr", "flush", "dev", lan, "scope", "link")
+                self.ip(fw, "-6", "addr", "add", f"{ADDR6[fw]['lan_ll']}/64", "dev", lan,
+                        "nodad")
 
     def load_ruleset(self, fw):
+        snat6 = (f'        iifname "{self.ifname[(fw, "lan")]}" oifname '
+                 f'"{self.ifname[(fw, "wan")]}" snat ip6 to {WAN_VIP6} fully-random\n'
+                 if self.ipv6 else "")
         text = RULESET.format(lan=self.ifname[(fw, "lan")], wan=self.ifname[(fw, "wan")],
-                              wan_vip=WAN_VIP)
+                              wan_vip=WAN_VIP, snat6=snat6)
         path = self.path(f"{fw}.nft")
         with open(path, "w") as fh:
             fh.write(text)
@@ -480,10 +535,15 @@ class Lab:
             sync_local=ADDR[fw]["sync"], sync_peer=ADDR[peer]["sync"], sync_port=SYNC_PORT,
             conntrack="true" if self.conntrack else "false",
             group=GROUP, vrid=VRID, priority=PRIORITY[fw],
-            advert_interval_cs=self.group_options.get(fw, {}).get("advert_interval_cs",
-                                                                ADVERT_INTERVAL_CS),
-            lan_if=self.ifname[(fw, "lan")], lan_peer=ADDR[peer]["lan"], lan_vip=LAN_VIP,
+            advert_line=(lambda cs: "" if cs is None else f"advert_interval_cs = {cs}\n")(
+                self.group_options.get(fw, {}).get("advert_interval_cs",
+                                                   self.advert_interval_cs)),
+            lan_if=self.ifname[(fw, "lan")], lan_vip=LAN_VIP,
+            lan_peer=(ADDR6[peer]["lan_ll"] if self.lan_adverts == "ipv6"
+                      else ADDR[peer]["lan"]),
             wan_if=self.ifname[(fw, "wan")], wan_peer=ADDR[peer]["wan"], wan_vip=WAN_VIP,
+            lan_vip6=f', "{LAN_VIP6}/64"' if self.ipv6 else "",
+            wan_vip6=f', "{WAN_VIP6}/64"' if self.ipv6 else "",
             sync_extra="".join(f"{k} = {_toml_value(v)}\n"
                                for k, v in self.sync_options.get(fw, {}).items()),
             group_extra="".join(f"{k} = {_toml_value(v)}\n"

@@ -186,16 +186,21 @@ def start_pair(lab):
     return master, backup
 
 
-def start_traffic(lab, sessions, duration):
+def start_traffic(lab, sessions, duration, server_addr=None):
+    """server_addr: the server's address the traffic goes to (default traffic.py's, the IPv4
+    one); an IPv6 address makes it IPv6 traffic."""
     srv_ready, cli_ready = lab.path("server.ready"), lab.path("client.ready")
+    addr = ["--addr", server_addr] if server_addr else []
+    to = ["--server", server_addr] if server_addr else []
     server = lab.spawn("server", [PY, TRAFFIC, "server", "--out", lab.path("server.json"),
                                   "--ready-file", srv_ready, "--duration", str(duration),
-                                  "--window-file", lab.path("window.json")], "traffic-server")
+                                  "--window-file", lab.path("window.json"), *addr],
+                       "traffic-server")
     wait_for(lambda: os.path.exists(srv_ready), 15, what="traffic server ready")
     client = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path("client.json"),
                                   "--ready-file", cli_ready, "--duration", str(duration),
                                   "--sessions", str(sessions),
-                                  "--stall-timeout", str(STALL_LIMIT_S)], "traffic-client")
+                                  "--stall-timeout", str(STALL_LIMIT_S), *to], "traffic-client")
     try:
         wait_for(lambda: os.path.exists(cli_ready), 30, what="traffic client ready")
     except LabTimeout:
@@ -228,22 +233,23 @@ def stop_traffic(lab, server, client, window):
     return docs
 
 
-def backup_ct_entries(lab, node):
-    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
-                    timeout=10)
+def backup_ct_entries(lab, node, family="ipv4"):
+    cp = lab.nsexec(node, ["conntrack", "-L", "-f", family, "-p", "tcp", "--dport", "9001"],
+                    check=False, timeout=10)
     return sum(1 for line in cp.stdout.splitlines() if line.startswith("tcp"))
 
 
-def snat_ports_randomised(lab, node):
+def snat_ports_randomised(lab, node, family="ipv4"):
     """(entries whose NAT source port differs from the client's port, entries to :9001 NATed
     to the WAN VIP) in node's conntrack table."""
-    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
-                    timeout=10)
+    wan_vip = netlab.WAN_VIP6 if family == "ipv6" else netlab.WAN_VIP
+    cp = lab.nsexec(node, ["conntrack", "-L", "-f", family, "-p", "tcp", "--dport", "9001"],
+                    check=False, timeout=10)
     k = n = 0
     for line in cp.stdout.splitlines():
         m = re.search(r"sport=(\d+) dport=9001 .*src=\S+ dst=(\S+) sport=9001 dport=(\d+)",
                       line)
-        if not m or m.group(2) != netlab.WAN_VIP:
+        if not m or m.group(2) != wan_vip:
             continue
         n += 1
         k += m.group(1) != m.group(3)
@@ -320,10 +326,14 @@ def failover_run(lab, args, checks, kind):
     checks.check(master == "fw1", "initial Master is fw1 (priority 150, started first)",
                  f"got {master}")
     total_s = PRE_FAILOVER_S + POST_FAILOVER_S + 30
-    server, client, ready = start_traffic(lab, args.sessions, total_s)
+    ipv6 = getattr(args, "ipv6", False)  # vrrp6.py passes its own arguments
+    family = "ipv6" if ipv6 else "ipv4"
+    out("traffic_family", family)
+    server, client, ready = start_traffic(lab, args.sessions, total_s,
+                                          server_addr=netlab.SERVER6 if ipv6 else None)
     checks.check(ready["open"] == args.sessions, "all sessions connected through the Master",
                  f"{ready['open']}/{args.sessions}")
-    k_rand, n_rand = snat_ports_randomised(lab, master)
+    k_rand, n_rand = snat_ports_randomised(lab, master, family)
     out("snat_ports_randomised", f"{k_rand}/{n_rand}")
     checks.check(n_rand >= args.sessions and k_rand >= 0.9 * n_rand,
                  "lab sanity: the Master SNATs the sessions to the WAN VIP with new ports",
@@ -332,7 +342,7 @@ def failover_run(lab, args, checks, kind):
 
     st_b = lab.status(backup) or {}
     out("backup_sync_before", json.dumps(st_b.get("sync", {}), sort_keys=True))
-    n_ct = backup_ct_entries(lab, backup)
+    n_ct = backup_ct_entries(lab, backup, family)
     out("backup_conntrack_tcp_entries_before", n_ct)
     lab.log(f"{backup} holds {n_ct} replicated TCP conntrack entries for port 9001")
 
@@ -809,6 +819,9 @@ def main(argv=None):
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--ipv6", action="store_true",
+                    help="dual-stack lab, IPv6 sessions and probes (client fd00:1::10 to "
+                    "server fd00:2::10 through the IPv6 VIPs)")
     ap.add_argument("--advert-cs", type=int, default=netlab.ADVERT_INTERVAL_CS,
                     help="advert interval of both nodes (fwhad's default is 1)")
     ap.add_argument("--verbose", action="store_true", help="print a timeline")
@@ -835,6 +848,7 @@ def main(argv=None):
     lab_error = None
     lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
                      group_options={fw: {"advert_interval_cs": args.advert_cs} for fw in FWS},
+                     ipv6=args.ipv6,
                      keep=args.keep, log=timeline)
     try:
         with lab:

@@ -25,6 +25,7 @@ client: * a dedicated thread sends a UDP probe every --probe-interval-ms (defaul
           timeout = no echo for --stall-timeout s while data is outstanding, corrupt echo),
           first/last echo time and the longest interval between echoes (including the
           interval from the last echo to the stop).
+        IPv4 or IPv6: the family follows the address given (--addr, --server).
         * --ready-file is written once every session has connected and seen a first echo (or
           failed), so the orchestrator knows the baseline is up.
 """
@@ -51,6 +52,11 @@ PROBE_SIZE = 32            # padded
 MAX_LINE = 256
 
 stop_event = threading.Event()
+
+
+def family(addr):
+    """AF_INET6 for an IPv6 address literal, else AF_INET."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 def now_ns() -> int:
@@ -82,7 +88,7 @@ def write_json(path, doc):
 class ProbeReceiver(threading.Thread):
     def __init__(self, addr, port):
         super().__init__(name="probe-rx", daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = socket.socket(family(addr), socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind((addr, port))
         self.sock.settimeout(0.1)
@@ -185,7 +191,7 @@ def run_server(args):
     sys.setswitchinterval(0.0005)
     rx = ProbeReceiver(args.addr, args.udp_port)
     rx.start()
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock = socket.socket(family(args.addr), socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((args.addr, args.tcp_port))
     lsock.listen(1024)
@@ -295,7 +301,7 @@ def run_server(args):
 class ProbeSender(threading.Thread):
     def __init__(self, server, port, interval_ms, max_catchup_ms):
         super().__init__(name="probe-tx", daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = socket.socket(family(server), socket.SOCK_DGRAM)
         self.dst = (server, port)
         self.interval_ns = int(interval_ms * 1e6)
         self.max_catchup_ns = int(max_catchup_ms * 1e6)
@@ -412,7 +418,7 @@ def run_client(args):
             s.sock = None
 
     for s in sessions:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(family(args.server), socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sock = sock

@@ -102,6 +102,32 @@ TEST(Config, Ipv6VipsMoveWithTheGroup) {
   EXPECT_EQ(vips[1].to_string(), "fd00:1::1/64");
 }
 
+// An IPv6 link-local peer_address makes that interface's adverts IPv6 (docs/running.md).
+TEST(Config, Ipv6LinkLocalPeerAddressIsAccepted) {
+  auto r = parse(replace(kGood, "peer_address = \"192.0.2.3\"", "peer_address = \"fe80::3\""),
+                 "fwha.conf");
+  ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+  const auto& c = std::get<Config>(r);
+  EXPECT_EQ(c.group.interfaces[0].peer_address.to_string(), "fe80::3");
+  EXPECT_EQ(c.group.interfaces[1].peer_address.to_string(), "198.51.100.3");  // IPv4 as before
+}
+
+TEST(Config, Ipv6PeerAddressMustBeLinkLocal) {
+  auto e = expect_error(replace(kGood, "\"192.0.2.3\"", "\"fd00:1::3\""));
+  EXPECT_EQ(e.key, "group.interface[0].peer_address");
+  EXPECT_EQ(e.line, 23);
+  EXPECT_NE(e.message.find("link-local"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("fd00:1::3"), std::string::npos) << e.message;
+  EXPECT_EQ(e.to_string().rfind("fwha.conf:23: group.interface[0].peer_address: ", 0), 0u)
+      << e.to_string();
+  // fec0::/10 (deprecated site-local) is next to fe80::/10 but not link-local.
+  e = expect_error(replace(kGood, "\"198.51.100.3\"", "\"fec0::3\""));
+  EXPECT_EQ(e.key, "group.interface[1].peer_address");
+  // A scope suffix is not an address: the interface already is the scope.
+  e = expect_error(replace(kGood, "\"192.0.2.3\"", "\"fe80::3%lan0\""));
+  EXPECT_EQ(e.key, "group.interface[0].peer_address");
+}
+
 TEST(Config, TypoInKeyNamesKeyAndLine) {
   auto e = expect_error(replace(kGood, "priority = 150", "prority = 150"));
   EXPECT_EQ(e.key, "group.prority");

@@ -683,6 +683,48 @@ TEST(VrrpFakeClock, PartitionHealingLeavesHigherPriority) {
   EXPECT_EQ(net[lo].sm.state(), State::Backup);
 }
 
+// IPv6 adverts: the primary addresses are link-local (RFC 5798 5.1.2.1), and the tie-break
+// compares all 16 bytes. fe80::1:0:0:1 is greater than fe80::2 only by its upper half.
+TEST(VrrpFakeClock, PartitionHealingWithLinkLocalAddressesLeavesTheHigherOne) {
+  FakeNet net;
+  const size_t a = net.add(config(100, false, 100, ip("fe80::2")));
+  const size_t b = net.add(config(100, false, 100, ip("fe80::1:0:0:1")));
+  net.set_link(false);
+  net.post(a, Startup{});
+  net.post(b, Startup{});
+  net.advance(10 * kSecond);
+  ASSERT_EQ(net.masters(), 2);
+  net.set_link(true);
+  net.advance(kSecond);
+  EXPECT_EQ(net[b].sm.state(), State::Master);
+  EXPECT_EQ(net[a].sm.state(), State::Backup);
+  for (int i = 0; i < 30; ++i) {
+    net.advance(kSecond / 3);
+    ASSERT_EQ(net.masters(), 1);
+  }
+}
+
+// The machine never lets an address of the other family win the tie-break: the driver must
+// hand it the peer's address of the family of our primary (vrrp_group.cpp hands it the
+// peer's address on the first interface, compared with ours there).
+TEST(VrrpStateMachine, TieBreakNeverComparesAcrossFamilies) {
+  StateMachine v4(config(100, false, 100, ip("192.0.2.10")));
+  v4.handle(Startup{});
+  v4.handle(MasterDownTimerExpired{});
+  ASSERT_EQ(v4.state(), State::Master);
+  v4.handle(advert(100, 100, ip("fe80::ffff")));
+  EXPECT_EQ(v4.state(), State::Master);
+
+  StateMachine v6(config(100, false, 100, ip("fe80::2")));
+  v6.handle(Startup{});
+  v6.handle(MasterDownTimerExpired{});
+  v6.handle(advert(100, 100, ip("192.0.2.1")));
+  EXPECT_EQ(v6.state(), State::Master);
+  v6.handle(advert(100, 100, ip("fe80::3")));  // same family, greater: steps down
+  EXPECT_EQ(v6.state(), State::Backup);
+  EXPECT_EQ(v6.last_reason(), Reason::HigherPriorityMaster);
+}
+
 // Two Masters after a partition (or a freeze): the first advert from the loser makes the
 // winner assert itself and re-announce the VIPs at once, and the loser steps down on that
 // advert, without waiting for the winner's next Adver_Timer.
