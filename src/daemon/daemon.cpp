@@ -328,10 +328,9 @@ void Daemon::settle_then(std::function<void()> proceed) {
 
 // A node that started with preempt waits for the peer's state before it preempts; say so
 // when that sync makes no progress.
-void Daemon::watch_rejoin(std::chrono::steady_clock::time_point now) {
+void Daemon::watch_rejoin(std::chrono::steady_clock::time_point now, uint64_t received,
+                          bool sync_connected) {
   if (std::string(group_->preempt_hold()) != "state") return;
-  const auto st = sync_->status();
-  const uint64_t received = st.counters.entries_received;
   if (!rejoin_progress_at_ || received != rejoin_received_) {
     rejoin_progress_at_ = now;
     rejoin_received_ = received;
@@ -343,20 +342,21 @@ void Daemon::watch_rejoin(std::chrono::steady_clock::time_point now) {
                              " received nothing for " +
                              std::to_string(kRejoinStallAlert.count()) + " s (" +
                              std::to_string(received) + " entries so far, sync link " +
-                             (st.connected ? "up" : "down") +
+                             (sync_connected ? "up" : "down") +
                              "); this node will not preempt until it completes");
   }
 }
 
 void Daemon::watch_sync() {
-  if (const uint32_t p = sync_->status().peer_vrrp_priority) {
-    group_->set_peer_priority(static_cast<uint8_t>(p));
+  const auto st = sync_->status();  // one snapshot per tick (a copy under the status mutex)
+  if (st.peer_vrrp_priority != 0) {
+    group_->set_peer_priority(static_cast<uint8_t>(st.peer_vrrp_priority));
   }
   if (config_.sync.conntrack) {
     const auto now = std::chrono::steady_clock::now();
-    watch_rejoin(now);
+    watch_rejoin(now, st.counters.entries_received, st.connected);
     const bool master = group_->state() == vrrp::State::Master;
-    if (auto alert = sync_watch_.update(now, sync_->status().connected,
+    if (auto alert = sync_watch_.update(now, st.connected,
                                         master || peer_adverts_seen(now))) {
       if (*alert == daemon::SyncWatch::Alert::SyncDownPeerAlive && master) {
         log::error("daemon", "sync link to " + config_.peer_name +

@@ -52,7 +52,8 @@ class Daemon {
   void switchover(std::function<void(std::string)> reply);
   control::StatusSnapshot snapshot() const;
   void watch_sync();  // once a second: the split-brain alert (sync_watch.h), rejoin progress
-  void watch_rejoin(std::chrono::steady_clock::time_point now);
+  void watch_rejoin(std::chrono::steady_clock::time_point now, uint64_t entries_received,
+                    bool sync_connected);
   void settle_then(std::function<void()> proceed);
   bool peer_adverts_seen(std::chrono::steady_clock::time_point now) const;
 

@@ -223,7 +223,6 @@ void VrrpGroup::handle(const Event& event) {
   if (lost_master && before_takeover_) {
     takeover_pending_ = true;
     takeover_actions_ = std::move(actions);
-    takeover_from_ = before;
     before_takeover_([this] { finish_takeover(); });
     return;
   }
@@ -236,7 +235,7 @@ void VrrpGroup::finish_takeover() {
   takeover_pending_ = false;
   auto actions = std::move(takeover_actions_);
   for (const auto& a : actions) perform(a);
-  if (on_change_) on_change_(takeover_from_, State::Master, machine_.last_reason());
+  if (on_change_) on_change_(State::Backup, State::Master, machine_.last_reason());
   auto held = std::move(held_events_);
   held_events_.clear();
   for (const auto& e : held) post(e);

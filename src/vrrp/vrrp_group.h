@@ -148,7 +148,6 @@ class VrrpGroup {
   // A takeover waiting for before_takeover_: its actions, and the events that came meanwhile.
   bool takeover_pending_ = false;
   std::vector<Action> takeover_actions_;
-  State takeover_from_ = State::Backup;
   std::vector<Event> held_events_;
   void finish_takeover();
   std::optional<std::chrono::steady_clock::time_point> last_event_at_;

@@ -42,14 +42,14 @@ import re
 import signal
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keepalived  # noqa: E402
+import labrun  # noqa: E402
 import netlab  # noqa: E402
-from netlab import LabError, LabInterrupted, LabTimeout, mono_ns, wait_for  # noqa: E402
-from scenario import Checks, out  # noqa: E402
+from netlab import LabError, LabTimeout, mono_ns, wait_for  # noqa: E402
+from scenario import out  # noqa: E402
 
 FWHAD_NODE, KEEPALIVED_NODE = "fw1", "fw2"
 FWHAD_HIGH, FWHAD_LOW = 150, 50        # phase 1 / phases 2-5
@@ -312,77 +312,27 @@ def check_keepalived_logs(checks, runs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--assert", dest="do_assert", action="store_true",
-                    help="exit non-zero when an expectation fails")
-    ap.add_argument("--verbose", action="store_true", help="print a timeline")
-    ap.add_argument("--keep", action="store_true", help="keep the run directory")
-    ap.add_argument("--max-seconds", type=int, default=120, help="wall-clock cap")
+    labrun.add_common_args(ap, max_seconds=120)
     args = ap.parse_args(argv)
-
-    if os.geteuid() != 0:
-        print("skip: the lab needs root (network namespaces)")
-        return 77
-    if not keepalived.installed():
-        print(f"skip: keepalived not installed ({keepalived.KEEPALIVED})")
-        return 77
-    netlab.install_signal_handlers()
-
-    def on_alarm(_signum, _frame):
-        raise LabInterrupted(f"wall-clock cap of {args.max_seconds} s reached")
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(args.max_seconds)
-
-    def timeline(msg):
-        if args.verbose:
-            print(msg, flush=True)
-
-    checks = Checks()
-    out("scenario", "interop_keepalived")
-    out("keepalived_version", keepalived.version())
-    out("config", f"vrid {netlab.VRID}, VRRPv3, advert interval {INTERVAL_MS} ms, VIPs "
-        f"{netlab.LAN_VIP}/24 (LAN) {netlab.WAN_VIP}/24 (WAN)")
-    t0 = time.monotonic()
-    lab_error = None
     runs = []
-    lab = netlab.Lab(conntrack=False, verbose=args.verbose, keep=args.keep, log=timeline)
-    try:
-        with lab:
-            out("run", f"{lab.prefix} {lab.run_dir}")
-            try:
-                interop_run(lab, checks, runs)
-            except (LabError, LabInterrupted) as e:
-                lab_error = f"{type(e).__name__}: {e}"
-                out("lab_error", lab_error)
-            except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-                traceback.print_exc(file=sys.stdout)
-                lab_error = f"{type(e).__name__}: {e}"
-                out("lab_error", lab_error)
-            check_keepalived_logs(checks, runs)
-            if lab_error or (args.do_assert and checks.failed):
-                lab.failed = True
-                print(f"--- tail of fwhad's log ({lab.log_path(FWHAD_NODE)}) ---")
-                print(lab.log_tail(FWHAD_NODE), end="", flush=True)
-                for ka in runs:
-                    print(f"--- tail of {ka.log_path} ---")
-                    print("".join(ka.log_text().splitlines(True)[-30:]), end="", flush=True)
-    except LabInterrupted as e:
-        lab_error = lab_error or str(e)
-        out("lab_error", lab_error)
-    except LabError as e:
-        lab_error = lab_error or str(e)
-        out("lab_error", lab_error)
-    finally:
-        signal.alarm(0)
-    out("runtime_s", f"{time.monotonic() - t0:.1f}")
 
-    if lab_error:
-        out("result", f"ERROR ({lab_error})")
-        return 2
-    if checks.failed:
-        out("result", "FAIL: " + "; ".join(checks.failed))
-        return 1 if args.do_assert else 0
-    out("result", "PASS")
-    return 0
+    def body(lab, _args, checks):
+        out("keepalived_version", keepalived.version())
+        out("config", f"vrid {netlab.VRID}, VRRPv3, advert interval {INTERVAL_MS} ms, VIPs "
+            f"{netlab.LAN_VIP}/24 (LAN) {netlab.WAN_VIP}/24 (WAN)")
+        interop_run(lab, checks, runs)
+
+    def keepalived_tails(_lab):
+        for ka in runs:
+            print(f"--- tail of {ka.log_path} ---")
+            print("".join(ka.log_text().splitlines(True)[-30:]), end="", flush=True)
+
+    installed = keepalived.installed()
+    return labrun.run(args, "interop_keepalived", body, lab_kwargs={"conntrack": False},
+                      skip_reason=None if installed else
+                      f"keepalived not installed ({keepalived.KEEPALIVED})",
+                      after=lambda _lab, checks: check_keepalived_logs(checks, runs),
+                      on_failure=keepalived_tails)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ def add_common_args(ap, max_seconds):
     ap.add_argument("--max-seconds", type=int, default=max_seconds, help="wall-clock cap")
 
 
-def run(args, name, body, *, lab_kwargs=None, skip_reason=None):
-    """Runs body(lab, args, checks) in a fresh lab; returns the exit status."""
+def run(args, name, body, *, lab_kwargs=None, skip_reason=None, after=None, on_failure=None,
+        finish=None):
+    """Runs body(lab, args, checks) in a fresh lab; returns the exit status. after(lab,
+    checks): more checks once the body ended, even when it failed; on_failure(lab): more to
+    print when it failed; finish(): last lines after the result (e.g. a summary)."""
     if os.geteuid() != 0:
         print("skip: the lab needs root (network namespaces)")
         return 77
@@ -71,11 +74,15 @@ def run(args, name, body, *, lab_kwargs=None, skip_reason=None):
                 traceback.print_exc(file=sys.stdout)
                 lab_error = f"{type(e).__name__}: {e}"
                 out("lab_error", lab_error)
+            if after:
+                after(lab, checks)
             if lab_error or (args.do_assert and checks.failed):
                 lab.failed = True
                 for fw in FWS:
                     print(f"--- tail of {fw}'s fwhad log ({lab.log_path(fw)}) ---")
                     print(lab.log_tail(fw), end="", flush=True)
+                if on_failure:
+                    on_failure(lab)
     except (LabInterrupted, LabError) as e:  # during setup or teardown
         lab_error = lab_error or str(e)
         out("lab_error", lab_error)
@@ -84,9 +91,13 @@ def run(args, name, body, *, lab_kwargs=None, skip_reason=None):
     out("runtime_s", f"{time.monotonic() - t0:.1f}")
     if lab_error:
         out("result", f"ERROR ({lab_error})")
-        return 2
-    if checks.failed:
+        status = 2
+    elif checks.failed:
         out("result", "FAIL: " + "; ".join(checks.failed))
-        return 1 if args.do_assert else 0
-    out("result", "PASS")
-    return 0
+        status = 1 if args.do_assert else 0
+    else:
+        out("result", "PASS")
+        status = 0
+    if finish:
+        finish()
+    return status

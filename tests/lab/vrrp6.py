@@ -53,14 +53,14 @@ import re
 import signal
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import labrun  # noqa: E402
 import netlab  # noqa: E402
 import scenario as sc  # noqa: E402
-from netlab import FWS, LabError, LabInterrupted, LabTimeout, mono_ns, wait_for  # noqa: E402
+from netlab import FWS, LabError, LabTimeout, mono_ns, wait_for  # noqa: E402
 from scenario import out  # noqa: E402
 
 SNIFF = os.path.join(HERE, "sniff.py")
@@ -391,68 +391,14 @@ def freeze6_run(lab, args, checks):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario", choices=["crash6", "bad_input6", "freeze6"])
-    ap.add_argument("--assert", dest="do_assert", action="store_true",
-                    help="exit non-zero when an expectation fails")
+    labrun.add_common_args(ap, max_seconds=120)
     ap.add_argument("--sessions", type=int, default=100)
-    ap.add_argument("--verbose", action="store_true", help="print a timeline")
-    ap.add_argument("--keep", action="store_true", help="keep the run directory")
-    ap.add_argument("--max-seconds", type=int, default=120, help="wall-clock cap")
     args = ap.parse_args(argv)
-
-    if os.geteuid() != 0:
-        print("skip: the lab needs root (network namespaces)")
-        return 77
-    netlab.install_signal_handlers()
-
-    def on_alarm(_signum, _frame):
-        raise LabInterrupted(f"wall-clock cap of {args.max_seconds} s reached")
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(args.max_seconds)
-
-    def timeline(msg):
-        if args.verbose:
-            print(msg, flush=True)
-
-    checks = sc.Checks()
-    out("scenario", args.scenario)
-    lab_error = None
-    lab = netlab.Lab(verbose=args.verbose, keep=args.keep, log=timeline, ipv6=True,
-                     lan_adverts="ipv6")
-    try:
-        with lab:
-            out("run", f"{lab.prefix} {lab.run_dir}")
-            try:
-                {"crash6": crash6_run, "bad_input6": bad_input6_run,
-                 "freeze6": freeze6_run}[args.scenario](lab, args, checks)
-            except (LabError, LabInterrupted) as e:
-                lab_error = f"{type(e).__name__}: {e}"
-                out("lab_error", lab_error)
-            except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-                traceback.print_exc(file=sys.stdout)
-                lab_error = f"{type(e).__name__}: {e}"
-                out("lab_error", lab_error)
-            if lab_error or (args.do_assert and checks.failed):
-                lab.failed = True
-                for fw in FWS:
-                    print(f"--- tail of {fw}'s fwhad log ({lab.log_path(fw)}) ---")
-                    print(lab.log_tail(fw), end="", flush=True)
-    except (LabInterrupted, LabError) as e:
-        lab_error = lab_error or str(e)
-        out("lab_error", lab_error)
-    finally:
-        signal.alarm(0)
-
-    if lab_error:
-        out("result", f"ERROR ({lab_error})")
-        sc.print_summary()
-        return 2
-    if checks.failed:
-        out("result", "FAIL: " + "; ".join(checks.failed))
-        sc.print_summary()
-        return 1 if args.do_assert else 0
-    out("result", "PASS")
-    sc.print_summary()
-    return 0
+    body = {"crash6": crash6_run, "bad_input6": bad_input6_run,
+            "freeze6": freeze6_run}[args.scenario]
+    return labrun.run(args, args.scenario, body,
+                      lab_kwargs={"ipv6": True, "lan_adverts": "ipv6"},
+                      finish=sc.print_summary)
 
 
 if __name__ == "__main__":
