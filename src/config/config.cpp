@@ -169,7 +169,7 @@ Group read_group(const Reader& r, const toml::table& t) {
   const std::string prefix = "group";
   r.check_known(t, prefix,
                 {"name", "vrid", "priority", "advert_interval_cs", "preempt", "preempt_delay_s",
-                 "interface"});
+                 "virtual_mac", "interface"});
   Group g;
   g.name = name_field(r, t, "name", prefix);
   g.vrid = static_cast<uint8_t>(r.integer(t, "vrid", prefix, 1, 255));
@@ -179,6 +179,7 @@ Group read_group(const Reader& r, const toml::table& t) {
   g.preempt = r.boolean(t, "preempt", prefix, false);
   g.preempt_delay_s =
       static_cast<uint32_t>(r.integer(t, "preempt_delay_s", prefix, 0, 3600, 0));
+  g.virtual_mac = r.boolean(t, "virtual_mac", prefix, false);
   const toml::node* ifs = t.get("interface");
   if (!ifs) r.fail(t.source(), "group.interface", "missing (expected [[group.interface]] tables)");
   const toml::array* arr = ifs->as_array();

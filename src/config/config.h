@@ -35,6 +35,10 @@ struct Group {
   uint16_t advert_interval_cs = kDefaultAdvertIntervalCs;
   bool preempt = false;
   uint32_t preempt_delay_s = 0;  // with preempt: wait this long after start before preempting
+  // The VIPs live on a macvlan with the VRRP virtual MAC, up on the Master only, so neighbours
+  // need no ARP/ND update at a failover (vip/virtual_mac.h). Packets to the VIPs' MAC then
+  // arrive on that link (vmac<vrid>-<n>), which rulesets matching iifname must allow for.
+  bool virtual_mac = false;
   std::vector<VipInterface> interfaces;
 };
 

@@ -98,6 +98,14 @@ bool Daemon::open() {
         on_role_change(static_cast<int>(from), static_cast<int>(to));
       });
   group_->set_preempt_waits_for_state(config_.sync.conntrack);
+  if (config_.group.virtual_mac) {
+    links_ = vip::make_kernel_link_port(ec);
+    if (!links_) {
+      log::error("daemon", "rtnetlink socket for the virtual MAC links: " + ec.message());
+      return false;
+    }
+    group_->set_link_port(*links_);
+  }
   // The Master's sync thread sends a heartbeat every 5 ms: heard within 1.5 intervals (15 ms
   // at least), the Master is alive and only its adverts are late.
   group_->set_master_alive_elsewhere([this] {

@@ -20,6 +20,7 @@ class SyncService;
 }  // namespace fwha::sync
 namespace fwha::vip {
 class AddressPort;
+class LinkPort;
 }
 namespace fwha::vrrp {
 class VrrpGroup;
@@ -70,6 +71,7 @@ class Daemon {
   bool rejoin_stall_alerted_ = false;
   daemon::SyncWatch sync_watch_;
   std::unique_ptr<vip::AddressPort> addresses_;
+  std::unique_ptr<vip::LinkPort> links_;  // virtual_mac only; outlives group_'s links
   std::unique_ptr<sync::SyncService> sync_;
   std::unique_ptr<vrrp::VrrpGroup> group_;
   std::unique_ptr<control::ControlServer> control_;

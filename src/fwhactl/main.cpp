@@ -10,19 +10,13 @@
 #include <string>
 
 #include "config/config.h"
+#include "fwha/unique_fd.h"
 
 namespace {
 
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
-
 // Sends one request line and prints the reply. Exit code 0, or 1 when fwhad is unreachable.
 int request(const std::string& socket_path, const std::string& line) {
-  Fd s{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+  fwha::UniqueFd s{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
@@ -31,22 +25,22 @@ int request(const std::string& socket_path, const std::string& line) {
   }
   std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
   timeval tv{3, 0};
-  setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(s.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+  setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
     std::cerr << "fwhactl: cannot reach fwhad at " << socket_path << ": " << std::strerror(errno)
               << " (is fwhad running? -s selects another socket)\n";
     return 1;
   }
   const std::string req = line + "\n";
-  if (write(s.fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+  if (write(s.get(), req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
     std::cerr << "fwhactl: sending the request failed: " << std::strerror(errno) << "\n";
     return 1;
   }
   std::string reply;
   char buf[4096];
   for (;;) {
-    ssize_t n = read(s.fd, buf, sizeof buf);
+    ssize_t n = read(s.get(), buf, sizeof buf);
     if (n < 0) {
       std::cerr << "fwhactl: no answer from fwhad: " << std::strerror(errno) << "\n";
       return 1;

@@ -15,16 +15,10 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include "fwha/unique_fd.h"
 
 namespace fwha::vip {
 namespace {
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
 
 #pragma pack(push, 1)
 struct ArpFrame {
@@ -41,13 +35,13 @@ struct ArpFrame {
 
 std::error_code send_gratuitous_arp(int ifindex, const IpAddress& address) {
   if (address.family != Family::V4) return std::make_error_code(std::errc::not_supported);
-  Fd s{socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP))};
-  if (s.fd < 0) return {errno, std::generic_category()};
+  UniqueFd s{socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP))};
+  if (!s) return {errno, std::generic_category()};
   ifreq ifr{};
   if (!if_indextoname(static_cast<unsigned>(ifindex), ifr.ifr_name)) {
     return {errno, std::generic_category()};
   }
-  if (ioctl(s.fd, SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
+  if (ioctl(s.get(), SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
 
   ArpFrame f{};
   std::memset(f.eth.ether_dhost, 0xff, 6);
@@ -67,7 +61,7 @@ std::error_code send_gratuitous_arp(int ifindex, const IpAddress& address) {
   to.sll_ifindex = ifindex;
   to.sll_halen = 6;
   std::memset(to.sll_addr, 0xff, 6);
-  if (sendto(s.fd, &f, sizeof f, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+  if (sendto(s.get(), &f, sizeof f, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
     return {errno, std::generic_category()};
   }
   return {};

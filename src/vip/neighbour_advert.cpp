@@ -12,16 +12,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include "fwha/unique_fd.h"
 
 namespace fwha::vip {
 namespace {
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
 
 #pragma pack(push, 1)
 struct NeighbourAdvert {
@@ -36,16 +30,16 @@ struct NeighbourAdvert {
 
 std::error_code send_unsolicited_na(int ifindex, const IpAddress& address) {
   if (address.family != Family::V6) return std::make_error_code(std::errc::not_supported);
-  Fd s{socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6)};
-  if (s.fd < 0) return {errno, std::generic_category()};
+  UniqueFd s{socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6)};
+  if (!s) return {errno, std::generic_category()};
   ifreq ifr{};
   if (!if_indextoname(static_cast<unsigned>(ifindex), ifr.ifr_name)) {
     return {errno, std::generic_category()};
   }
-  if (ioctl(s.fd, SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
+  if (ioctl(s.get(), SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
   int hops = 255;  // RFC 4861 7.1.2: receivers drop NAs with any other hop limit
-  setsockopt(s.fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops);
-  setsockopt(s.fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex);
+  setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops);
+  setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex);
 
   NeighbourAdvert m{};
   m.na.nd_na_type = ND_NEIGHBOR_ADVERT;
@@ -59,7 +53,7 @@ std::error_code send_unsolicited_na(int ifindex, const IpAddress& address) {
   to.sin6_family = AF_INET6;
   to.sin6_scope_id = static_cast<uint32_t>(ifindex);
   inet_pton(AF_INET6, "ff02::1", &to.sin6_addr);
-  if (sendto(s.fd, &m, sizeof m, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+  if (sendto(s.get(), &m, sizeof m, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
     return {errno, std::generic_category()};
   }
   return {};

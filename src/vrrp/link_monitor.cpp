@@ -10,20 +10,13 @@
 #include <cstring>
 
 #include "util/log.h"
+#include "fwha/unique_fd.h"
 
 namespace fwha::vrrp {
 
 namespace {
 
 constexpr unsigned kCarrierFlags = unsigned{IFF_UP} | unsigned{IFF_LOWER_UP};
-
-// A plain descriptor closed on scope exit (the ioctl socket).
-struct Fd {
-  int fd;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 }  // namespace
 
@@ -52,11 +45,11 @@ std::error_code LinkMonitor::open(OnChange on_change) {
 }
 
 bool LinkMonitor::carrier(const std::string& ifname) {
-  Fd s{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
-  if (s.fd < 0) return true;  // cannot tell: do not invent a fault
+  UniqueFd s{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+  if (!s) return true;  // cannot tell: do not invent a fault
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
-  if (::ioctl(s.fd, SIOCGIFFLAGS, &ifr) < 0) return true;
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) return true;
   // SIOCGIFFLAGS reports the short flags; IFF_LOWER_UP needs IFF_RUNNING as the proxy here.
   const unsigned flags = static_cast<unsigned short>(ifr.ifr_flags);
   return (flags & IFF_UP) && (flags & IFF_RUNNING);

@@ -88,6 +88,9 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
       return ec;
     }
   }
+  if (config_.virtual_mac) {
+    if (auto ec = open_virtual_macs(what_failed)) return ec;
+  }
   // The tie-break (RFC 5798 6.4.3) compares primary addresses; we use the first interface's
   // (IPv4, or link-local with IPv6 adverts), and on_packet() hands the machine the peer's
   // address on that same interface, whichever interface the advert came on.
@@ -361,11 +364,52 @@ void VrrpGroup::send_adverts(uint8_t priority) {
   }
 }
 
+std::error_code VrrpGroup::open_virtual_macs(std::string& what_failed) {
+  if (!links_port_) {
+    what_failed = "virtual MAC links (no link port given)";
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  for (size_t k = 0; k < interfaces_.size(); ++k) {
+    Interface& iface = interfaces_[k];
+    const Family adverts = iface.socket6 ? Family::V6 : Family::V4;
+    std::error_code ec;
+    iface.vmac = vip::VirtualMacLink::open(*links_port_, vip::virtual_mac_link_name(config_.vrid, k),
+                                           iface.config->name, iface.info.ifindex,
+                                           vip::virtual_mac(config_.vrid, adverts), what_failed,
+                                           ec);
+    if (!iface.vmac) return ec;
+    // RFC 5798 7.3: adverts leave with the virtual MAC as source, so the switches keep the
+    // Master's port for it between gratuitous ARPs. (IPv6 adverts stay on the parent: their
+    // source is its link-local address, which the virtual MAC link does not have.)
+    if (iface.socket) {
+      if (auto sec = iface.socket->send_via(iface.vmac->name())) {
+        what_failed = "VRRP send socket on " + iface.vmac->name();
+        return sec;
+      }
+    }
+  }
+  return {};
+}
+
+// Up before the VIPs are added, down after they are removed: a Backup's link is down, so it
+// neither answers ARP for the VIPs nor sends with their MAC.
+void VrrpGroup::set_virtual_macs_up(bool up) {
+  for (const auto& iface : interfaces_) {
+    if (!iface.vmac) continue;
+    if (auto ec = iface.vmac->set_up(up)) {
+      ++counters_.vip_errors;
+      log::error("vip", std::string("setting ") + iface.vmac->name() + (up ? " up" : " down") +
+                            " failed: " + ec.message());
+    }
+  }
+}
+
 void VrrpGroup::set_vips(bool present) {
+  if (present) set_virtual_macs_up(true);
   for (const auto& iface : interfaces_) {
     for (const auto& v : iface.config->vips) {
-      auto ec = present ? addresses_.add(iface.info.ifindex, v)
-                        : addresses_.remove(iface.info.ifindex, v);
+      auto ec = present ? addresses_.add(iface.vip_ifindex(), v)
+                        : addresses_.remove(iface.vip_ifindex(), v);
       if (ec) {
         ++counters_.vip_errors;
         log::error("vip", std::string(present ? "adding " : "removing ") + v.to_string() +
@@ -373,6 +417,7 @@ void VrrpGroup::set_vips(bool present) {
       }
     }
   }
+  if (!present) set_virtual_macs_up(false);
   log::info("vip", std::string(present ? "VIPs added" : "VIPs removed") + " group=" +
                        config_.name);
 }
@@ -380,7 +425,7 @@ void VrrpGroup::set_vips(bool present) {
 void VrrpGroup::announce_vips(int repeats_left) {
   for (const auto& iface : interfaces_) {
     for (const auto& v : iface.config->vips) {
-      if (auto ec = addresses_.announce(iface.info.ifindex, v.address)) {
+      if (auto ec = addresses_.announce(iface.vip_ifindex(), v.address)) {
         log::warning("vip", "announcing " + v.address.to_string() + " on " +
                                 iface.config->name + " failed: " + ec.message());
       }

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "fwha/asio.h"
 #include "vip/address_port.h"
+#include "vip/virtual_mac.h"
 #include "vrrp/vrrp_socket.h"
 #include "vrrp/vrrp_socket6.h"
 #include "vrrp/link_monitor.h"
@@ -53,7 +54,10 @@ class VrrpGroup {
             StateChange on_change);
   ~VrrpGroup();
 
-  // Looks up interfaces and opens sockets; nothing is sent yet.
+  // Before open(), with config.virtual_mac: the links the virtual MAC links are made through.
+  void set_link_port(vip::LinkPort& links) { links_port_ = &links; }
+  // Looks up interfaces, opens sockets and (virtual_mac) makes the virtual MAC links, down;
+  // nothing is sent yet.
   std::error_code open(std::string& what_failed);
   void set_before_takeover(BeforeTakeover hook) { before_takeover_ = std::move(hook); }
   // Asked when the Master_Down_Timer expires: does the Master still speak on another channel
@@ -95,8 +99,12 @@ class VrrpGroup {
     InterfaceInfo info;  // primary: IPv4 address, or link-local with IPv6 adverts
     std::unique_ptr<VrrpSocket> socket;    // IPv4 adverts, or
     std::unique_ptr<VrrpSocket6> socket6;  // IPv6 adverts (peer_address is IPv6)
+    std::unique_ptr<vip::VirtualMacLink> vmac;  // virtual_mac: where the VIPs live
     bool carrier = true;
+    int vip_ifindex() const { return vmac ? vmac->ifindex() : info.ifindex; }
   };
+  std::error_code open_virtual_macs(std::string& what_failed);
+  void set_virtual_macs_up(bool up);
   void on_link(int ifindex, bool carrier);
   size_t interfaces_without_carrier() const;
   // A timer whose stale expiries are ignored: cancel() cannot recall a handler that is already
@@ -127,6 +135,7 @@ class VrrpGroup {
   boost::asio::io_context& io_;
   config::Group config_;
   vip::AddressPort& addresses_;
+  vip::LinkPort* links_port_ = nullptr;
   StateChange on_change_;
   StateMachine machine_;
   std::vector<Interface> interfaces_;

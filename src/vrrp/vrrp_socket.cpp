@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <linux/filter.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -55,12 +56,43 @@ std::error_code VrrpSocket::open(ReceiveHandler on_packet) {
 void VrrpSocket::close() {
   boost::system::error_code ec;
   descriptor_.close(ec);
+  via_.reset();
+}
+
+std::error_code VrrpSocket::send_via(const std::string& link) {
+  const int ifindex = static_cast<int>(if_nametoindex(link.c_str()));
+  if (ifindex == 0) return {errno, std::generic_category()};
+  UniqueFd via{socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtoVrrp)};
+  if (!via) return {errno, std::generic_category()};
+  const int fd = via.get();
+  auto fail = []() { return std::error_code{errno, std::generic_category()}; };
+  // Receiving is the interface's socket's job: this one accepts nothing, so nothing queues.
+  sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
+  sock_fprog prog{1, &drop_all};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return fail();
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, link.c_str(),
+                 static_cast<socklen_t>(link.size())) < 0)
+    return fail();
+  ip_mreqn mif{};
+  mif.imr_ifindex = ifindex;
+  std::memcpy(&mif.imr_address, source_.bytes.data(), 4);
+  int ttl = 255, loop = 0;
+  if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif) < 0 ||
+      setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) < 0 ||
+      setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) < 0)
+    return fail();
+  via_ = std::move(via);
+  return {};
 }
 
 std::error_code VrrpSocket::send(std::span<const uint8_t> payload) {
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_addr.s_addr = htonl(kVrrpMulticastV4);
+  if (via_ && sendto(via_.get(), payload.data(), payload.size(), 0,
+                             reinterpret_cast<sockaddr*>(&to), sizeof to) >= 0) {
+    return {};
+  }
   if (sendto(descriptor_.native_handle(), payload.data(), payload.size(), 0,
              reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
     return {errno, std::generic_category()};

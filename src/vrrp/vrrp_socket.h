@@ -10,6 +10,7 @@
 
 #include "fwha/asio.h"
 #include "fwha/ip_address.h"
+#include "fwha/unique_fd.h"
 
 namespace fwha::vrrp {
 
@@ -23,6 +24,10 @@ class VrrpSocket {
   VrrpSocket& operator=(const VrrpSocket&) = delete;
 
   std::error_code open(ReceiveHandler on_packet);
+  // Adverts leave through `link` (the virtual MAC link over this interface) from now on, still
+  // from our primary address; back through the interface itself whenever `link` refuses
+  // (down: a Master whose link could not be set up must keep advertising).
+  std::error_code send_via(const std::string& link);
   std::error_code send(std::span<const uint8_t> vrrp_payload);
   // Hands what is queued in the socket right now to the receive handler, without waiting.
   void drain_now();
@@ -37,6 +42,7 @@ class VrrpSocket {
   IpAddress source_;
   ReceiveHandler on_packet_;
   boost::asio::posix::stream_descriptor descriptor_;
+  UniqueFd via_;  // send_via(): send-only, a filter drops whatever reaches it
   std::array<uint8_t, 2048> buffer_{};
 };
 

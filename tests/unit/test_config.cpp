@@ -91,6 +91,17 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
   EXPECT_EQ(c.realtime_priority, 50);
   EXPECT_EQ(c.sync.event_coalesce_us, 250u);
+  EXPECT_FALSE(c.group.virtual_mac);  // VIPs on the interface itself unless asked
+}
+
+TEST(Config, VirtualMacIsABoolean) {
+  auto r = parse(replace(kGood, "preempt = true\n", "preempt = true\nvirtual_mac = true\n"),
+                 "fwha.conf");
+  ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+  EXPECT_TRUE(std::get<Config>(r).group.virtual_mac);
+  auto e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\nvirtual_mac = 1\n"));
+  EXPECT_EQ(e.key, "group.virtual_mac");
+  EXPECT_NE(e.message.find("true or false"), std::string::npos) << e.message;
 }
 
 TEST(Config, Ipv6VipsMoveWithTheGroup) {
