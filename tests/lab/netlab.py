@@ -102,6 +102,10 @@ ADDR6 = {
 PRIORITY = {"fw1": 150, "fw2": 100}
 SYNC_PORT = 7788
 VRID = 51
+# With group.virtual_mac, traffic to the LAN VIP's MAC arrives on this link (the group's first
+# interface is the LAN one): the ruleset lets it in like the LAN interface itself.
+LAN_VMAC_LINK = f"vmac{VRID}-0"
+LAN_VMAC = f"00:00:5e:00:01:{VRID:02x}"
 GROUP = "gw"
 ADVERT_INTERVAL_CS = 10
 
@@ -119,12 +123,12 @@ table inet fwha_lab {{
         type filter hook forward priority 0; policy drop;
         ct state established,related accept
         ct state invalid drop
-        iifname "{lan}" oifname "{wan}" ct state new tcp flags & (fin|syn|rst|ack) == syn accept
-        iifname "{lan}" oifname "{wan}" ct state new meta l4proto {{ udp, icmp }} accept
+        iifname {{ "{lan}", "{lan_vmac}" }} oifname "{wan}" ct state new tcp flags & (fin|syn|rst|ack) == syn accept
+        iifname {{ "{lan}", "{lan_vmac}" }} oifname "{wan}" ct state new meta l4proto {{ udp, icmp }} accept
     }}
     chain postrouting {{
         type nat hook postrouting priority 100; policy accept;
-        iifname "{lan}" oifname "{wan}" snat ip to {wan_vip} fully-random
+        iifname {{ "{lan}", "{lan_vmac}" }} oifname "{wan}" snat ip to {wan_vip} fully-random
 {snat6}    }}
 }}
 """
@@ -518,10 +522,11 @@ class Lab:
                         "nodad")
 
     def load_ruleset(self, fw):
-        snat6 = (f'        iifname "{self.ifname[(fw, "lan")]}" oifname '
+        snat6 = (f'        iifname {{ "{self.ifname[(fw, "lan")]}", "{LAN_VMAC_LINK}" }} oifname '
                  f'"{self.ifname[(fw, "wan")]}" snat ip6 to {WAN_VIP6} fully-random\n'
                  if self.ipv6 else "")
-        text = RULESET.format(lan=self.ifname[(fw, "lan")], wan=self.ifname[(fw, "wan")],
+        text = RULESET.format(lan=self.ifname[(fw, "lan")], lan_vmac=LAN_VMAC_LINK,
+                              wan=self.ifname[(fw, "wan")],
                               wan_vip=WAN_VIP, snat6=snat6)
         path = self.path(f"{fw}.nft")
         with open(path, "w") as fh:

@@ -73,6 +73,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TRAFFIC = os.path.join(HERE, "traffic.py")
 INJECT = os.path.join(HERE, "inject.py")
 PY = sys.executable or "python3"
+SNIFF = os.path.join(HERE, "sniff.py")
 
 GAP_LIMIT_MS = 1000.0
 SWITCHOVER_GAP_LIMIT_MS = 50.0
@@ -319,6 +320,68 @@ def crash_node(lab, node, event_ns=None):
     return event_ns
 
 
+def start_sniffer(lab):
+    ready = lab.path("sniff.ready")
+    proc = lab.spawn("client", [PY, SNIFF, "--ifname", lab.ifname[("client", "lan")],
+                                "--out", lab.path("sniff.json"), "--ready-file", ready,
+                                "--duration", "300"], "sniff")
+    wait_for(lambda: os.path.exists(ready), 10, what="sniffer ready")
+    return proc
+
+
+def stop_sniffer(lab, proc):
+    proc.signal(signal.SIGTERM)
+    try:
+        proc.popen.wait(timeout=10)
+    except Exception:  # noqa: BLE001
+        proc.signal(signal.SIGKILL)
+        raise LabError("sniffer did not stop on SIGTERM") from None
+    with open(lab.path("sniff.json")) as f:
+        return json.load(f)
+
+
+def client_neighbour_mac(lab):
+    m = re.search(r"lladdr (\S+)", lab.ip("client", "neigh", "show", netlab.LAN_VIP).stdout)
+    return m.group(1) if m else None
+
+
+def link_state(lab, node, link):
+    """(exists, up, LAN VIP on it) of `link` in `node`'s namespace."""
+    cp = lab.ip(node, "-o", "addr", "show", "dev", link, check=False)
+    if cp.returncode != 0:
+        return False, False, False
+    flags = lab.ip(node, "-o", "link", "show", "dev", link).stdout
+    return True, ",UP" in flags or "<UP" in flags, f"{netlab.LAN_VIP}/" in cp.stdout
+
+
+def virtual_mac_checks(lab, checks, kind, master, backup, mac_before):
+    """The VIPs' MAC did not change for the client; the new Master's virtual MAC link is up
+    with the VIP, the old Master's (when its fwhad runs) is down without it."""
+    mac_after = client_neighbour_mac(lab)
+    out("client_lan_vip_mac_after", mac_after)
+    checks.check(mac_after == mac_before == netlab.LAN_VMAC, "the client's neighbour entry "
+                 "for the LAN VIP is the same virtual MAC after the failover (no ARP update "
+                 "needed)", f"{mac_before} -> {mac_after}")
+    link = netlab.LAN_VMAC_LINK
+    exists, up, has_vip = link_state(lab, backup, link)
+    out(f"{backup}_{link}", f"exists={exists} up={up} lan_vip={has_vip}")
+    checks.check(exists and up and has_vip, f"the new Master {backup} has {link} up with the "
+                 "LAN VIP", f"exists={exists} up={up} lan_vip={has_vip}")
+    sniffer = start_sniffer(lab)
+    time.sleep(0.3)
+    adverts = [a for a in stop_sniffer(lab, sniffer)["vrrp4"]
+               if a["src"] == netlab.ADDR[backup]["lan"]]
+    macs = sorted({a["src_mac"] for a in adverts})
+    out(f"{backup}_advert_source_macs", ",".join(macs))
+    checks.check(adverts and macs == [netlab.LAN_VMAC], f"{backup}'s adverts leave with the "
+                 "virtual MAC as source (RFC 5798 7.3)", f"{len(adverts)} adverts from {macs}")
+    if kind in ("switchover", "kill", "freeze"):  # the old Master's fwhad runs again
+        exists, up, has_vip = link_state(lab, master, link)
+        out(f"{master}_{link}", f"exists={exists} up={up} lan_vip={has_vip}")
+        checks.check(exists and not up and not has_vip, f"the old Master {master} keeps {link} "
+                     "down, without the LAN VIP", f"exists={exists} up={up} lan_vip={has_vip}")
+
+
 def failover_run(lab, args, checks, kind):
     """crash / control / graceful: pair up, traffic, event, traffic, measure."""
     master, backup = start_pair(lab)
@@ -333,6 +396,12 @@ def failover_run(lab, args, checks, kind):
                                           server_addr=netlab.SERVER6 if ipv6 else None)
     checks.check(ready["open"] == args.sessions, "all sessions connected through the Master",
                  f"{ready['open']}/{args.sessions}")
+    vmac = getattr(args, "virtual_mac", False)
+    if vmac:
+        mac_before = client_neighbour_mac(lab)
+        out("client_lan_vip_mac_before", mac_before)
+        checks.check(mac_before == netlab.LAN_VMAC, "the client reaches the LAN VIP at the "
+                     "virtual MAC", f"{mac_before}")
     k_rand, n_rand = snat_ports_randomised(lab, master, family)
     out("snat_ports_randomised", f"{k_rand}/{n_rand}")
     checks.check(n_rand >= args.sessions and k_rand >= 0.9 * n_rand,
@@ -475,6 +544,9 @@ def failover_run(lab, args, checks, kind):
         out("woken_state", st_old.get("group", {}).get("state"))
         out("woken_last_reason", woken.get("group", {}).get("last_reason"))
         out("woken_stalls", woken.get("vrrp", {}).get("stalls"))
+
+    if vmac:
+        virtual_mac_checks(lab, checks, kind, master, backup, mac_before)
 
     # -- assertions --
     checks.check(master_after == backup, f"{backup} is the only Master after the {kind}",
@@ -822,6 +894,9 @@ def main(argv=None):
     ap.add_argument("--ipv6", action="store_true",
                     help="dual-stack lab, IPv6 sessions and probes (client fd00:1::10 to "
                     "server fd00:2::10 through the IPv6 VIPs)")
+    ap.add_argument("--virtual-mac", action="store_true",
+                    help="group.virtual_mac on both nodes: the client's neighbour entry for the "
+                    "LAN VIP must be the virtual MAC before and after the failover")
     ap.add_argument("--advert-cs", type=int, default=netlab.ADVERT_INTERVAL_CS,
                     help="advert interval of both nodes (fwhad's default is 1)")
     ap.add_argument("--verbose", action="store_true", help="print a timeline")
@@ -847,7 +922,9 @@ def main(argv=None):
     out("python", f"{sys.executable} {sys.version.split()[0]}")
     lab_error = None
     lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
-                     group_options={fw: {"advert_interval_cs": args.advert_cs} for fw in FWS},
+                     group_options={fw: {"advert_interval_cs": args.advert_cs,
+                                         **({"virtual_mac": True} if args.virtual_mac else {})}
+                                    for fw in FWS},
                      ipv6=args.ipv6,
                      keep=args.keep, log=timeline)
     try:

@@ -63,7 +63,6 @@ import scenario as sc  # noqa: E402
 from netlab import FWS, LabError, LabTimeout, mono_ns, wait_for  # noqa: E402
 from scenario import out  # noqa: E402
 
-SNIFF = os.path.join(HERE, "sniff.py")
 VRRP6_GROUP = "ff02::12"
 ALL_NODES = "ff02::1"
 RATE_WINDOW_S = 2.0       # adverts counted on both nodes over this long
@@ -143,28 +142,8 @@ def advert_problems(adverts, src, src_mac, priority):
     return bad
 
 
-def start_sniffer(lab):
-    ready = lab.path("sniff.ready")
-    proc = lab.spawn("client", [sc.PY, SNIFF, "--ifname", lab.ifname[("client", "lan")],
-                                "--out", lab.path("sniff.json"), "--ready-file", ready,
-                                "--duration", "300"], "sniff")
-    wait_for(lambda: os.path.exists(ready), 10, what="sniffer ready")
-    return proc
-
-
-def stop_sniffer(lab, proc):
-    proc.signal(signal.SIGTERM)
-    try:
-        proc.popen.wait(timeout=10)
-    except Exception:  # noqa: BLE001
-        proc.signal(signal.SIGKILL)
-        raise LabError("sniffer did not stop on SIGTERM") from None
-    with open(lab.path("sniff.json")) as f:
-        return json.load(f)
-
-
 def crash6_run(lab, args, checks):
-    sniffer = start_sniffer(lab)
+    sniffer = sc.start_sniffer(lab)
     mac = {fw: lan_mac(lab, fw) for fw in FWS}
     ll = {fw: netlab.ADDR6[fw]["lan_ll"] for fw in FWS}
     out("lan_link_local", json.dumps(ll, sort_keys=True))
@@ -236,7 +215,7 @@ def crash6_run(lab, args, checks):
     window = {"start_ns": event_ns - int(sc.WINDOW_BEFORE_S * 1e9),
               "end_ns": event_ns + int(sc.WINDOW_AFTER_S * 1e9)}
     cdoc, sdoc = sc.stop_traffic(lab, server, client, window)
-    sniff = stop_sniffer(lab, sniffer)
+    sniff = sc.stop_sniffer(lab, sniffer)
     lab.log("traffic and sniffer stopped")
     sc.print_role_log(lab)
 
