@@ -169,7 +169,8 @@ Group read_group(const Reader& r, const toml::table& t) {
   const std::string prefix = "group";
   r.check_known(t, prefix,
                 {"name", "vrid", "priority", "advert_interval_cs", "preempt", "preempt_delay_s",
-                 "virtual_mac", "interface"});
+                 "virtual_mac", "track_next_hops", "track_interval_ms", "track_misses",
+                 "interface"});
   Group g;
   g.name = name_field(r, t, "name", prefix);
   g.vrid = static_cast<uint8_t>(r.integer(t, "vrid", prefix, 1, 255));
@@ -180,6 +181,26 @@ Group read_group(const Reader& r, const toml::table& t) {
   g.preempt_delay_s =
       static_cast<uint32_t>(r.integer(t, "preempt_delay_s", prefix, 0, 3600, 0));
   g.virtual_mac = r.boolean(t, "virtual_mac", prefix, false);
+  if (const toml::node* hops = t.get("track_next_hops")) {
+    const toml::array* arr = hops->as_array();
+    if (!arr || arr->size() > 8) {
+      r.fail(hops->source(), "group.track_next_hops",
+             "expected a list of at most 8 addresses like [\"198.51.100.254\"]");
+    }
+    for (const toml::node& item : *arr) {
+      auto text = item.value<std::string>();
+      auto a = text ? IpAddress::parse(*text) : std::nullopt;
+      if (!a || a->is_ipv6_link_local()) {
+        r.fail(item.source(), "group.track_next_hops",
+               "expected an IPv4 or global IPv6 address (a router beyond the interfaces), got " +
+                   (text ? "'" + *text + "'" : std::string("a non-string")));
+      }
+      g.track_next_hops.push_back(*a);
+    }
+  }
+  g.track_interval_ms =
+      static_cast<uint32_t>(r.integer(t, "track_interval_ms", prefix, 100, 60000, 1000));
+  g.track_misses = static_cast<uint32_t>(r.integer(t, "track_misses", prefix, 1, 100, 3));
   const toml::node* ifs = t.get("interface");
   if (!ifs) r.fail(t.source(), "group.interface", "missing (expected [[group.interface]] tables)");
   const toml::array* arr = ifs->as_array();

@@ -39,6 +39,12 @@ struct Group {
   // need no ARP/ND update at a failover (vip/virtual_mac.h). Packets to the VIPs' MAC then
   // arrive on that link (vmac<vrid>-<n>), which rulesets matching iifname must allow for.
   bool virtual_mac = false;
+  // Tracked next-hops (track/next_hop_tracker.h): pinged every track_interval_ms; after
+  // track_misses unanswered in a row this node is degraded, and a degraded Master hands the
+  // group to its peer unless the peer is degraded too.
+  std::vector<IpAddress> track_next_hops;
+  uint32_t track_interval_ms = 1000;
+  uint32_t track_misses = 3;
   std::vector<VipInterface> interfaces;
 };
 

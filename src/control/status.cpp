@@ -77,6 +77,14 @@ std::string render_text(const StatusSnapshot& s) {
     o << "written without what this kernel refused: labels " << y.writer.labels_refused
       << " entries, helper " << y.writer.helpers_refused << " entries\n";
   }
+  if (!s.next_hops.empty()) {
+    o << "tracked next-hops" << (s.degraded ? " (DEGRADED)" : "") << ":";
+    for (const auto& t : s.next_hops) {
+      o << " " << t.address.to_string() << " " << (t.reachable ? "reachable" : "unreachable")
+        << " (" << t.answers << "/" << t.probes << " answered)";
+    }
+    o << "\n";
+  }
   o << "rejected: frames " << c.frames_rejected << ", flow changes " << c.changes_rejected
     << ", connections " << y.rejected_connections << ", adverts ttl " << s.vrrp.rejected_ttl
     << " / stranger " << s.vrrp.rejected_source << " / forged priority "
@@ -141,7 +149,15 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"stalls\": " << s.vrrp.stalls
     << ", \"stalls_survived\": " << s.vrrp.stalls_survived
     << ", \"late_timer_graces\": " << s.vrrp.late_timer_graces
-    << ", \"alive_graces\": " << s.vrrp.alive_graces << "}}\n";
+    << ", \"alive_graces\": " << s.vrrp.alive_graces << "}"
+    << ", \"track\": {\"degraded\": " << yes_no(s.degraded) << ", \"next_hops\": [";
+  for (size_t i = 0; i < s.next_hops.size(); ++i) {
+    const auto& t = s.next_hops[i];
+    o << (i ? ", " : "") << "{\"address\": " << quote(t.address.to_string())
+      << ", \"reachable\": " << yes_no(t.reachable) << ", \"misses\": " << t.misses
+      << ", \"probes\": " << t.probes << ", \"answers\": " << t.answers << "}";
+  }
+  o << "]}}\n";
   return o.str();
 }
 

@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include <vector>
+
 #include "sync/sync_service.h"
+#include "track/next_hop_tracker.h"
 #include "vrrp/vrrp_group.h"
 
 namespace fwha::control {
@@ -26,6 +29,8 @@ struct StatusSnapshot {
   sync::SyncService::Status sync;
   int64_t sync_status_age_ms = 0;
   vrrp::GroupCounters vrrp;
+  std::vector<track::NextHopTracker::Target> next_hops;  // empty: none tracked
+  bool degraded = false;
 };
 
 std::string render_text(const StatusSnapshot& s);

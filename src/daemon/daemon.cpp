@@ -7,6 +7,7 @@
 
 #include "control/control_server.h"
 #include "sync/sync_service.h"
+#include "track/next_hop_monitor.h"
 #include "util/log.h"
 #include "util/realtime.h"
 #include "vip/address_port.h"
@@ -142,11 +143,14 @@ bool Daemon::open() {
   // The peer hands the group over: decided here, on the main loop, by the state machine.
   so.on_takeover_request = [this](std::function<void(bool)> answer) {
     boost::asio::post(io_, [this, answer = std::move(answer)] {
-      const bool took = !stopping_ && group_->handover_requested();
+      // A degraded node is no better a Master than the peer that wants to go.
+      const bool took = !stopping_ && !degraded() && group_->handover_requested();
       log::notice("daemon", "peer " + config_.peer_name + " hands the group over: " +
-                                (took ? std::string("Master now")
-                                      : std::string("refused, this node is ") +
-                                            vrrp::to_string(group_->state())));
+                                (took        ? std::string("Master now")
+                                 : degraded() ? "refused, this node's tracked next-hop " +
+                                                    next_hops_->unreachable() + " is unreachable"
+                                              : std::string("refused, this node is ") +
+                                                    vrrp::to_string(group_->state())));
       answer(took);
     });
   };
@@ -194,6 +198,13 @@ int Daemon::run() {
                             (config_.sync.conntrack ? "on" : "off"));
   rt::apply_or_warn(config_.realtime_priority, "election");
   group_->start();
+  if (!config_.group.track_next_hops.empty()) {
+    next_hops_ = std::make_unique<track::NextHopMonitor>(
+        io_, config_.group.track_next_hops,
+        std::chrono::milliseconds(config_.group.track_interval_ms), config_.group.track_misses,
+        [this](bool degraded, bool changed) { on_next_hops(degraded, changed); });
+    next_hops_->start();
+  }
   watch_sync();
   io_.run();
   log::notice("daemon", "fwhad stopped");
@@ -216,6 +227,49 @@ void Daemon::on_role_change(int from, int to) {
   }
   if (master) sync_->set_filter(local_filter(config_));  // addresses may have changed
   sync_->set_master(master);
+}
+
+bool Daemon::degraded() const { return next_hops_ && next_hops_->degraded(); }
+
+// Retried while degraded, but after a refusal (the peer is degraded too, or not Backup) only
+// every kRetryAfterRefusal: each attempt pauses our adverts for a round trip.
+void Daemon::on_next_hops(bool degraded, bool changed) {
+  constexpr auto kRetryAfterRefusal = std::chrono::seconds(5);
+  if (changed) {
+    if (degraded) {
+      log::error("track", "tracked next-hop " + next_hops_->unreachable() + " unreachable (" +
+                              std::to_string(config_.group.track_misses) +
+                              " echo requests unanswered): this node is degraded");
+    } else {
+      log::notice("track", "tracked next-hops reachable again: this node is no longer degraded");
+      degraded_handover_refused_at_.reset();
+    }
+  }
+  if (!degraded || stopping_ || handing_over_ || group_->state() != vrrp::State::Master) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (degraded_handover_refused_at_ && now - *degraded_handover_refused_at_ < kRetryAfterRefusal) {
+    return;
+  }
+  if (!sync_->status().connected) {
+    if (changed) {
+      log::error("track", "degraded, but the sync link to " + config_.peer_name +
+                              " is down: cannot hand the group over; still Master");
+    }
+    return;
+  }
+  log::warning("track", "degraded Master: handing the group over to " + config_.peer_name);
+  hand_over([this](HandoverOutcome o) {
+    if (o == HandoverOutcome::TookOver) {
+      log::notice("track", config_.peer_name + " took over from this degraded node");
+      degraded_handover_refused_at_.reset();
+      return;
+    }
+    if (!degraded_handover_refused_at_) {
+      log::warning("track", "handover refused: peer " + std::string(to_string(o)) +
+                                " (degraded too?); still Master, asking again every 5 s");
+    }
+    degraded_handover_refused_at_ = std::chrono::steady_clock::now();
+  });
 }
 
 void Daemon::begin_stop() {
@@ -427,6 +481,10 @@ control::StatusSnapshot Daemon::snapshot() const {
   s.sync = sync_->status();
   s.sync_status_age_ms = monotonic_ms(now) - monotonic_ms(s.sync.taken);
   s.vrrp = group_->counters();
+  if (next_hops_) {
+    s.next_hops = next_hops_->tracker().targets();
+    s.degraded = next_hops_->degraded();
+  }
   return s;
 }
 

@@ -28,6 +28,9 @@ class VrrpGroup;
 namespace fwha::control {
 class ControlServer;
 }
+namespace fwha::track {
+class NextHopMonitor;
+}
 
 namespace fwha {
 
@@ -56,6 +59,9 @@ class Daemon {
   void watch_rejoin(std::chrono::steady_clock::time_point now, uint64_t entries_received,
                     bool sync_connected);
   void settle_then(std::function<void()> proceed);
+  // After each probe round of the tracked next-hops: alerts, and a degraded Master hands over.
+  void on_next_hops(bool degraded, bool changed);
+  bool degraded() const;
   bool peer_adverts_seen(std::chrono::steady_clock::time_point now) const;
 
   config::Config config_;
@@ -75,6 +81,8 @@ class Daemon {
   std::unique_ptr<sync::SyncService> sync_;
   std::unique_ptr<vrrp::VrrpGroup> group_;
   std::unique_ptr<control::ControlServer> control_;
+  std::unique_ptr<track::NextHopMonitor> next_hops_;  // group.track_next_hops only
+  std::optional<std::chrono::steady_clock::time_point> degraded_handover_refused_at_;
   bool stopping_ = false;
   bool finished_ = false;
   int exit_code_ = 0;

@@ -78,6 +78,8 @@ SNIFF = os.path.join(HERE, "sniff.py")
 GAP_LIMIT_MS = 1000.0
 SWITCHOVER_GAP_LIMIT_MS = 50.0
 KILL_RESTART_S = 1.0           # kill: systemd's RestartSec
+NEXT_HOP_INTERVAL_MS = 100     # next_hop: both nodes ping the server every 100 ms,
+NEXT_HOP_MISSES = 3            # and are degraded after 3 unanswered
 FREEZE_S = 2.0                 # freeze: how long the Master's fwhad is stopped
 STALL_LIMIT_S = 5.0
 PRE_FAILOVER_S = 3.0
@@ -340,6 +342,47 @@ def stop_sniffer(lab, proc):
         return json.load(f)
 
 
+def server_drops_pings_from(lab, fw):
+    """The server stops answering `fw`'s echo requests (its tracked next-hop fails for it
+    alone); nothing else changes."""
+    path = lab.path(f"drop-pings-{fw}.nft")
+    with open(path, "w") as fh:
+        fh.write("table ip fwha_lab_nh {\n  chain input {\n    type filter hook input "
+                 "priority 0; policy accept;\n    ip saddr " + netlab.ADDR[fw]["wan"] +
+                 " icmp type echo-request drop\n  }\n}\n")
+    lab.nsexec("server", ["nft", "-f", path])
+
+
+def next_hop_checks(lab, checks, master, backup):
+    """The first Master said it was degraded and handed over; then the server ignores the new
+    Master too: it asks, the first one (degraded too) refuses, nothing moves."""
+    old = lab.status(master) or {}
+    track = old.get("track") or {}
+    out(f"{master}_track", json.dumps(track, sort_keys=True))
+    checks.check(track.get("degraded") is True and
+                 [h.get("reachable") for h in track.get("next_hops", [])] == [False],
+                 f"{master} reports its tracked next-hop unreachable (degraded)", json.dumps(track))
+    with open(lab.log_path(master), errors="replace") as fh:
+        log = fh.read()
+    checks.check("degraded Master: handing the group over" in log,
+                 f"{master} logged that it hands over because it is degraded")
+    server_drops_pings_from(lab, backup)
+    lab.log(f"next_hop: the server stops answering {backup}'s echo requests too")
+    try:
+        wait_for(lambda: ((lab.status(backup) or {}).get("track") or {}).get("degraded"), 5,
+                 interval=0.05, what=f"{backup} degraded")
+    except LabTimeout as e:
+        lab.log(str(e))
+    time.sleep(1.0)  # its handover attempt and the refusal
+    with open(lab.log_path(master), errors="replace") as fh:
+        refused = "is unreachable" in fh.read()
+    states = {fw: lab.state(fw) for fw in FWS}
+    out("states_when_both_degraded", json.dumps(states, sort_keys=True))
+    checks.check(states == {backup: "Master", master: "Backup"} and refused,
+                 f"with both degraded, {backup} stays Master ({master} refused the handover)",
+                 f"{states}, refusal logged: {refused}")
+
+
 def client_neighbour_mac(lab):
     m = re.search(r"lladdr (\S+)", lab.ip("client", "neigh", "show", netlab.LAN_VIP).stdout)
     return m.group(1) if m else None
@@ -422,6 +465,9 @@ def failover_run(lab, args, checks, kind):
     elif kind == "carrier":
         lab.set_switch_port(master, "lan", False)
         lab.log(f"carrier: {master}'s LAN switch port down ({master}'s LAN link loses carrier)")
+    elif kind == "next_hop":
+        server_drops_pings_from(lab, master)
+        lab.log(f"next_hop: the server stops answering {master}'s echo requests")
     elif kind == "freeze":
         # Only fwhad stops: the node's kernel keeps forwarding with its VIPs until the Backup
         # takes over and announces them; then the frozen daemon wakes up.
@@ -488,7 +534,8 @@ def failover_run(lab, args, checks, kind):
         ms, source = takeover_time(lab, backup, event_ns, seen_ns)
         lab.log(f"new Master: {backup} since +{lab.rel_s(event_ns + ms * 1e6):.3f}s, "
                 f"{ms:.0f} ms after the {kind} event ({source})")
-        after = {"graceful": "sigterm", "switchover": "switchover"}.get(kind, "crash")
+        after = {"graceful": "sigterm", "switchover": "switchover",
+                 "next_hop": "next_hop_lost"}.get(kind, "crash")
         out(f"takeover_ms_after_{after}", f"{ms:.0f}")
         out("takeover_source", source)
 
@@ -584,7 +631,9 @@ def failover_run(lab, args, checks, kind):
         checks.check(any("replicated state applied" in line for line in settle_lines),
                      f"{backup} applied the replicated state before adding the VIPs "
                      "(takeover transaction)", " | ".join(settle_lines) or "no takeover line")
-    if kind in ("graceful", "switchover", "carrier"):
+    if kind == "next_hop":
+        next_hop_checks(lab, checks, master, backup)
+    if kind in ("graceful", "switchover", "carrier", "next_hop"):
         checks.check(new_reason == "handover_received",
                      f"{backup} took over by handover (sync link), not by timers",
                      f"reason {new_reason}")
@@ -598,7 +647,7 @@ def failover_run(lab, args, checks, kind):
                      f"{(old.get('group') or {}).get('last_reason')}")
         checks.check(gap_ms is not None and gap_ms < SWITCHOVER_GAP_LIMIT_MS,
                      f"switchover gap < {SWITCHOVER_GAP_LIMIT_MS:.0f} ms", f"{gap_ms} ms")
-    if kind in ("crash", "kill", "graceful", "freeze", "carrier", "switchover"):
+    if kind in ("crash", "kill", "graceful", "freeze", "carrier", "switchover", "next_hop"):
         checks.check(t >= args.sessions, f"at least {args.sessions} sessions before failover",
                      f"T={t}")
         checks.check(k == t, "every pre-existing session survived", f"{k}/{t}")
@@ -887,7 +936,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario",
                     choices=["crash", "control", "kill", "graceful", "switchover", "freeze",
-                             "carrier", "sync_cut", "bad_input"])
+                             "carrier", "next_hop", "sync_cut", "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
@@ -921,10 +970,14 @@ def main(argv=None):
     out("scenario", args.scenario)
     out("python", f"{sys.executable} {sys.version.split()[0]}")
     lab_error = None
+    group = {"advert_interval_cs": args.advert_cs}
+    if args.virtual_mac:
+        group["virtual_mac"] = True
+    if args.scenario == "next_hop":
+        group.update(track_next_hops=[netlab.SERVER_IP], track_interval_ms=NEXT_HOP_INTERVAL_MS,
+                     track_misses=NEXT_HOP_MISSES)
     lab = netlab.Lab(conntrack=(args.scenario != "control"), verbose=args.verbose,
-                     group_options={fw: {"advert_interval_cs": args.advert_cs,
-                                         **({"virtual_mac": True} if args.virtual_mac else {})}
-                                    for fw in FWS},
+                     group_options={fw: dict(group) for fw in FWS},
                      ipv6=args.ipv6,
                      keep=args.keep, log=timeline)
     try:

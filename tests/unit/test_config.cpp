@@ -92,6 +92,31 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.realtime_priority, 50);
   EXPECT_EQ(c.sync.event_coalesce_us, 250u);
   EXPECT_FALSE(c.group.virtual_mac);  // VIPs on the interface itself unless asked
+  EXPECT_TRUE(c.group.track_next_hops.empty());
+  EXPECT_EQ(c.group.track_interval_ms, 1000u);
+  EXPECT_EQ(c.group.track_misses, 3u);
+}
+
+TEST(Config, TrackedNextHops) {
+  auto r = parse(replace(kGood, "preempt = true\n",
+                         "preempt = true\ntrack_next_hops = [\"198.51.100.254\", \"2001:db8::1\"]\n"
+                         "track_interval_ms = 200\ntrack_misses = 2\n"),
+                 "fwha.conf");
+  ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+  const auto& g = std::get<Config>(r).group;
+  ASSERT_EQ(g.track_next_hops.size(), 2u);
+  EXPECT_EQ(g.track_next_hops[1].to_string(), "2001:db8::1");
+  EXPECT_EQ(g.track_interval_ms, 200u);
+  EXPECT_EQ(g.track_misses, 2u);
+  auto e = expect_error(replace(kGood, "preempt = true\n",
+                                "preempt = true\ntrack_next_hops = [\"198.51.100.999\"]\n"));
+  EXPECT_EQ(e.key, "group.track_next_hops");
+  EXPECT_NE(e.message.find("198.51.100.999"), std::string::npos) << e.message;
+  e = expect_error(replace(kGood, "preempt = true\n",
+                           "preempt = true\ntrack_next_hops = [\"fe80::1\"]\n"));
+  EXPECT_EQ(e.key, "group.track_next_hops");
+  e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\ntrack_interval_ms = 5\n"));
+  EXPECT_EQ(e.key, "group.track_interval_ms");
 }
 
 TEST(Config, VirtualMacIsABoolean) {
