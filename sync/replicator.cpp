@@ -379,6 +379,9 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kHeartbeat:  // only a source (the Master) sends them
       if (options_.on_heartbeat) options_.on_heartbeat();
       return true;
+    case wire::Frame::kHealth:
+      if (options_.on_health) options_.on_health(frame.health().degraded());
+      return true;
     case wire::Frame::kExpectBatch:
       // Expectations have their own, unsequenced path (expect_sync.h); hello checked above.
       if (options_.on_expect_batch) options_.on_expect_batch(frame.expect_batch());

@@ -112,6 +112,8 @@ class Replicator {
     std::function<void()> on_synced = nullptr;
     // A Heartbeat from the peer's source: its Master is alive (sync_service.h).
     std::function<void()> on_heartbeat = nullptr;
+    // The peer's Health frame: whether its tracked next-hops fail (sync_service.h).
+    std::function<void(bool degraded)> on_health = nullptr;
     // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };

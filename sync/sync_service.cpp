@@ -74,6 +74,13 @@ std::error_code SyncService::start(std::string& what_failed) {
         std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1),
         std::memory_order_relaxed);
   };
+  ro.on_health = [this](bool degraded) {
+    if (degraded != peer_degraded_.exchange(degraded, std::memory_order_relaxed)) {
+      log::notice("sync", std::string("peer ") + options_.peer_name +
+                              (degraded ? " is degraded (its tracked next-hops fail)"
+                                        : " is no longer degraded"));
+    }
+  };
   ro.on_synced = [this] {
     if (options_.on_synced) options_.on_synced();
   };
@@ -248,11 +255,23 @@ void SyncService::settle_step(std::chrono::steady_clock::time_point deadline,
 // 5 ms: a Backup at the default 10 ms advert interval asks whether the Master spoke within
 // the last 15 ms before it takes over (daemon.cpp).
 void SyncService::heartbeat() {
-  if (replicator_->role() == Replicator::Role::Source && link_->connected() &&
-      replicator_->peer_hello_seen()) {
+  const bool up = link_->connected() && replicator_->peer_hello_seen();
+  if (up && replicator_->role() == Replicator::Role::Source) {
     wire::Frame f;
     f.mutable_heartbeat();
     link_->send(f);
+  }
+  // Health both ways: on every new connection, then on each change.
+  const uint64_t connection = link_->counters().connects;
+  const bool degraded = degraded_.load(std::memory_order_relaxed);
+  if (!up) {
+    peer_degraded_.store(false, std::memory_order_relaxed);
+  } else if (health_sent_on_connect_ != connection || health_sent_ != degraded) {
+    wire::Frame f;
+    f.mutable_health()->set_degraded(degraded);
+    link_->send(f);
+    health_sent_ = degraded;
+    health_sent_on_connect_ = connection;
   }
   heartbeat_timer_.expires_after(std::chrono::milliseconds(5));
   heartbeat_timer_.async_wait([this](boost::system::error_code ec) {

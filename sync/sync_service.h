@@ -96,6 +96,11 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
+  // This node's tracked next-hops fail (any thread): told to the peer within a heartbeat
+  // tick (5 ms), and again after every reconnect.
+  void set_degraded(bool degraded) { degraded_.store(degraded, std::memory_order_relaxed); }
+  // What the peer last said of its own (false while the link is down or it never said).
+  bool peer_degraded() const { return peer_degraded_.load(std::memory_order_relaxed); }
   // When the peer last sent a heartbeat, i.e. spoke as the Master (any thread; nullopt: never).
   std::optional<std::chrono::steady_clock::time_point> last_master_heartbeat() const;
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
@@ -121,6 +126,11 @@ class SyncService {
   std::chrono::nanoseconds govern_cpu_{};
   boost::asio::steady_timer heartbeat_timer_;
   std::atomic<int64_t> last_heartbeat_ns_{0};  // steady clock, written by the sync thread
+  std::atomic<bool> degraded_{false};
+  std::atomic<bool> peer_degraded_{false};
+  // The Health last sent, and on which connection (SyncLink's connects count).
+  bool health_sent_ = false;
+  uint64_t health_sent_on_connect_ = 0;
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

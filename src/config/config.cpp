@@ -4,6 +4,8 @@
 // quietly leave preemption off). The first error stops parsing.
 #include "config/config.h"
 
+#include <algorithm>
+
 #include <fstream>
 #include <initializer_list>
 #include <set>
@@ -165,6 +167,20 @@ VipInterface read_interface(const Reader& r, const toml::table& t, const std::st
   return vi;
 }
 
+// A tracked next-hop is pinged through the routing table: an address that never leaves the
+// node, or names no single router, would make the node look degraded (or never).
+bool unicast_beyond_the_link(const IpAddress& a) {
+  const auto& b = a.bytes;
+  if (a.family == Family::V4) {
+    return b[0] != 0 && b[0] != 127 && b[0] < 224 && !(b[0] == 169 && b[1] == 254);
+  }
+  const bool unspecified_or_loopback =
+      std::all_of(b.begin(), b.begin() + 15, [](uint8_t x) { return x == 0; }) && b[15] <= 1;
+  const bool v4_mapped = std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; }) &&
+                         b[10] == 0xFF && b[11] == 0xFF;
+  return !unspecified_or_loopback && !v4_mapped && b[0] != 0xFF && !a.is_ipv6_link_local();
+}
+
 Group read_group(const Reader& r, const toml::table& t) {
   const std::string prefix = "group";
   r.check_known(t, prefix,
@@ -190,10 +206,15 @@ Group read_group(const Reader& r, const toml::table& t) {
     for (const toml::node& item : *arr) {
       auto text = item.value<std::string>();
       auto a = text ? IpAddress::parse(*text) : std::nullopt;
-      if (!a || a->is_ipv6_link_local()) {
+      if (!a || !unicast_beyond_the_link(*a)) {
         r.fail(item.source(), "group.track_next_hops",
-               "expected an IPv4 or global IPv6 address (a router beyond the interfaces), got " +
+               "expected the unicast IPv4 or global IPv6 address of a router (not link-local, "
+               "multicast, loopback, unspecified or IPv4-mapped), got " +
                    (text ? "'" + *text + "'" : std::string("a non-string")));
+      }
+      if (std::find(g.track_next_hops.begin(), g.track_next_hops.end(), *a) !=
+          g.track_next_hops.end()) {
+        r.fail(item.source(), "group.track_next_hops", "'" + *text + "' listed twice");
       }
       g.track_next_hops.push_back(*a);
     }

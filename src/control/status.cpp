@@ -78,7 +78,8 @@ std::string render_text(const StatusSnapshot& s) {
       << " entries, helper " << y.writer.helpers_refused << " entries\n";
   }
   if (!s.next_hops.empty()) {
-    o << "tracked next-hops" << (s.degraded ? " (DEGRADED)" : "") << ":";
+    o << "tracked next-hops" << (s.degraded ? " (DEGRADED)" : "")
+      << (s.peer_degraded ? " (peer degraded too)" : "") << ":";
     for (const auto& t : s.next_hops) {
       o << " " << t.address.to_string() << " " << (t.reachable ? "reachable" : "unreachable")
         << " (" << t.answers << "/" << t.probes << " answered)";
@@ -150,7 +151,8 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"stalls_survived\": " << s.vrrp.stalls_survived
     << ", \"late_timer_graces\": " << s.vrrp.late_timer_graces
     << ", \"alive_graces\": " << s.vrrp.alive_graces << "}"
-    << ", \"track\": {\"degraded\": " << yes_no(s.degraded) << ", \"next_hops\": [";
+    << ", \"track\": {\"degraded\": " << yes_no(s.degraded)
+    << ", \"peer_degraded\": " << yes_no(s.peer_degraded) << ", \"next_hops\": [";
   for (size_t i = 0; i < s.next_hops.size(); ++i) {
     const auto& t = s.next_hops[i];
     o << (i ? ", " : "") << "{\"address\": " << quote(t.address.to_string())

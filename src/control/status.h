@@ -31,6 +31,7 @@ struct StatusSnapshot {
   vrrp::GroupCounters vrrp;
   std::vector<track::NextHopTracker::Target> next_hops;  // empty: none tracked
   bool degraded = false;
+  bool peer_degraded = false;  // as the peer said on the sync link
 };
 
 std::string render_text(const StatusSnapshot& s);

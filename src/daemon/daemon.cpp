@@ -143,14 +143,14 @@ bool Daemon::open() {
   // The peer hands the group over: decided here, on the main loop, by the state machine.
   so.on_takeover_request = [this](std::function<void(bool)> answer) {
     boost::asio::post(io_, [this, answer = std::move(answer)] {
-      // A degraded node is no better a Master than the peer that wants to go.
-      const bool took = !stopping_ && !degraded() && group_->handover_requested();
+      // Accepted even when this node is degraded: a peer that leaves (switchover, stop,
+      // Fault) goes anyway, and a degraded peer does not ask us when we are degraded too
+      // (Health on the sync link).
+      const bool took = !stopping_ && group_->handover_requested();
       log::notice("daemon", "peer " + config_.peer_name + " hands the group over: " +
-                                (took        ? std::string("Master now")
-                                 : degraded() ? "refused, this node's tracked next-hop " +
-                                                    next_hops_->unreachable() + " is unreachable"
-                                              : std::string("refused, this node is ") +
-                                                    vrrp::to_string(group_->state())));
+                                (took ? std::string("Master now")
+                                      : std::string("refused, this node is ") +
+                                            vrrp::to_string(group_->state())));
       answer(took);
     });
   };
@@ -169,6 +169,17 @@ bool Daemon::open() {
   if (auto sec = sync_->start(what)) {
     log::error("daemon", what + ": " + sec.message());
     return false;
+  }
+  if (!config_.group.track_next_hops.empty()) {
+    next_hops_ = std::make_unique<track::NextHopMonitor>(
+        io_, config_.group.track_next_hops,
+        std::chrono::milliseconds(config_.group.track_interval_ms), config_.group.track_misses,
+        [this](bool degraded, bool changed) { on_next_hops(degraded, changed); });
+    if (auto tec = next_hops_->open()) {
+      log::error("daemon", "ICMP sockets for the tracked next-hops (group.track_next_hops): " +
+                               tec.message());
+      return false;
+    }
   }
   control_ = std::make_unique<control::ControlServer>(
       io_, config_.control_socket,
@@ -198,13 +209,7 @@ int Daemon::run() {
                             (config_.sync.conntrack ? "on" : "off"));
   rt::apply_or_warn(config_.realtime_priority, "election");
   group_->start();
-  if (!config_.group.track_next_hops.empty()) {
-    next_hops_ = std::make_unique<track::NextHopMonitor>(
-        io_, config_.group.track_next_hops,
-        std::chrono::milliseconds(config_.group.track_interval_ms), config_.group.track_misses,
-        [this](bool degraded, bool changed) { on_next_hops(degraded, changed); });
-    next_hops_->start();
-  }
+  if (next_hops_) next_hops_->start();
   watch_sync();
   io_.run();
   log::notice("daemon", "fwhad stopped");
@@ -229,20 +234,22 @@ void Daemon::on_role_change(int from, int to) {
   sync_->set_master(master);
 }
 
-bool Daemon::degraded() const { return next_hops_ && next_hops_->degraded(); }
-
-// Retried while degraded, but after a refusal (the peer is degraded too, or not Backup) only
-// every kRetryAfterRefusal: each attempt pauses our adverts for a round trip.
+// A degraded Master asks its peer to take over, unless the peer says it is degraded too (a
+// fault beyond both nodes: moving would gain nothing and cost a gap). After a refusal (the
+// peer in Fault, say) it asks again only after kRetryAfterRefusal: each attempt holds our
+// adverts for a round trip.
 void Daemon::on_next_hops(bool degraded, bool changed) {
   constexpr auto kRetryAfterRefusal = std::chrono::seconds(5);
+  sync_->set_degraded(degraded);
   if (changed) {
+    degraded_stay_logged_ = false;
+    degraded_handover_refused_at_.reset();
     if (degraded) {
       log::error("track", "tracked next-hop " + next_hops_->unreachable() + " unreachable (" +
                               std::to_string(config_.group.track_misses) +
                               " echo requests unanswered): this node is degraded");
     } else {
       log::notice("track", "tracked next-hops reachable again: this node is no longer degraded");
-      degraded_handover_refused_at_.reset();
     }
   }
   if (!degraded || stopping_ || handing_over_ || group_->state() != vrrp::State::Master) return;
@@ -250,13 +257,18 @@ void Daemon::on_next_hops(bool degraded, bool changed) {
   if (degraded_handover_refused_at_ && now - *degraded_handover_refused_at_ < kRetryAfterRefusal) {
     return;
   }
+  const auto stay = [this](const std::string& why) {
+    if (!degraded_stay_logged_) log::error("track", "degraded, but " + why + ": still Master");
+    degraded_stay_logged_ = true;
+  };
   if (!sync_->status().connected) {
-    if (changed) {
-      log::error("track", "degraded, but the sync link to " + config_.peer_name +
-                              " is down: cannot hand the group over; still Master");
-    }
-    return;
+    return stay("the sync link to " + config_.peer_name +
+                " is down (the peer would not hold our state)");
   }
+  if (sync_->peer_degraded()) {
+    return stay(config_.peer_name + " is degraded too (its tracked next-hops fail as well)");
+  }
+  degraded_stay_logged_ = false;
   log::warning("track", "degraded Master: handing the group over to " + config_.peer_name);
   hand_over([this](HandoverOutcome o) {
     if (o == HandoverOutcome::TookOver) {
@@ -266,7 +278,7 @@ void Daemon::on_next_hops(bool degraded, bool changed) {
     }
     if (!degraded_handover_refused_at_) {
       log::warning("track", "handover refused: peer " + std::string(to_string(o)) +
-                                " (degraded too?); still Master, asking again every 5 s");
+                                "; still Master, asking again in 5 s");
     }
     degraded_handover_refused_at_ = std::chrono::steady_clock::now();
   });
@@ -484,6 +496,7 @@ control::StatusSnapshot Daemon::snapshot() const {
   if (next_hops_) {
     s.next_hops = next_hops_->tracker().targets();
     s.degraded = next_hops_->degraded();
+    s.peer_degraded = sync_->peer_degraded();
   }
   return s;
 }

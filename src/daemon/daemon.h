@@ -61,7 +61,6 @@ class Daemon {
   void settle_then(std::function<void()> proceed);
   // After each probe round of the tracked next-hops: alerts, and a degraded Master hands over.
   void on_next_hops(bool degraded, bool changed);
-  bool degraded() const;
   bool peer_adverts_seen(std::chrono::steady_clock::time_point now) const;
 
   config::Config config_;
@@ -83,6 +82,7 @@ class Daemon {
   std::unique_ptr<control::ControlServer> control_;
   std::unique_ptr<track::NextHopMonitor> next_hops_;  // group.track_next_hops only
   std::optional<std::chrono::steady_clock::time_point> degraded_handover_refused_at_;
+  bool degraded_stay_logged_ = false;  // "degraded, but still Master": once per episode
   bool stopping_ = false;
   bool finished_ = false;
   int exit_code_ = 0;

@@ -1,9 +1,9 @@
 #include "track/icmp_echo.h"
 
 #include <arpa/inet.h>
+#include <linux/icmp.h>
 #include <netinet/icmp6.h>
 #include <netinet/in.h>
-#include <netinet/ip_icmp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,18 +11,38 @@
 #include <cstring>
 #include <random>
 
-namespace fwha::track {
-namespace {
+#include "util/inet_checksum.h"
 
-uint16_t checksum(const uint8_t* p, size_t n) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
-  if (n % 2) sum += static_cast<uint32_t>(p[n - 1] << 8);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
+namespace fwha::track {
+std::array<uint8_t, 16> echo_request(Family family, uint16_t identifier, uint16_t sequence) {
+  const bool v6 = family == Family::V6;
+  std::array<uint8_t, 16> packet{};
+  packet[0] = v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO;
+  packet[4] = static_cast<uint8_t>(identifier >> 8);
+  packet[5] = static_cast<uint8_t>(identifier);
+  packet[6] = static_cast<uint8_t>(sequence >> 8);
+  packet[7] = static_cast<uint8_t>(sequence);
+  std::memcpy(packet.data() + 8, "fwha-nh", 8);  // 7 characters and the NUL
+  if (!v6) {
+    const uint16_t c = inet::fold_complement(inet::sum16(packet));
+    packet[2] = static_cast<uint8_t>(c >> 8);
+    packet[3] = static_cast<uint8_t>(c);
+  }
+  return packet;
 }
 
-}  // namespace
+bool is_our_echo_reply(std::span<const uint8_t> packet, Family family, uint16_t identifier) {
+  size_t at = 0;
+  if (family == Family::V4) {
+    if (packet.empty()) return false;
+    at = static_cast<size_t>(packet[0] & 0x0f) * 4;
+    if (at < 20) return false;
+  }
+  if (packet.size() < at + 8) return false;
+  const uint8_t echo_reply = family == Family::V6 ? ICMP6_ECHO_REPLY : ICMP_ECHOREPLY;
+  const auto id = static_cast<uint16_t>(packet[at + 4] << 8 | packet[at + 5]);
+  return packet[at] == echo_reply && packet[at + 1] == 0 && id == identifier;
+}
 
 IcmpEcho::IcmpEcho(boost::asio::io_context& io, OnAnswer on_answer)
     : io_(io), on_answer_(std::move(on_answer)),
@@ -30,7 +50,16 @@ IcmpEcho::IcmpEcho(boost::asio::io_context& io, OnAnswer on_answer)
 
 IcmpEcho::~IcmpEcho() = default;  // the descriptors close their sockets
 
-std::error_code IcmpEcho::open(Family family) {
+std::error_code IcmpEcho::open(const std::vector<IpAddress>& targets) {
+  for (const auto& t : targets) {
+    if (!(t.family == Family::V6 ? v6_ : v4_)) {
+      if (auto ec = open_family(t.family)) return ec;
+    }
+  }
+  return {};
+}
+
+std::error_code IcmpEcho::open_family(Family family) {
   const bool v6 = family == Family::V6;
   const int fd = v6 ? ::socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMPV6)
                     : ::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
@@ -44,6 +73,11 @@ std::error_code IcmpEcho::open(Family family) {
     if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter) < 0) {
       return {errno, std::generic_category()};
     }
+  } else {  // a set bit drops that type: all but echo replies
+    icmp_filter filter{~(1U << ICMP_ECHOREPLY)};
+    if (setsockopt(fd, SOL_RAW, ICMP_FILTER, &filter, sizeof filter) < 0) {
+      return {errno, std::generic_category()};
+    }
   }
   (v6 ? v6_ : v4_) = std::move(s);
   wait(family);
@@ -52,22 +86,8 @@ std::error_code IcmpEcho::open(Family family) {
 
 std::error_code IcmpEcho::send(const IpAddress& to) {
   const bool v6 = to.family == Family::V6;
-  if (!(v6 ? v6_ : v4_)) {
-    if (auto ec = open(to.family)) return ec;
-  }
-  std::array<uint8_t, 16> packet{};
-  packet[0] = v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO;
-  packet[4] = static_cast<uint8_t>(identifier_ >> 8);
-  packet[5] = static_cast<uint8_t>(identifier_);
-  ++sequence_;
-  packet[6] = static_cast<uint8_t>(sequence_ >> 8);
-  packet[7] = static_cast<uint8_t>(sequence_);
-  std::memcpy(packet.data() + 8, "fwha-nh", 8);  // 7 characters and the NUL
-  if (!v6) {
-    const uint16_t c = checksum(packet.data(), packet.size());
-    packet[2] = static_cast<uint8_t>(c >> 8);
-    packet[3] = static_cast<uint8_t>(c);
-  }
+  if (!(v6 ? v6_ : v4_)) return std::make_error_code(std::errc::not_connected);  // not opened
+  const auto packet = echo_request(to.family, identifier_, ++sequence_);
   ssize_t n;
   if (v6) {
     sockaddr_in6 sa{};
@@ -107,14 +127,9 @@ void IcmpEcho::read(Family family) {
     const ssize_t n = ::recvfrom(fd, buffer_.data(), buffer_.size(), 0,
                                  reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n <= 0) return;
-    size_t at = 0;
-    if (!v6) {
-      at = static_cast<size_t>(buffer_[0] & 0x0f) * 4;
+    if (!is_our_echo_reply({buffer_.data(), static_cast<size_t>(n)}, family, identifier_)) {
+      continue;
     }
-    if (static_cast<size_t>(n) < at + 8) continue;
-    const uint8_t type = buffer_[at];
-    const uint16_t id = static_cast<uint16_t>(buffer_[at + 4] << 8 | buffer_[at + 5]);
-    if (type != (v6 ? ICMP6_ECHO_REPLY : ICMP_ECHOREPLY) || id != identifier_) continue;
     std::optional<IpAddress> source;
     if (v6 && from.ss_family == AF_INET6) {
       source = IpAddress::from_bytes(

@@ -14,6 +14,12 @@ NextHopMonitor::NextHopMonitor(boost::asio::io_context& io, const std::vector<Ip
       on_round_(std::move(on_round)),
       send_failed_(targets.size(), false) {}
 
+std::error_code NextHopMonitor::open() {
+  std::vector<IpAddress> addresses;
+  for (const auto& t : tracker_.targets()) addresses.push_back(t.address);
+  return echo_.open(addresses);
+}
+
 void NextHopMonitor::start() { round(); }
 
 // A send that fails (no route, the interface down) is a probe that will not be answered: it

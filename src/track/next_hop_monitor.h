@@ -22,7 +22,9 @@ class NextHopMonitor {
   NextHopMonitor(boost::asio::io_context& io, const std::vector<IpAddress>& targets,
                  std::chrono::milliseconds interval, uint32_t misses, OnRound on_round);
 
-  void start();
+  // Opens the probe sockets (an error here means this node cannot track: fwhad stops).
+  std::error_code open();
+  void start();  // the first round now, then every interval
   bool degraded() const { return tracker_.degraded(); }
   const NextHopTracker& tracker() const { return tracker_; }
   // The unreachable targets, for messages ("198.51.100.254, 2001:db8::1").

@@ -23,6 +23,7 @@ struct LinkFacts {
   int parent = 0;
   std::string kind;
   std::optional<MacAddress> mac;
+  std::string alias;
 };
 
 int parse_linkinfo(const nlattr* a, void* data) {
@@ -49,6 +50,9 @@ int parse_link_attr(const nlattr* a, void* data) {
     case IFLA_LINKINFO:
       mnl_attr_parse_nested(a, parse_linkinfo, &f->kind);
       break;
+    case IFLA_IFALIAS:
+      if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0) f->alias = mnl_attr_get_str(a);
+      break;
     default:
       break;
   }
@@ -69,47 +73,54 @@ class KernelLinkPort : public LinkPort {
   explicit KernelLinkPort(MnlSocketPtr nl) : nl_(std::move(nl)), buf_(MNL_SOCKET_BUFFER_SIZE) {}
 
   std::error_code ensure_macvlan(const std::string& name, int parent, const MacAddress& mac,
-                                 int& ifindex, std::string& why) override {
+                                 Link& link, std::string& why) override {
     LinkFacts f;
     auto ec = get_link(name, f);
     if (ec && ec.value() != ENODEV) return ec;
     if (!ec) {
-      if (f.kind == "macvlan" && f.parent == parent && f.mac == mac) {
-        ifindex = f.ifindex;  // left by a fwhad that did not exit cleanly: ours
-        return {};
+      if (f.kind != "macvlan" || f.parent != parent || f.mac != mac) {
+        why = "a link of that name exists and is not this group's virtual MAC link (kind '" +
+              f.kind + "'" + (f.mac ? ", address " + to_string(*f.mac) : std::string()) +
+              "): rename it or change the group's vrid";
+        return std::make_error_code(std::errc::file_exists);
       }
-      why = "a link of that name exists and is not this group's virtual MAC link (kind '" +
-            f.kind + "'" + (f.mac ? ", address " + to_string(*f.mac) : std::string()) +
-            "): rename it or change the group's vrid";
-      return std::make_error_code(std::errc::file_exists);
+      link = {f.ifindex, true, f.alias};  // left by a fwhad that did not exit cleanly: ours
+    } else {
+      nlmsghdr* nlh = header(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
+      mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+      mnl_attr_put_u32(nlh, IFLA_LINK, static_cast<uint32_t>(parent));
+      mnl_attr_put(nlh, IFLA_ADDRESS, mac.size(), mac.data());
+      nlattr* info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+      mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "macvlan");
+      nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+      // Private: nothing passes between macvlans of one parent; they are not a switch.
+      mnl_attr_put_u32(nlh, IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE);
+      mnl_attr_nest_end(nlh, data);
+      mnl_attr_nest_end(nlh, info);
+      if ((ec = transact(nlh, nullptr, nullptr))) return ec;
+      if ((ec = get_link(name, f))) return ec;
+      link = {f.ifindex, false, {}};
     }
-    nlmsghdr* nlh = header(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
-    mnl_attr_put_u32(nlh, IFLA_LINK, static_cast<uint32_t>(parent));
-    mnl_attr_put(nlh, IFLA_ADDRESS, mac.size(), mac.data());
-    nlattr* info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "macvlan");
-    nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-    // Private: nothing passes between macvlans of one parent; they are not a switch.
-    mnl_attr_put_u32(nlh, IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE);
-    mnl_attr_nest_end(nlh, data);
-    mnl_attr_nest_end(nlh, info);
-    if ((ec = transact(nlh, nullptr, nullptr))) return ec;
-    if ((ec = get_link(name, f))) return ec;
-    ifindex = f.ifindex;
-    // No IPv6 link-local of its own: both nodes' links have the same address, so the same
-    // EUI-64 link-local, and DAD would fight over it at every takeover.
-    nlh = header(RTM_NEWLINK, 0, ifindex);
+    // No IPv6 link-local of its own (again on an adopted link: someone may have changed it):
+    // both nodes' links have the same address, so the same EUI-64 link-local, and DAD would
+    // fight over it at every takeover.
+    nlmsghdr* nlh = header(RTM_NEWLINK, 0, link.ifindex);
     nlattr* af = mnl_attr_nest_start(nlh, IFLA_AF_SPEC);
     nlattr* inet6 = mnl_attr_nest_start(nlh, AF_INET6);
     mnl_attr_put_u8(nlh, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE);
     mnl_attr_nest_end(nlh, inet6);
     mnl_attr_nest_end(nlh, af);
     if ((ec = transact(nlh, nullptr, nullptr)) && ec.value() != EAFNOSUPPORT) {
-      remove(ifindex);  // IPv6 disabled is fine; anything else leaves nothing behind
+      remove(link.ifindex);  // IPv6 disabled is fine; anything else leaves nothing behind
       return ec;
     }
     return {};
+  }
+
+  std::error_code set_alias(int ifindex, const std::string& alias) override {
+    nlmsghdr* nlh = header(RTM_NEWLINK, 0, ifindex);
+    mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias.c_str());
+    return transact(nlh, nullptr, nullptr);
   }
 
   std::error_code set_up(int ifindex, bool up) override {

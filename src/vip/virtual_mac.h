@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "fwha/ip_address.h"
 
@@ -25,17 +26,25 @@ using MacAddress = std::array<uint8_t, 6>;
 MacAddress virtual_mac(uint8_t vrid, Family adverts);
 std::string to_string(const MacAddress& mac);  // "00:00:5e:00:01:33"
 // "vmac<vrid>-<position>": the group's n-th interface; short enough for IFNAMSIZ (at most
-// "vmac255-99"), and without a dot, which /proc/sys paths would read as a separator.
+// "vmac255-99"), and without a dot, which sysctl(8)'s dotted names would read as a separator.
 std::string virtual_mac_link_name(uint8_t vrid, size_t position);
 
 class LinkPort {
  public:
   virtual ~LinkPort() = default;
-  // The macvlan link `name` over `parent` with address `mac`, left down: created, or adopted
-  // when a macvlan of that name, parent and address is there already (a killed fwhad leaves
-  // its link). Any other link of that name is an error: it is someone else's.
+  struct Link {
+    int ifindex = 0;
+    bool adopted = false;  // it was there already
+    std::string alias;     // its IFLA_IFALIAS ("" when none)
+  };
+  // The macvlan link `name` over `parent` with address `mac`, without an IPv6 link-local
+  // address of its own: created, or adopted when a macvlan of that name, parent and address
+  // is there already (a killed fwhad leaves its link). Any other link of that name is an
+  // error: it is someone else's.
   virtual std::error_code ensure_macvlan(const std::string& name, int parent, const MacAddress& mac,
-                                         int& ifindex, std::string& why) = 0;
+                                         Link& link, std::string& why) = 0;
+  // The alias keeps what we changed on the parent, for a fwhad started after a SIGKILL.
+  virtual std::error_code set_alias(int ifindex, const std::string& alias) = 0;
   virtual std::error_code set_up(int ifindex, bool up) = 0;
   virtual std::error_code remove(int ifindex) = 0;
 };
@@ -44,12 +53,17 @@ class LinkPort {
 std::unique_ptr<LinkPort> make_kernel_link_port(std::error_code& ec);
 
 // One virtual MAC link, from open() until destruction, which deletes it and puts the parent's
-// arp_ignore back as it found it.
+// ARP sysctls back as they were before fwhad first changed them (read from the link's alias
+// when a killed fwhad left the link and its changes behind).
 class VirtualMacLink {
  public:
-  // Also sets net.ipv4.conf.<parent>.arp_ignore to 1: the parent must not answer ARP for the
-  // VIPs with its own address (they are on the macvlan, whose copy of the request answers
-  // with the virtual MAC). `sysctl_root` is /proc/sys except in tests.
+  // Also, on the parent (net.ipv4.conf.<parent>.*), raises arp_ignore to 1: it must not answer
+  // ARP for the VIPs with its own MAC (the macvlan's copy of the request answers with the
+  // virtual one); and arp_announce to 2: its own ARP requests (for SNATed packets from a VIP)
+  // must not carry a VIP as sender, or neighbours would map the VIP to the parent's MAC. On
+  // the link itself: arp_ignore 1 (it answers for the VIPs only, not for the node's own
+  // addresses) and rp_filter 2 (packets to the VIPs arrive on it while the route back is via
+  // the parent; strict filtering would drop them). `sysctl_root` is /proc/sys except in tests.
   static std::unique_ptr<VirtualMacLink> open(LinkPort& links, const std::string& name,
                                               const std::string& parent_name, int parent_ifindex,
                                               const MacAddress& mac, std::string& what_failed,
@@ -60,10 +74,14 @@ class VirtualMacLink {
     Key() = default;
     friend class VirtualMacLink;
   };
+  struct Restore {  // a parent sysctl we changed, and its value before
+    std::filesystem::path path;
+    std::string value;
+  };
   VirtualMacLink(Key, LinkPort& links, std::string name, int ifindex, const MacAddress& mac,
-                 std::filesystem::path arp_ignore, std::optional<std::string> arp_ignore_was)
+                 std::vector<Restore> restore)
       : links_(links), name_(std::move(name)), ifindex_(ifindex), mac_(mac),
-        arp_ignore_(std::move(arp_ignore)), arp_ignore_was_(std::move(arp_ignore_was)) {}
+        restore_(std::move(restore)) {}
   ~VirtualMacLink();
   VirtualMacLink(const VirtualMacLink&) = delete;
   VirtualMacLink& operator=(const VirtualMacLink&) = delete;
@@ -78,8 +96,7 @@ class VirtualMacLink {
   std::string name_;
   int ifindex_;
   MacAddress mac_;
-  std::filesystem::path arp_ignore_;
-  std::optional<std::string> arp_ignore_was_;  // nullopt: we did not change it
+  std::vector<Restore> restore_;
 };
 
 }  // namespace fwha::vip

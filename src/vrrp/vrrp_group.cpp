@@ -61,6 +61,7 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
       }
       iface.socket6 = std::make_unique<VrrpSocket6>(io_, ic.name, iface.info.ifindex,
                                                     iface.info.primary);
+      iface.vips_on = iface.info.ifindex;
       interfaces_.push_back(std::move(iface));
       continue;
     }
@@ -70,6 +71,7 @@ std::error_code VrrpGroup::open(std::string& what_failed) {
     }
     iface.socket = std::make_unique<VrrpSocket>(io_, ic.name, iface.info.ifindex,
                                                 iface.info.primary);
+    iface.vips_on = iface.info.ifindex;
     interfaces_.push_back(std::move(iface));
   }
   for (auto& iface : interfaces_) {
@@ -391,33 +393,48 @@ std::error_code VrrpGroup::open_virtual_macs(std::string& what_failed) {
   return {};
 }
 
-// Up before the VIPs are added, down after they are removed: a Backup's link is down, so it
-// neither answers ARP for the VIPs nor sends with their MAC.
-void VrrpGroup::set_virtual_macs_up(bool up) {
-  for (const auto& iface : interfaces_) {
-    if (!iface.vmac) continue;
-    if (auto ec = iface.vmac->set_up(up)) {
-      ++counters_.vip_errors;
-      log::error("vip", std::string("setting ") + iface.vmac->name() + (up ? " up" : " down") +
-                            " failed: " + ec.message());
-    }
-  }
-}
-
+// A virtual MAC link is up before its VIPs are added and down after they are removed, so a
+// Backup's link neither answers ARP for them nor sends with their MAC. A link that will not
+// come up does not cost the service: its VIPs go on the interface itself, with its own MAC
+// (the gratuitous ARP tells the neighbours), and the error is logged and counted. Removal
+// clears both places: a killed fwhad may have left VIPs on either.
 void VrrpGroup::set_vips(bool present) {
-  if (present) set_virtual_macs_up(true);
-  for (const auto& iface : interfaces_) {
+  for (auto& iface : interfaces_) {
+    if (present) {
+      iface.vips_on = iface.info.ifindex;
+      if (iface.vmac) {
+        if (auto ec = iface.vmac->set_up(true)) {
+          ++counters_.vip_errors;
+          log::error("vip", "setting " + iface.vmac->name() + " up failed: " + ec.message() +
+                                "; its VIPs go on " + iface.config->name + " with its own MAC");
+        } else {
+          iface.vips_on = iface.vmac->ifindex();
+        }
+      }
+    }
     for (const auto& v : iface.config->vips) {
-      auto ec = present ? addresses_.add(iface.vip_ifindex(), v)
-                        : addresses_.remove(iface.vip_ifindex(), v);
+      std::error_code ec;
+      if (present) {
+        ec = addresses_.add(iface.vips_on, v);
+      } else {
+        ec = addresses_.remove(iface.info.ifindex, v);
+        if (iface.vmac) {
+          if (auto vec = addresses_.remove(iface.vmac->ifindex(), v)) ec = vec;
+        }
+      }
       if (ec) {
         ++counters_.vip_errors;
         log::error("vip", std::string(present ? "adding " : "removing ") + v.to_string() +
                               " on " + iface.config->name + " failed: " + ec.message());
       }
     }
+    if (!present && iface.vmac) {
+      if (auto ec = iface.vmac->set_up(false)) {
+        ++counters_.vip_errors;
+        log::error("vip", "setting " + iface.vmac->name() + " down failed: " + ec.message());
+      }
+    }
   }
-  if (!present) set_virtual_macs_up(false);
   log::info("vip", std::string(present ? "VIPs added" : "VIPs removed") + " group=" +
                        config_.name);
 }
@@ -425,7 +442,7 @@ void VrrpGroup::set_vips(bool present) {
 void VrrpGroup::announce_vips(int repeats_left) {
   for (const auto& iface : interfaces_) {
     for (const auto& v : iface.config->vips) {
-      if (auto ec = addresses_.announce(iface.vip_ifindex(), v.address)) {
+      if (auto ec = addresses_.announce(iface.vips_on, v.address)) {
         log::warning("vip", "announcing " + v.address.to_string() + " on " +
                                 iface.config->name + " failed: " + ec.message());
       }

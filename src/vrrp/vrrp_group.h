@@ -100,11 +100,11 @@ class VrrpGroup {
     std::unique_ptr<VrrpSocket> socket;    // IPv4 adverts, or
     std::unique_ptr<VrrpSocket6> socket6;  // IPv6 adverts (peer_address is IPv6)
     std::unique_ptr<vip::VirtualMacLink> vmac;  // virtual_mac: where the VIPs live
+    int vips_on = 0;  // where the VIPs were added: the vmac link, or (no vmac, or it would not
+                      // come up) the interface itself
     bool carrier = true;
-    int vip_ifindex() const { return vmac ? vmac->ifindex() : info.ifindex; }
   };
   std::error_code open_virtual_macs(std::string& what_failed);
-  void set_virtual_macs_up(bool up);
   void on_link(int ifindex, bool carrier);
   size_t interfaces_without_carrier() const;
   // A timer whose stale expiries are ignored: cancel() cannot recall a handler that is already

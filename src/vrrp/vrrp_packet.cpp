@@ -18,6 +18,8 @@
 
 #include <algorithm>
 
+#include "util/inet_checksum.h"
+
 namespace fwha::vrrp {
 namespace {
 
@@ -32,13 +34,7 @@ constexpr size_t kMaxAddresses = 255;  // Count IPvX Addr is 8 bits
 
 uint16_t read16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
-// One's complement sum of 16-bit big-endian words (RFC 1071); an odd last byte is padded.
-uint32_t sum16(std::span<const uint8_t> data, uint32_t acc) {
-  size_t i = 0;
-  for (; i + 1 < data.size(); i += 2) acc += read16(&data[i]);
-  if (i < data.size()) acc += static_cast<uint32_t>(data[i]) << 8;
-  return acc;
-}
+using inet::sum16;
 
 // RFC 5798 5.2.8: the checksum covers the VRRP message plus the pseudo-header of the IP
 // version (IPv4: source, destination, zero, protocol 112, VRRP length; IPv6, RFC 8200 8.1:
@@ -52,8 +48,7 @@ uint16_t vrrp_checksum(std::span<const uint8_t> vrrp, const uint8_t* src, const 
   acc += kIpProtoVrrp;
   acc += static_cast<uint32_t>(vrrp.size());  // <= 8 + 16 * 255, fits 16 bits
   acc = sum16(vrrp, acc);
-  while (acc > 0xFFFF) acc = (acc & 0xFFFF) + (acc >> 16);
-  return static_cast<uint16_t>(~acc & 0xFFFF);
+  return inet::fold_complement(acc);
 }
 
 // Validates the VRRP part (IPv4: bounded by IP Total Length) and fills out.advert.

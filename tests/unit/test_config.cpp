@@ -117,6 +117,17 @@ TEST(Config, TrackedNextHops) {
   EXPECT_EQ(e.key, "group.track_next_hops");
   e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\ntrack_interval_ms = 5\n"));
   EXPECT_EQ(e.key, "group.track_interval_ms");
+  for (const char* bad : {"224.0.0.18", "127.0.0.1", "0.0.0.0", "169.254.1.1", "ff02::1", "::1",
+                          "::", "::ffff:198.51.100.254"}) {
+    e = expect_error(replace(kGood, "preempt = true\n", std::string("preempt = true\n") +
+                                                          "track_next_hops = [\"" + bad + "\"]\n"));
+    EXPECT_EQ(e.key, "group.track_next_hops") << bad;
+    EXPECT_NE(e.message.find(bad), std::string::npos) << e.message;
+  }
+  e = expect_error(replace(kGood, "preempt = true\n",
+                           "preempt = true\ntrack_next_hops = [\"198.51.100.254\", "
+                           "\"198.51.100.254\"]\n"));
+  EXPECT_NE(e.message.find("listed twice"), std::string::npos) << e.message;
 }
 
 TEST(Config, VirtualMacIsABoolean) {

@@ -1,6 +1,7 @@
 // The virtual MAC: its address and link name, and VirtualMacLink's life cycle against a fake
-// link port and a sysctl tree in a temporary directory: it leaves the link down, sets the
-// parent's arp_ignore only when needed, and undoes exactly what it did.
+// link port and a sysctl tree in a temporary directory: it leaves the link down, raises the
+// parent's ARP sysctls only when needed, sets the link's own, and undoes exactly what it did
+// on the parent, also when it adopts the link (and the changes) of a killed fwhad.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -21,14 +22,18 @@ namespace {
 class FakeLinks : public LinkPort {
  public:
   std::error_code ensure_macvlan(const std::string& name, int parent, const MacAddress& mac,
-                                 int& ifindex, std::string& why) override {
+                                 Link& link, std::string& why) override {
     calls.push_back("ensure " + name + " on " + std::to_string(parent) + " " +
                     fwha::vip::to_string(mac));
     if (refuse_ensure) {
       why = "a link of that name exists";
       return std::make_error_code(std::errc::file_exists);
     }
-    ifindex = 42;
+    link = {42, !alias.empty(), alias};
+    return {};
+  }
+  std::error_code set_alias(int, const std::string& a) override {
+    alias = a;
     return {};
   }
   std::error_code set_up(int ifindex, bool up) override {
@@ -41,6 +46,7 @@ class FakeLinks : public LinkPort {
   }
   std::vector<std::string> calls;
   bool refuse_ensure = false;
+  std::string alias;  // kept as the kernel keeps a link's alias: survives the "fwhad"
 };
 
 class VirtualMacLinkTest : public ::testing::Test {
@@ -49,8 +55,12 @@ class VirtualMacLinkTest : public ::testing::Test {
     root = fs::temp_directory_path() /
            ("fwha-vmac-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
             "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(root / "net/ipv4/conf/lan0");
-    fs::create_directories(root / "net/ipv4/conf/eth0/100");
+    for (const char* dir : {"lan0", "eth0.100", "vmac51-0"}) {
+      fs::create_directories(root / "net/ipv4/conf" / dir);
+      write(std::string("net/ipv4/conf/") + dir + "/arp_ignore", "0");
+      write(std::string("net/ipv4/conf/") + dir + "/arp_announce", "0");
+      write(std::string("net/ipv4/conf/") + dir + "/rp_filter", "1");
+    }
   }
   void TearDown() override { fs::remove_all(root); }
   void write(const std::string& rel, const std::string& v) { std::ofstream(root / rel) << v << "\n"; }
@@ -82,8 +92,7 @@ TEST(VirtualMac, LinkNamesFitIfnamsizAndHaveNoDot) {
   EXPECT_EQ(longest.find('.'), std::string::npos);
 }
 
-TEST_F(VirtualMacLinkTest, OpenLeavesTheLinkDownAndSetsArpIgnoreUntilItGoes) {
-  write("net/ipv4/conf/lan0/arp_ignore", "0");
+TEST_F(VirtualMacLinkTest, OpenLeavesTheLinkDownAndSetsTheSysctlsUntilItGoes) {
   std::string what;
   std::error_code ec;
   {
@@ -91,30 +100,54 @@ TEST_F(VirtualMacLinkTest, OpenLeavesTheLinkDownAndSetsArpIgnoreUntilItGoes) {
     ASSERT_TRUE(link) << what << ": " << ec.message();
     EXPECT_EQ(link->ifindex(), 42);
     EXPECT_EQ(read("net/ipv4/conf/lan0/arp_ignore"), "1");
+    EXPECT_EQ(read("net/ipv4/conf/lan0/arp_announce"), "2");
+    EXPECT_EQ(read("net/ipv4/conf/vmac51-0/arp_ignore"), "1");  // the node's own addresses
+    EXPECT_EQ(read("net/ipv4/conf/vmac51-0/rp_filter"), "2");
     EXPECT_EQ(links.calls, (std::vector<std::string>{"ensure vmac51-0 on 7 00:00:5e:00:01:33",
                                                      "down 42"}));
+    EXPECT_EQ(links.alias, "fwha: arp_ignore=0 arp_announce=0");
     EXPECT_FALSE(link->set_up(true));
     EXPECT_EQ(links.calls.back(), "up 42");
   }
   EXPECT_EQ(links.calls.back(), "remove 42");
   EXPECT_EQ(read("net/ipv4/conf/lan0/arp_ignore"), "0");  // put back
+  EXPECT_EQ(read("net/ipv4/conf/lan0/arp_announce"), "0");
 }
 
-TEST_F(VirtualMacLinkTest, AnArpIgnoreTheOperatorSetIsLeftAlone) {
+TEST_F(VirtualMacLinkTest, ValuesTheOperatorSetAreLeftAlone) {
   write("net/ipv4/conf/lan0/arp_ignore", "2");
+  write("net/ipv4/conf/lan0/arp_announce", "2");
   std::string what;
   std::error_code ec;
   { ASSERT_TRUE(open("lan0", what, ec)); }
   EXPECT_EQ(read("net/ipv4/conf/lan0/arp_ignore"), "2");
+  EXPECT_EQ(read("net/ipv4/conf/lan0/arp_announce"), "2");
 }
 
-TEST_F(VirtualMacLinkTest, VlanParentNamesMapToSysctlPaths) {
-  write("net/ipv4/conf/eth0/100/arp_ignore", "0");
+// After a SIGKILL the parent keeps our values and the link its alias: the next fwhad adopts
+// the link and still puts back what was there before the first one.
+TEST_F(VirtualMacLinkTest, AnAdoptedLinkRestoresWhatTheKilledFwhadChanged) {
+  std::string what;
+  std::error_code ec;
+  auto first = open("lan0", what, ec);
+  ASSERT_TRUE(first);
+  links.calls.clear();
+  // (a SIGKILL: no destructor; the kernel keeps the link, its alias and the sysctls)
+  auto second = open("lan0", what, ec);
+  ASSERT_TRUE(second) << what;
+  EXPECT_EQ(links.alias, "fwha: arp_ignore=0 arp_announce=0");
+  second.reset();
+  EXPECT_EQ(read("net/ipv4/conf/lan0/arp_ignore"), "0");
+  EXPECT_EQ(read("net/ipv4/conf/lan0/arp_announce"), "0");
+  (void)first.release();  // never destroyed, as after a SIGKILL  // NOLINT
+}
+
+TEST_F(VirtualMacLinkTest, DottedParentNamesAreDirectoriesAsTheyAre) {
   std::string what;
   std::error_code ec;
   auto link = open("eth0.100", what, ec);
   ASSERT_TRUE(link) << what;
-  EXPECT_EQ(read("net/ipv4/conf/eth0/100/arp_ignore"), "1");
+  EXPECT_EQ(read("net/ipv4/conf/eth0.100/arp_ignore"), "1");
 }
 
 TEST_F(VirtualMacLinkTest, SomeoneElsesLinkIsAnErrorNamingIt) {
@@ -129,8 +162,9 @@ TEST_F(VirtualMacLinkTest, SomeoneElsesLinkIsAnErrorNamingIt) {
 
 TEST_F(VirtualMacLinkTest, AFailureAfterCreationLeavesNoLinkBehind) {
   std::string what;
-  std::error_code ec;  // no arp_ignore file for this parent
+  std::error_code ec;  // no sysctl directory for this parent
   EXPECT_FALSE(open("wan9", what, ec));
   EXPECT_NE(what.find("wan9/arp_ignore"), std::string::npos) << what;
+  EXPECT_TRUE(ec);
   EXPECT_EQ(links.calls.back(), "remove 42");
 }
