@@ -57,11 +57,14 @@ void Replicator::set_role(Role role) {
   role_ = role;
   reset_source_state();
   reconcile_.reset();
+  promotion_round_at_.reset();
   if (role_ == Role::Source) {
     // A new Master owns the truth: a new session (the peer cannot resume the old one), and
     // if the peer is there, a round brings it in line now.
     session_ = options_.new_session();
-    if (transport_.connected() && peer_hello_seen_) start_round("promotion");
+    if (transport_.connected() && peer_hello_seen_) {
+      promotion_round_at_ = options_.now() + options_.promotion_round_delay;
+    }
   }
 }
 
@@ -195,6 +198,10 @@ void Replicator::pump_repair(bool ignore_window) {
 void Replicator::tick() {
   if (role_ != Role::Source || !transport_.connected() || !peer_hello_seen_) return;
   pump_repair();
+  if (promotion_round_at_ && options_.now() >= *promotion_round_at_) {
+    promotion_round_at_.reset();
+    start_round("promotion");
+  }
   if (options_.now() - last_round_ >= options_.reconcile_interval) start_round("periodic");
   check_lag();
 }
@@ -293,6 +300,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   deferred_round_.clear();
   session_ = options_.new_session();
   next_seq_ = 1;
+  promotion_round_at_.reset();  // this round covers it
   start_round("connect", peer_nearly_empty(hello));
   return true;
 }
@@ -380,7 +388,10 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       if (options_.on_heartbeat) options_.on_heartbeat();
       return true;
     case wire::Frame::kHealth:
-      if (options_.on_health) options_.on_health(frame.health().degraded());
+      if (options_.on_health) {
+        const auto& h = frame.health();
+        options_.on_health(h.degraded(), !h.has_holds_state() || h.holds_state());
+      }
       return true;
     case wire::Frame::kExpectBatch:
       // Expectations have their own, unsequenced path (expect_sync.h); hello checked above.

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,10 @@ class Replicator {
     // 4 MiB: ~70k entries, ~0.3-0.5 s of the sink's work, enough to keep it busy.
     size_t repair_window_bytes = 4 * 1024 * 1024;
     std::chrono::milliseconds reconcile_interval{30000};
+    // A new Source's round waits this long (tick()): its digest dump holds the sync thread
+    // for ~0.7 s per 250k entries, and the first moments after a takeover belong to the
+    // handover's answer, the takeover settle and the new flows.
+    std::chrono::milliseconds promotion_round_delay{1000};
     // Lag above this raises an alert; unacked data older than stall_after is a stall.
     std::chrono::milliseconds lag_alert{1000};
     std::chrono::milliseconds stall_after{3000};
@@ -113,7 +118,7 @@ class Replicator {
     // A Heartbeat from the peer's source: its Master is alive (sync_service.h).
     std::function<void()> on_heartbeat = nullptr;
     // The peer's Health frame: whether its tracked next-hops fail (sync_service.h).
-    std::function<void(bool degraded)> on_health = nullptr;
+    std::function<void(bool degraded, bool holds_state)> on_health = nullptr;
     // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
@@ -207,6 +212,7 @@ class Replicator {
   size_t retained_bytes_ = 0;       // of the encoded frames kept
   bool resumable_ = true;           // false once encoded frames were dropped
   std::string deferred_round_;      // a round asked for while a repair answer was running
+  std::optional<Clock::time_point> promotion_round_at_;  // set_role(Source): when tick() starts it
   Clock::time_point last_round_{};
   bool lag_alerted_ = false;
   bool stall_alerted_ = false;

@@ -74,7 +74,12 @@ std::error_code SyncService::start(std::string& what_failed) {
         std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1),
         std::memory_order_relaxed);
   };
-  ro.on_health = [this](bool degraded) {
+  ro.on_health = [this](bool degraded, bool holds_state) {
+    if (holds_state != peer_holds_state_.exchange(holds_state, std::memory_order_relaxed)) {
+      log::info("sync", std::string("peer ") + options_.peer_name +
+                            (holds_state ? " holds the group's state"
+                                         : " does not hold the group's state yet (syncing)"));
+    }
     if (degraded != peer_degraded_.exchange(degraded, std::memory_order_relaxed)) {
       log::notice("sync", std::string("peer ") + options_.peer_name +
                               (degraded ? " is degraded (its tracked next-hops fail)"
@@ -82,6 +87,7 @@ std::error_code SyncService::start(std::string& what_failed) {
     }
   };
   ro.on_synced = [this] {
+    holds_state_.store(true, std::memory_order_relaxed);
     if (options_.on_synced) options_.on_synced();
   };
   ro.on_expect_batch = [this](const wire::ExpectBatch& b) {
@@ -155,6 +161,11 @@ void SyncService::set_filter(LocalFilter filter) {
 
 void SyncService::set_master(bool master) {
   asio::post(io_, [this, master] {
+    // Master with no peer holding the state connected: our table is the state from now on.
+    if (master && !(link_->connected() && replicator_->peer_hello_seen() &&
+                    peer_holds_state_.load(std::memory_order_relaxed))) {
+      holds_state_.store(true, std::memory_order_relaxed);
+    }
     if (master) {
       if (options_.replicate) {
         if (auto ec = pump_->start()) {
@@ -264,13 +275,18 @@ void SyncService::heartbeat() {
   // Health both ways: on every new connection, then on each change.
   const uint64_t connection = link_->counters().connects;
   const bool degraded = degraded_.load(std::memory_order_relaxed);
+  const bool holds = holds_state_.load(std::memory_order_relaxed);
   if (!up) {
     peer_degraded_.store(false, std::memory_order_relaxed);
-  } else if (health_sent_on_connect_ != connection || health_sent_ != degraded) {
+    peer_holds_state_.store(true, std::memory_order_relaxed);
+  } else if (health_sent_on_connect_ != connection || health_sent_ != degraded ||
+             holds_state_sent_ != holds) {
     wire::Frame f;
     f.mutable_health()->set_degraded(degraded);
+    f.mutable_health()->set_holds_state(holds);
     link_->send(f);
     health_sent_ = degraded;
+    holds_state_sent_ = holds;
     health_sent_on_connect_ = connection;
   }
   heartbeat_timer_.expires_after(std::chrono::milliseconds(5));

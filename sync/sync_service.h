@@ -101,6 +101,13 @@ class SyncService {
   void set_degraded(bool degraded) { degraded_.store(degraded, std::memory_order_relaxed); }
   // What the peer last said of its own (false while the link is down or it never said).
   bool peer_degraded() const { return peer_degraded_.load(std::memory_order_relaxed); }
+  // Whether this node's table holds the group's state: false from start until its first
+  // complete sync from the peer, or until it becomes Master while no peer holding the state
+  // is connected (a cold start: its own table is the state then). Any thread.
+  bool holds_state() const { return holds_state_.load(std::memory_order_relaxed); }
+  // The peer's, as it said in its Health frame (true while the link is down or it never said:
+  // without knowledge, RFC 5798 decides).
+  bool peer_holds_state() const { return peer_holds_state_.load(std::memory_order_relaxed); }
   // When the peer last sent a heartbeat, i.e. spoke as the Master (any thread; nullopt: never).
   std::optional<std::chrono::steady_clock::time_point> last_master_heartbeat() const;
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
@@ -128,6 +135,9 @@ class SyncService {
   std::atomic<int64_t> last_heartbeat_ns_{0};  // steady clock, written by the sync thread
   std::atomic<bool> degraded_{false};
   std::atomic<bool> peer_degraded_{false};
+  std::atomic<bool> holds_state_{false};
+  std::atomic<bool> peer_holds_state_{true};
+  bool holds_state_sent_ = false;
   // The Health last sent, and on which connection (SyncLink's connects count).
   bool health_sent_ = false;
   uint64_t health_sent_on_connect_ = 0;

@@ -118,6 +118,9 @@ bool Daemon::open() {
   });
   if (config_.sync.conntrack) {
     group_->set_before_takeover([this](std::function<void()> proceed) { settle_then(proceed); });
+    group_->set_state_knowledge([this] {
+      return vrrp::VrrpGroup::StateKnowledge{sync_->holds_state(), sync_->peer_holds_state()};
+    });
   }
   std::string what;
   if (auto gec = group_->open(what)) {

@@ -21,7 +21,8 @@ namespace {
 
 class KernelAddressPort : public AddressPort {
  public:
-  explicit KernelAddressPort(MnlSocketPtr nl) : nl_(std::move(nl)) {}
+  KernelAddressPort(MnlSocketPtr nl, UniqueFd arp, UniqueFd na)
+      : nl_(std::move(nl)), arp_(std::move(arp)), na_(std::move(na)) {}
 
   std::error_code add(int ifindex, const IpPrefix& prefix) override {
     auto ec = request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, ifindex, prefix);
@@ -35,8 +36,9 @@ class KernelAddressPort : public AddressPort {
   }
 
   std::error_code announce(int ifindex, const IpAddress& address) override {
-    return address.family == Family::V4 ? send_gratuitous_arp(ifindex, address)
-                                        : send_unsolicited_na(ifindex, address);
+    return address.family == Family::V4 ? send_gratuitous_arp(arp_.get(), ifindex, address)
+                         : na_ ? send_unsolicited_na(na_.get(), ifindex, address)
+                               : std::make_error_code(std::errc::address_family_not_supported);
   }
 
  private:
@@ -69,6 +71,8 @@ class KernelAddressPort : public AddressPort {
   }
 
   MnlSocketPtr nl_;
+  UniqueFd arp_;  // announce sockets, open for the daemon's life (gratuitous_arp.h: why)
+  UniqueFd na_;
   uint32_t seq_ = static_cast<uint32_t>(time(nullptr));
 };
 
@@ -80,7 +84,12 @@ std::unique_ptr<AddressPort> make_kernel_address_port(std::error_code& ec) {
     ec = {errno, std::generic_category()};
     return nullptr;
   }
-  return std::make_unique<KernelAddressPort>(std::move(nl));
+  UniqueFd arp = open_arp_socket(ec);
+  if (!arp) return nullptr;
+  UniqueFd na = open_na_socket(ec);
+  if (!na && ec.value() != EAFNOSUPPORT) return nullptr;  // no IPv6 in the kernel: no IPv6 VIPs
+  ec.clear();
+  return std::make_unique<KernelAddressPort>(std::move(nl), std::move(arp), std::move(na));
 }
 
 }  // namespace fwha::vip

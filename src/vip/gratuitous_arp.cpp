@@ -33,15 +33,19 @@ struct ArpFrame {
 
 }  // namespace
 
-std::error_code send_gratuitous_arp(int ifindex, const IpAddress& address) {
+UniqueFd open_arp_socket(std::error_code& ec) {
+  UniqueFd s{socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0)};
+  if (!s) ec = {errno, std::generic_category()};
+  return s;
+}
+
+std::error_code send_gratuitous_arp(int packet_socket, int ifindex, const IpAddress& address) {
   if (address.family != Family::V4) return std::make_error_code(std::errc::not_supported);
-  UniqueFd s{socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP))};
-  if (!s) return {errno, std::generic_category()};
   ifreq ifr{};
   if (!if_indextoname(static_cast<unsigned>(ifindex), ifr.ifr_name)) {
     return {errno, std::generic_category()};
   }
-  if (ioctl(s.get(), SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
+  if (ioctl(packet_socket, SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
 
   ArpFrame f{};
   std::memset(f.eth.ether_dhost, 0xff, 6);
@@ -61,7 +65,7 @@ std::error_code send_gratuitous_arp(int ifindex, const IpAddress& address) {
   to.sll_ifindex = ifindex;
   to.sll_halen = 6;
   std::memset(to.sll_addr, 0xff, 6);
-  if (sendto(s.get(), &f, sizeof f, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+  if (sendto(packet_socket, &f, sizeof f, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
     return {errno, std::generic_category()};
   }
   return {};

@@ -28,18 +28,33 @@ struct NeighbourAdvert {
 
 }  // namespace
 
-std::error_code send_unsolicited_na(int ifindex, const IpAddress& address) {
-  if (address.family != Family::V6) return std::make_error_code(std::errc::not_supported);
+UniqueFd open_na_socket(std::error_code& ec) {
   UniqueFd s{socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6)};
-  if (!s) return {errno, std::generic_category()};
+  if (!s) {
+    ec = {errno, std::generic_category()};
+    return s;
+  }
+  int hops = 255;  // RFC 4861 7.1.2: receivers drop NAs with any other hop limit
+  icmp6_filter none;
+  ICMP6_FILTER_SETBLOCKALL(&none);
+  if (setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops) < 0 ||
+      setsockopt(s.get(), IPPROTO_ICMPV6, ICMP6_FILTER, &none, sizeof none) < 0) {
+    ec = {errno, std::generic_category()};
+    s.reset();
+  }
+  return s;
+}
+
+std::error_code send_unsolicited_na(int icmp6_socket, int ifindex, const IpAddress& address) {
+  if (address.family != Family::V6) return std::make_error_code(std::errc::not_supported);
   ifreq ifr{};
   if (!if_indextoname(static_cast<unsigned>(ifindex), ifr.ifr_name)) {
     return {errno, std::generic_category()};
   }
-  if (ioctl(s.get(), SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
-  int hops = 255;  // RFC 4861 7.1.2: receivers drop NAs with any other hop limit
-  setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops);
-  setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex);
+  if (ioctl(icmp6_socket, SIOCGIFHWADDR, &ifr) < 0) return {errno, std::generic_category()};
+  if (setsockopt(icmp6_socket, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex) < 0) {
+    return {errno, std::generic_category()};
+  }
 
   NeighbourAdvert m{};
   m.na.nd_na_type = ND_NEIGHBOR_ADVERT;
@@ -53,7 +68,7 @@ std::error_code send_unsolicited_na(int ifindex, const IpAddress& address) {
   to.sin6_family = AF_INET6;
   to.sin6_scope_id = static_cast<uint32_t>(ifindex);
   inet_pton(AF_INET6, "ff02::1", &to.sin6_addr);
-  if (sendto(s.get(), &m, sizeof m, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+  if (sendto(icmp6_socket, &m, sizeof m, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
     return {errno, std::generic_category()};
   }
   return {};

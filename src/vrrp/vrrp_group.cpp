@@ -537,8 +537,9 @@ void VrrpGroup::on_packet(Interface& iface, const ParsedAdvert& p) {
   // of equal priority could each see the other win on one link, both step down and take over
   // again together. So the machine always sees the peer as its address on the first
   // interface, compared with ours there (open()); this advert's source is that peer's.
+  const StateKnowledge k = state_knowledge_ ? state_knowledge_() : StateKnowledge{};
   post(AdvertReceived{p.advert.priority, p.advert.max_adver_interval_cs,
-                      interfaces_.front().config->peer_address});
+                      interfaces_.front().config->peer_address, k.we_hold, k.peer_holds});
 }
 
 }  // namespace fwha::vrrp

@@ -64,6 +64,13 @@ class VrrpGroup {
   // (the sync link)? Then its adverts are late, not gone: wait one more interval, at most
   // kMaxAliveGraces times in a row.
   void set_master_alive_elsewhere(std::function<bool()> check) { alive_elsewhere_ = std::move(check); }
+  // With conntrack replication: {whether our table holds the group's state, whether the peer
+  // said its does}, asked at each advert from the peer (vrrp_state_machine.h, AdvertReceived).
+  struct StateKnowledge {
+    bool we_hold = true;
+    bool peer_holds = true;
+  };
+  void set_state_knowledge(std::function<StateKnowledge()> ask) { state_knowledge_ = std::move(ask); }
   // Before open(): with preempt, wait for peer_state_complete() before preempting.
   void set_preempt_waits_for_state(bool wait) { preempt_waits_for_state_ = wait; }
   void peer_state_complete() { post(PeerStateComplete{}); }
@@ -151,6 +158,7 @@ class VrrpGroup {
   std::optional<uint8_t> peer_priority_;
   bool grace_given_ = false;  // one grace per silence: reset by the peer's next advert
   std::function<bool()> alive_elsewhere_;
+  std::function<StateKnowledge()> state_knowledge_;
   int alive_graces_ = 0;      // in a row, reset by the peer's next advert
   bool probing_stall_ = false;   // resume_after_stall() is reading the queued adverts
   bool peer_took_over_ = false;  // ... and found one from the peer as Master

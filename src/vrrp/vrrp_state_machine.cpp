@@ -81,6 +81,8 @@ const char* to_string(Reason r) {
       return "handover_received";
     case Reason::HandedOver:
       return "handed_over";
+    case Reason::PeerHoldsState:
+      return "peer_holds_state";
   }
   return "unknown";
 }
@@ -329,9 +331,16 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
               return;
             }
             if (adv.source == config_.primary_address) return;  // our own, looped back
-            const bool better = adv.priority > config_.priority ||
-                                (adv.priority == config_.priority &&
-                                 address_greater(adv.source, config_.primary_address));
+            // Two Masters, one of them without the group's state (it restarted and took over
+            // before its first sync finished, the peer having stalled): priorities must not
+            // give it the group, or every session dies (issue 4: "a rebooted node takes the
+            // VIP back before it has the state" must be impossible).
+            const bool state_decides = adv.we_hold_state != adv.sender_holds_state;
+            const bool better =
+                state_decides ? adv.sender_holds_state
+                              : adv.priority > config_.priority ||
+                                    (adv.priority == config_.priority &&
+                                     address_greater(adv.source, config_.primary_address));
             if (!better) {
               // Two Masters: the tie-break says we stay. RFC 5798 only discards the advert and
               // lets our next one make the other step down, but meanwhile neighbours (and the
@@ -347,7 +356,8 @@ void StateMachine::on_master(const Event& e, std::vector<Action>& out) {
             master_adver_interval_cs_ = adv.max_adver_interval_cs;
             out.push_back(StartMasterDownTimer{master_down_interval()});
             out.push_back(RemoveVips{});
-            enter(State::Backup, Reason::HigherPriorityMaster);
+            enter(State::Backup,
+                  state_decides ? Reason::PeerHoldsState : Reason::HigherPriorityMaster);
           },
       },
       e);

@@ -46,6 +46,12 @@ struct AdvertReceived {               // already validated (TTL, source, checksu
   uint8_t priority = 0;
   uint16_t max_adver_interval_cs = 0;
   IpAddress source;
+  // With conntrack replication, from the sync link: whether this node's table holds the
+  // group's state (false only for a node that restarted and has not finished its first sync
+  // from a peer that held it), and whether the sender's does, as it said. Two Masters: the
+  // one without the state gives way, whatever the priorities (defaults: RFC 5798 alone).
+  bool we_hold_state = true;
+  bool sender_holds_state = true;
 };
 // The driver found that this node did not run for longer than a Master_Down_Interval (the
 // process was stopped, starved or the VM paused): the peer has probably taken over meanwhile.
@@ -121,6 +127,7 @@ enum class Reason : uint8_t {
   LinkUp,               // every monitored interface has carrier again: Fault -> Backup
   HandoverReceived,     // Backup -> Master: the peer handed the group over (sync link)
   HandedOver,           // Master -> Backup: we handed the group over to the peer
+  PeerHoldsState,       // Master -> Backup: two Masters, and only the peer holds the state
 };
 const char* to_string(Reason r);
 

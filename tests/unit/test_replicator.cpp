@@ -299,6 +299,27 @@ TEST_F(PairTest, OverrunStartsARoundAtOnce) {
   EXPECT_EQ(master->reconcile_counters().causes.at("overrun"), 1u);
 }
 
+// After a handover or a takeover the new Source's round waits promotion_round_delay: its
+// digest dump would hold the sync thread while the handover's answer is due.
+TEST_F(PairTest, APromotedSinkReconcilesAfterADelayNotAtOnce) {
+  for (uint16_t p = 1; p <= 5; ++p) mtable.put(flow(p));
+  connect();
+  master->set_role(Replicator::Role::Sink);
+  backup->set_role(Replicator::Role::Source);
+  settle();
+  EXPECT_EQ(backup->reconcile_counters().causes.count("promotion"), 0u) << "not at once";
+  clock.advance(std::chrono::milliseconds(999));
+  backup->tick();
+  EXPECT_EQ(backup->reconcile_counters().causes.count("promotion"), 0u);
+  clock.advance(std::chrono::milliseconds(1));
+  backup->tick();
+  settle();
+  EXPECT_EQ(backup->reconcile_counters().causes.at("promotion"), 1u);
+  EXPECT_EQ(master->reconcile_counters().rounds_completed, 1u) << "the new sink completed it";
+  backup->tick();
+  EXPECT_EQ(backup->reconcile_counters().causes.at("promotion"), 1u) << "once";
+}
+
 TEST_F(PairTest, PeerTooFarBehindIsReconciledInsteadOfResumed) {
   master = std::make_unique<Replicator>(
       [&] {

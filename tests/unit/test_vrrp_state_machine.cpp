@@ -283,6 +283,33 @@ TEST(VrrpStateMachine, AbortedHandoverAdvertisesAgainAtOnce) {
       << "a lower-priority advert is the usual two-Master case again";
 }
 
+// Two Masters where only one holds the group's state (the other restarted and took over on a
+// stalled peer's silence before its first sync finished): the state decides, not priority.
+TEST(VrrpStateMachine, TwoMastersTheOneWithoutTheStateGivesWayWhateverItsPriority) {
+  StateMachine restarted = machine_in(State::Master, config(150));
+  AdvertReceived from_synced = advert(100);
+  from_synced.we_hold_state = false;  // we restarted and have not finished syncing
+  EXPECT_EQ(restarted.handle(from_synced),
+            (Actions{CancelAdverTimer{}, StartMasterDownTimer{3 * kSecond + kSkew150},
+                     RemoveVips{}}));
+  EXPECT_EQ(restarted.state(), State::Backup);
+  EXPECT_EQ(restarted.last_reason(), Reason::PeerHoldsState);
+
+  StateMachine synced = machine_in(State::Master, config(100));
+  AdvertReceived from_restarted = advert(150, 100, kHigherAddr);
+  from_restarted.sender_holds_state = false;  // it said so on the sync link
+  EXPECT_EQ(synced.handle(from_restarted),
+            (Actions{SendAdvert{100}, StartAdverTimer{kSecond}, SendGratuitousArp{}}))
+      << "stays, asserts itself and re-announces as the tie-break winner does";
+  EXPECT_EQ(synced.state(), State::Master);
+
+  StateMachine both = machine_in(State::Master, config(100));
+  AdvertReceived neither = advert(150, 100, kHigherAddr);
+  neither.we_hold_state = neither.sender_holds_state = false;  // a cold start: RFC 5798
+  both.handle(neither);
+  EXPECT_EQ(both.last_reason(), Reason::HigherPriorityMaster);
+}
+
 TEST(VrrpStateMachine, OwnLoopedBackAdvertDoesNotEndAHandover) {
   StateMachine m = handing_over(config());
   EXPECT_EQ(m.handle(advert(100, 100, kLocal)), Actions{});
@@ -365,6 +392,7 @@ TEST(VrrpStateMachine, Names) {
   EXPECT_STREQ(to_string(Reason::Startup), "startup");
   EXPECT_STREQ(to_string(Reason::MasterDown), "master_down");
   EXPECT_STREQ(to_string(Reason::HigherPriorityMaster), "higher_priority_master");
+  EXPECT_STREQ(to_string(Reason::PeerHoldsState), "peer_holds_state");
   EXPECT_STREQ(to_string(Reason::Shutdown), "shutdown");
   EXPECT_STREQ(event_name(Startup{}), "Startup");
   EXPECT_STREQ(event_name(Shutdown{}), "Shutdown");
