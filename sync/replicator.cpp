@@ -64,6 +64,7 @@ void Replicator::set_role(Role role) {
     session_ = options_.new_session();
     if (transport_.connected() && peer_hello_seen_) {
       promotion_round_at_ = options_.now() + options_.promotion_round_delay;
+      last_round_ = options_.now();  // the periodic round counts from this one
     }
   }
 }
@@ -198,7 +199,8 @@ void Replicator::pump_repair(bool ignore_window) {
 void Replicator::tick() {
   if (role_ != Role::Source || !transport_.connected() || !peer_hello_seen_) return;
   pump_repair();
-  if (promotion_round_at_ && options_.now() >= *promotion_round_at_) {
+  if (promotion_round_at_) {
+    if (options_.now() < *promotion_round_at_) return;  // nor a periodic one meanwhile
     promotion_round_at_.reset();
     start_round("promotion");
   }

@@ -318,6 +318,8 @@ TEST_F(PairTest, APromotedSinkReconcilesAfterADelayNotAtOnce) {
   EXPECT_EQ(master->reconcile_counters().rounds_completed, 1u) << "the new sink completed it";
   backup->tick();
   EXPECT_EQ(backup->reconcile_counters().causes.at("promotion"), 1u) << "once";
+  EXPECT_EQ(backup->reconcile_counters().causes.count("periodic"), 0u)
+      << "the periodic round counts from the promotion";
 }
 
 TEST_F(PairTest, PeerTooFarBehindIsReconciledInsteadOfResumed) {
