@@ -27,6 +27,13 @@ Backup does so once it has applied them (a round trip, no Skew_Time), and the ol
 drops its VIPs when the new one speaks. If the Backup cannot, the Master stays (switchover)
 or leaves with a priority 0 advert (stop, Fault), as RFC 5798 says.
 
+Two Masters at once: the one whose table does not hold the group's state (it restarted and
+has not finished its first sync) gives way whatever the priorities; otherwise the RFC 5798
+tie-break decides. Optional: group.virtual_mac puts the VIPs on a macvlan vmac<vrid>-<n>
+with MAC 00:00:5e:00:01:<vrid>, up on the Master only (neighbours need no ARP update);
+group.track_next_hops pings routers beyond the interfaces, and a Master that loses one
+hands the group over unless the peer lost it too.
+
 Logs go to stderr and, from notice level on, to syslog (facility daemon).
 SIGTERM/SIGINT: graceful stop with a handover (above).
 Status: fwhactl status [--json]. Switchover: fwhactl switchover (on the Master).
@@ -39,7 +46,8 @@ Configuration (TOML; every key is explained in fwha.conf.example, docs/running.m
   [peer]   name
   [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
            event_buffer_kib, event_coalesce_us
-  [group]  name, vrid, priority, advert_interval_cs, preempt, preempt_delay_s
+  [group]  name, vrid, priority, advert_interval_cs, preempt, preempt_delay_s,
+           virtual_mac, track_next_hops, track_interval_ms, track_misses
   [[group.interface]]  name, peer_address, vips = ["ADDR/LEN", ...]
            (peer_address IPv4: IPv4 adverts; IPv6 link-local fe80::...: IPv6 adverts)
 Unknown keys are errors: `fwhad --check-config -c FILE` shows file:line: key: problem.)";
