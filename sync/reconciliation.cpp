@@ -1,6 +1,7 @@
 #include "sync/reconciliation.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "sync/flow_wire.h"
 #include "sync/replicator.h"
@@ -18,30 +19,68 @@ Reconciler::Reconciler(ConntrackWriter& writer, ConntrackReader& reader,
     : writer_(writer), reader_(reader), filter_(filter) {}
 
 wire::Frame Reconciler::begin_round(const std::string& cause, bool all_differ) {
-  wire::Frame f;
-  auto* s = f.mutable_digest_summary();
+  open_round(cause, all_differ);
+  for (;;) {
+    if (auto f = step_round(SIZE_MAX)) return std::move(*f);
+  }
+}
+
+void Reconciler::open_round(const std::string& cause, bool all_differ) {
+  digest_job_ = std::make_unique<DigestJob>();
+  DigestJob& j = *digest_job_;
+  j.cause = cause;
+  ++counters_.rounds_started;  // counted now: status shows the round while its dump runs
+  ++counters_.causes[cause];
+  counters_.last_cause = cause;
+  auto* s = j.frame.mutable_digest_summary();
   s->set_round(next_round_++);
   s->set_bucket_count(kBuckets);
   s->set_cause(cause);
-  std::string entries = "not counted: the peer is nearly empty, every bucket is sent";
   if (all_differ) {
     s->set_all_differ(true);
-  } else {
-    TableDigest digest;
-    auto ec = reader_.dump([&](const FlowEntry& e) {
-      if (!filter_.skip(e)) digest.add(e);
-    });
-    if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
-    s->mutable_digests()->Reserve(kBuckets);
-    for (uint64_t d : digest.digest) s->add_digests(d);
-    entries = std::to_string(digest.entries);
+    return;
   }
-  ++counters_.rounds_started;
-  ++counters_.causes[cause];
-  counters_.last_cause = cause;
-  log::info("sync", "reconciliation round " + std::to_string(s->round()) + " cause=" + cause +
+  std::error_code ec;
+  j.dump = reader_.open_dump(ec);
+  if (!j.dump) {
+    log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+    j.failed = true;
+  }
+}
+
+std::optional<wire::Frame> Reconciler::step_round(size_t max_entries) {
+  if (!digest_job_) return std::nullopt;
+  DigestJob& j = *digest_job_;
+  for (size_t read = 0; j.dump && read < max_entries;) {
+    j.part.clear();
+    std::error_code ec;
+    const bool more = j.dump->next(j.part, ec);
+    for (const FlowEntry& e : j.part) {
+      if (!filter_.skip(e)) j.digest.add(e);
+    }
+    read += std::max<size_t>(1, j.part.size());
+    if (ec) {
+      log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+      j.failed = true;
+    }
+    if (!more) j.dump.reset();
+  }
+  if (j.dump) return std::nullopt;
+  return finish_round();
+}
+
+wire::Frame Reconciler::finish_round() {
+  std::unique_ptr<DigestJob> j = std::move(digest_job_);
+  auto* s = j->frame.mutable_digest_summary();
+  std::string entries = "not counted: the peer is nearly empty, every bucket is sent";
+  if (!s->all_differ()) {
+    s->mutable_digests()->Reserve(kBuckets);
+    for (uint64_t d : j->digest.digest) s->add_digests(d);
+    entries = std::to_string(j->digest.entries);
+  }
+  log::info("sync", "reconciliation round " + std::to_string(s->round()) + " cause=" + j->cause +
                         " entries=" + entries);
-  return f;
+  return std::move(j->frame);
 }
 
 void Reconciler::start_answer(const wire::RepairRequest& request,
@@ -143,19 +182,59 @@ void Reconciler::finish_answer(std::vector<FlowChange>& batch, const SendChanges
 
 wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
                                    uint32_t expiry_threshold_s, size_t max_expiring_bytes) {
+  open_summary(summary, expiry_threshold_s, max_expiring_bytes);
+  for (;;) {
+    if (auto f = step_summary(SIZE_MAX)) return std::move(*f);
+  }
+}
+
+void Reconciler::open_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
+                              size_t max_expiring_bytes) {
   reset();
   round_ = summary.round();
-  std::vector<FlowEntry> entries;
-  TableDigest digest;
+  summary_job_ = std::make_unique<SummaryJob>();
+  SummaryJob& j = *summary_job_;
+  j.summary = summary;
+  j.expiry_threshold_s = expiry_threshold_s;
+  j.max_expiring_bytes = max_expiring_bytes;
+  std::error_code ec;
+  j.dump = reader_.open_dump(ec);
+  if (!j.dump) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+}
+
+std::optional<wire::Frame> Reconciler::step_summary(size_t max_entries) {
+  if (!summary_job_) return std::nullopt;
+  SummaryJob& j = *summary_job_;
+  std::vector<FlowEntry> part;
+  for (size_t read = 0; j.dump && read < max_entries;) {
+    part.clear();
+    std::error_code ec;
+    const bool more = j.dump->next(part, ec);
+    for (const FlowEntry& e : part) {
+      if (filter_.skip(e)) continue;
+      j.digest.add(e);
+      j.entries.push_back(e);
+    }
+    read += std::max<size_t>(1, part.size());
+    if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
+    if (!more) j.dump.reset();
+  }
+  if (j.dump) return std::nullopt;
+  return finish_summary();
+}
+
+// Compares the digests and builds the RepairRequest. An entry that a change touched while the
+// dump ran is not tracked as untouched: the round must not delete it as stale.
+wire::Frame Reconciler::finish_summary() {
+  std::unique_ptr<SummaryJob> job = std::move(summary_job_);
+  const wire::DigestSummary& summary = job->summary;
+  const uint32_t expiry_threshold_s = job->expiry_threshold_s;
+  const size_t max_expiring_bytes = job->max_expiring_bytes;
+  const std::vector<FlowEntry>& entries = job->entries;
+  TableDigest& digest = job->digest;
   wire::Frame f;
   auto* req = f.mutable_repair_request();
   req->set_round(round_);
-  auto ec = reader_.dump([&](const FlowEntry& e) {
-    if (filter_.skip(e)) return;
-    digest.add(e);
-    entries.push_back(e);
-  });
-  if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
   std::vector<uint64_t> theirs(summary.digests().begin(), summary.digests().end());
   if (summary.all_differ()) {
     theirs.assign(kBuckets, ~uint64_t{0});
@@ -173,7 +252,7 @@ wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
   for (const auto& e : entries) {
     const FlowKey k = key_of(e);
     if (repairing_[bucket_of(k)]) {
-      untouched_.insert(k);
+      if (!job->touched.count(k)) untouched_.insert(k);
     } else if (e.timeout_s < expiry_threshold_s) {
       expiring.push_back(&e);
     }
@@ -213,6 +292,7 @@ void Reconciler::on_repair_begin(const wire::RepairBegin& begin) {
 void Reconciler::note_applied(const FlowChange& change) {
   if (round_ == 0) return;
   const FlowKey k = key_of(change.entry);
+  if (summary_job_) summary_job_->touched.insert(k);
   if (!repairing_[bucket_of(k)]) return;
   if (in_repair_) ++counters_.entries_repaired;
   if (!untouched_.empty()) untouched_.erase(k);
@@ -250,6 +330,8 @@ void Reconciler::on_repair_end(const wire::RepairEnd& end) {
 }
 
 void Reconciler::reset() {
+  digest_job_.reset();
+  summary_job_.reset();
   round_ = 0;
   in_repair_ = false;
   repairing_.assign(kBuckets, false);

@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -57,6 +58,15 @@ class Reconciler {
   // Dumps the table and returns the DigestSummary to send. `all_differ`: no dump, the sink
   // is told to request every bucket (it is nearly empty, comparing would only cost a dump).
   wire::Frame begin_round(const std::string& cause, bool all_differ = false);
+  // The same, a part at a time, so the thread can do other work in between (a dump of 250k
+  // entries takes ~0.7 s here: heartbeats, handover answers and the takeover settle must
+  // not wait for it). open_round() starts; step_round() reads up to `max_entries` and
+  // returns the summary once the dump has ended. Changes meanwhile are safe: they reach the
+  // sink as incremental frames, and a bucket they make differ is repaired (this round or the
+  // next).
+  void open_round(const std::string& cause, bool all_differ = false);
+  std::optional<wire::Frame> step_round(size_t max_entries);
+  bool digesting() const { return digest_job_ != nullptr; }
   // Starts answering a RepairRequest: sends RepairBegin and opens a dump that pump_answer()
   // sends on a part at a time. Paced by the caller (by the peer's acks), the answer is never
   // queued whole: 1M entries are ~60 MB of frames, and several times that as objects.
@@ -74,6 +84,12 @@ class Reconciler {
   // leaves them one).
   wire::Frame on_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
                          size_t max_expiring_bytes);
+  // The same in parts, as on the source side. Changes applied while the dump runs are noted
+  // (note_applied), and the round never deletes them as stale.
+  void open_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
+                    size_t max_expiring_bytes);
+  std::optional<wire::Frame> step_summary(size_t max_entries);
+  bool comparing() const { return summary_job_ != nullptr; }
   void on_repair_begin(const wire::RepairBegin& begin);
   // Every change the sink applies goes through here, so the round knows what it touched.
   void note_applied(const FlowChange& change);
@@ -110,6 +126,31 @@ class Reconciler {
   void finish_answer(std::vector<FlowChange>& batch, const SendChanges& send_changes,
                      const SendControl& send_control);
   std::unique_ptr<Answer> answer_;
+
+  // source: the digest of a round being computed
+  struct DigestJob {
+    wire::Frame frame;  // the summary, digests filled at the end
+    std::string cause;
+    std::unique_ptr<ConntrackDump> dump;
+    TableDigest digest;
+    std::vector<FlowEntry> part;
+    bool failed = false;
+  };
+  std::unique_ptr<DigestJob> digest_job_;
+  wire::Frame finish_round();
+
+  // sink: the dump of a summary being compared
+  struct SummaryJob {
+    wire::DigestSummary summary;
+    uint32_t expiry_threshold_s = 0;
+    size_t max_expiring_bytes = 0;
+    std::unique_ptr<ConntrackDump> dump;
+    TableDigest digest;
+    std::vector<FlowEntry> entries;
+    std::unordered_set<FlowKey, FlowKeyHash> touched;  // changes applied meanwhile
+  };
+  std::unique_ptr<SummaryJob> summary_job_;
+  wire::Frame finish_summary();
 
   // sink round state
   uint64_t round_ = 0;            // 0: none in progress

@@ -169,7 +169,7 @@ void Replicator::on_overrun() {
 void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.replicate) return;
   last_round_ = options_.now();
-  if (reconcile_.answering()) {
+  if (reconcile_.answering() || reconcile_.digesting()) {
     // One round at a time: a new summary now would make the sink compare against a table
     // the running answer has not finished filling. Started when the answer ends.
     if (deferred_round_.empty()) deferred_round_ = cause;
@@ -177,7 +177,35 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
   }
   if (options_.before_dump) options_.before_dump();
   flush();
-  transport_.send(reconcile_.begin_round(cause, all_differ));
+  if (!options_.defer) {
+    transport_.send(reconcile_.begin_round(cause, all_differ));
+    return;
+  }
+  reconcile_.open_round(cause, all_differ);
+  step_round();
+}
+
+// A few thousand entries per step: a few milliseconds, then the loop's other handlers (the
+// event pump, heartbeats, acks, a handover's answer) get their turn.
+constexpr size_t kDumpStepEntries = 2048;
+
+void Replicator::step_round() {
+  if (!reconcile_.digesting()) return;  // reset meanwhile (role change, disconnect)
+  if (auto summary = reconcile_.step_round(kDumpStepEntries)) {
+    if (role_ == Role::Source && transport_.connected()) transport_.send(*summary);
+    return;
+  }
+  options_.defer([this] { step_round(); });
+}
+
+void Replicator::step_summary(uint64_t completed_before) {
+  if (!reconcile_.comparing()) return;
+  if (auto request = reconcile_.step_summary(kDumpStepEntries)) {
+    if (transport_.connected()) transport_.send(*request);
+    round_may_have_ended(completed_before);
+    return;
+  }
+  options_.defer([this, completed_before] { step_summary(completed_before); });
 }
 
 // Sends the running repair answer on while the peer keeps up (or all of it, for a barrier).
@@ -189,7 +217,7 @@ void Replicator::pump_repair(bool ignore_window) {
          (ignore_window || inflight_bytes_ < options_.repair_window_bytes)) {
     if (!reconcile_.pump_answer(options_.max_changes_per_frame, send, control)) break;
   }
-  if (!reconcile_.answering() && !deferred_round_.empty()) {
+  if (!reconcile_.answering() && !reconcile_.digesting() && !deferred_round_.empty()) {
     const std::string cause = std::move(deferred_round_);
     deferred_round_.clear();
     start_round(cause);
@@ -334,6 +362,12 @@ bool Replicator::on_frame(const wire::Frame& frame) {
         send_ack();  // what came before is applied: say so before the (slow) dump
         // Refresh what would otherwise expire before the round after next.
         const uint64_t completed = reconcile_.counters().rounds_completed;
+        if (options_.defer) {
+          reconcile_.open_summary(frame.digest_summary(), 2 * timeout_slack_s(),
+                                  kMaxExpiringBytesPerRound);
+          step_summary(completed);
+          return true;
+        }
         auto request = reconcile_.on_summary(frame.digest_summary(), 2 * timeout_slack_s(),
                                              kMaxExpiringBytesPerRound);
         transport_.send(request);

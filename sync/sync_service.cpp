@@ -69,6 +69,7 @@ std::error_code SyncService::start(std::string& what_failed) {
       asio::post(io_, [answer, took_over] { answer(took_over); });
     });
   };
+  ro.defer = [this](std::function<void()> step) { asio::post(io_, std::move(step)); };
   ro.on_heartbeat = [this] {
     last_heartbeat_ns_.store(
         std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1),

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <optional>
 
 #include "fake_conntrack.h"
@@ -222,6 +223,82 @@ TEST_F(PairTest, ChangeRacingWithARoundIsNotRemoved) {
   // The master's repair dump now includes it too; either way it must survive.
   settle();
   EXPECT_TRUE(btable.has(flow(600)));
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+// With Options::defer (fwhad posts to its loop) a round's dumps go a part at a time and the
+// frames of the stream keep flowing in between; the rounds still converge, and a change the
+// sink applies while it compares is kept.
+class DeferredPairTest : public PairTest {
+ protected:
+  void SetUp() override {
+    auto deferring = [this](Replicator::Options o) {
+      o.defer = [this](std::function<void()> step) { deferred.push_back(std::move(step)); };
+      return o;
+    };
+    master = std::make_unique<Replicator>(deferring(opts("fw1", "fw2")), mtable, mtable, to_backup);
+    backup = std::make_unique<Replicator>(deferring(opts("fw2", "fw1")), btable, btable, to_master);
+    master->set_role(Replicator::Role::Source);
+  }
+  bool step() {
+    if (deferred.empty()) return false;
+    auto f = std::move(deferred.front());
+    deferred.pop_front();
+    f();
+    return true;
+  }
+  void run() {
+    for (int i = 0; i < 100000; ++i) {
+      const bool stepped = step();
+      if (!stepped && to_backup.bytes.empty() && to_master.bytes.empty()) return;
+      to_backup.deliver(*backup);
+      to_master.deliver(*master);
+    }
+    ADD_FAILURE() << "did not settle";
+  }
+  std::deque<std::function<void()>> deferred;
+};
+
+TEST_F(DeferredPairTest, RoundsGoInPartsAndConverge) {
+  for (uint16_t p = 1; p <= 6000; ++p) mtable.put(flow(p));
+  for (uint16_t p = 1; p <= 3000; ++p) btable.put(flow(p));  // a peer half there: compared
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  to_backup.deliver(*backup);
+  to_master.deliver(*master);
+  EXPECT_FALSE(deferred.empty()) << "the connect round's dump waits for the loop";
+  run();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_GE(backup->reconcile_counters().rounds_completed, 1u);
+
+  btable.entries.erase(key_of(flow(7)));  // drift, healed by the periodic round
+  clock.advance(std::chrono::seconds(10));
+  master->tick();
+  EXPECT_FALSE(deferred.empty()) << "its digest goes in parts";
+  run();
+  EXPECT_EQ(master->reconcile_counters().causes.at("periodic"), 1u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(DeferredPairTest, AChangeAppliedWhileTheSinkComparesIsKept) {
+  for (uint16_t p = 1; p <= 6000; ++p) mtable.put(flow(p));
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  run();
+  ASSERT_TRUE(btable.same_as(mtable));
+  btable.put(flow(6500));  // stale on the backup: its bucket will be repaired
+  clock.advance(std::chrono::seconds(10));
+  master->tick();
+  while (step()) {}                 // the master's digest, all parts: summary sent
+  to_backup.deliver(*backup);       // the backup starts comparing, a part per step
+  ASSERT_TRUE(step());              // one part of the backup's dump
+  change(FlowChangeKind::New, flow(6500));  // now real on the master, mid-comparison
+  master->flush();
+  to_backup.deliver(*backup);       // applied while the backup's dump runs
+  run();
+  EXPECT_TRUE(btable.has(flow(6500)));
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
