@@ -113,6 +113,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   tick();
   heartbeat();
   thread_ = std::thread([this] {
+    rt::pin_or_warn(options_.avoid_cpu, false, "replication");
     rt::set_thread_nice_or_warn(options_.nice, "replication");  // whenever it is not real-time
     rt::apply_or_warn(options_.realtime_priority, "replication");
     if (options_.realtime_priority > 0) govern();

@@ -45,6 +45,7 @@ class SyncService {
     // 0: always normal priority.
     int realtime_priority = 0;
     int nice = 0;               // when not real-time
+    int avoid_cpu = -1;         // the election thread's CPU (util/realtime.h); -1: any
     size_t event_buffer_bytes = 64 * 1024 * 1024;
     // The peer asks this node to take the group over (it holds everything the peer sent).
     // Called on the sync thread; the owner decides on its own thread and calls

@@ -143,6 +143,9 @@ bool Daemon::open() {
   // ksoftirqd, adverts included. When busy it runs at nice -10.
   so.realtime_priority = config_.realtime_priority > 10 ? config_.realtime_priority - 10 : 0;
   so.nice = config_.realtime_priority > 0 ? -10 : 0;
+  // Apart from the election thread, which gets a CPU of its own (util/realtime.h).
+  election_cpu_ = config_.realtime_priority > 0 ? rt::election_cpu() : -1;
+  so.avoid_cpu = election_cpu_;
   // The peer hands the group over: decided here, on the main loop, by the state machine.
   so.on_takeover_request = [this](std::function<void(bool)> answer) {
     boost::asio::post(io_, [this, answer = std::move(answer)] {
@@ -211,6 +214,7 @@ int Daemon::run() {
                             std::to_string(config_.group.priority) + " conntrack_replication=" +
                             (config_.sync.conntrack ? "on" : "off"));
   rt::apply_or_warn(config_.realtime_priority, "election");
+  rt::pin_or_warn(election_cpu_, true, "election");
   group_->start();
   if (next_hops_) next_hops_->start();
   watch_sync();

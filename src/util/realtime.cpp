@@ -50,4 +50,35 @@ void set_thread_nice_or_warn(int nice, const std::string& what) {
   log::info("daemon", what + " thread runs at nice " + std::to_string(nice));
 }
 
+int election_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) return -1;
+  for (int cpu = CPU_SETSIZE - 1; cpu >= 0; --cpu) {
+    if (CPU_ISSET(cpu, &set)) return cpu;
+  }
+  return -1;
+}
+
+void pin_or_warn(int cpu, bool exclusive, const std::string& what) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (exclusive) {
+    CPU_SET(cpu, &set);
+  } else {
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return;
+    CPU_CLR(cpu, &set);
+    if (CPU_COUNT(&set) == 0) return;
+  }
+  const int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  if (err != 0) {
+    log::warning("daemon", what + " thread not pinned (" +
+                               std::error_code(err, std::generic_category()).message() + ")");
+    return;
+  }
+  log::info("daemon", what + " thread runs " + (exclusive ? "on CPU " : "off CPU ") +
+                          std::to_string(cpu));
+}
+
 }  // namespace fwha::rt

@@ -24,4 +24,17 @@ std::error_code set_thread_normal();
 // Gives the calling thread nice value `nice` (-20..19; 0 leaves it), logging a refusal.
 void set_thread_nice_or_warn(int nice, const std::string& what);
 
+// The election and the replication thread run on different CPUs. A real-time thread woken
+// on a CPU where another thread is inside a long system call waits until that call ends
+// (kernels without full preemption, such as this one and Debian's default): a soak traced
+// with perf had the election thread runnable for 38-41 ms behind the replication thread's
+// 48 ms system call, and the Backup took over. On its own CPU it only ever waits behind
+// preemptible work.
+// The CPU kept for the election thread: the highest one this process may run on; -1 with
+// fewer than two (then nothing is pinned).
+int election_cpu();
+// Pins the calling thread to `cpu` (`exclusive`: only that one) or to every allowed CPU but
+// `cpu`; -1 does nothing. Logs the outcome for `what`.
+void pin_or_warn(int cpu, bool exclusive, const std::string& what);
+
 }  // namespace fwha::rt
