@@ -79,11 +79,8 @@ class KernelAddressPort : public AddressPort {
 }  // namespace
 
 std::unique_ptr<AddressPort> make_kernel_address_port(std::error_code& ec) {
-  MnlSocketPtr nl(mnl_socket_open(NETLINK_ROUTE));
-  if (!nl || mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    ec = {errno, std::generic_category()};
-    return nullptr;
-  }
+  MnlSocketPtr nl = open_route_socket(ec);
+  if (!nl) return nullptr;
   UniqueFd arp = open_arp_socket(ec);
   if (!arp) return nullptr;
   UniqueFd na = open_na_socket(ec);

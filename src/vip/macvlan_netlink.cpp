@@ -179,11 +179,8 @@ class KernelLinkPort : public LinkPort {
 }  // namespace
 
 std::unique_ptr<LinkPort> make_kernel_link_port(std::error_code& ec) {
-  MnlSocketPtr nl(mnl_socket_open(NETLINK_ROUTE));
-  if (!nl || mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    ec = {errno, std::generic_category()};
-    return nullptr;
-  }
+  MnlSocketPtr nl = open_route_socket(ec);
+  if (!nl) return nullptr;
   return std::make_unique<KernelLinkPort>(std::move(nl));
 }
 

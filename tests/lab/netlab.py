@@ -750,6 +750,19 @@ class Lab:
         return wall_s - self.t0_wall
 
 
+def stop_and_read_json(proc, path, timeout=10.0):
+    """SIGTERM to a helper the lab spawned (it writes its JSON document when it stops), SIGKILL
+    if it does not stop within `timeout`, then its document."""
+    proc.signal(signal.SIGTERM)
+    try:
+        proc.popen.wait(timeout=timeout)
+    except Exception:  # noqa: BLE001
+        proc.signal(signal.SIGKILL)
+        raise LabError(f"{proc.name} did not stop on SIGTERM") from None
+    with open(path) as f:
+        return json.load(f)
+
+
 def _toml_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -80,14 +80,7 @@ def start_late_client(lab, sessions, duration):
 
 
 def stop_client(proc, path):
-    proc.signal(signal.SIGTERM)
-    try:
-        proc.popen.wait(timeout=15)
-    except Exception:  # noqa: BLE001
-        proc.signal(signal.SIGKILL)
-        raise LabError(f"{proc.name} did not stop on SIGTERM") from None
-    with open(path) as f:
-        return json.load(f)
+    return netlab.stop_and_read_json(proc, path, timeout=15)
 
 
 def log_since(lab, node, offset):

@@ -332,14 +332,7 @@ def start_sniffer(lab):
 
 
 def stop_sniffer(lab, proc):
-    proc.signal(signal.SIGTERM)
-    try:
-        proc.popen.wait(timeout=10)
-    except Exception:  # noqa: BLE001
-        proc.signal(signal.SIGKILL)
-        raise LabError("sniffer did not stop on SIGTERM") from None
-    with open(lab.path("sniff.json")) as f:
-        return json.load(f)
+    return netlab.stop_and_read_json(proc, lab.path("sniff.json"))
 
 
 def server_drops_pings_from(lab, fw):
