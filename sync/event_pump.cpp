@@ -7,13 +7,17 @@ namespace fwha::sync {
 EventPump::EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
                      std::chrono::microseconds coalesce)
     : io_(io), replicator_(replicator), rcvbuf_bytes_(rcvbuf_bytes), coalesce_(coalesce),
-      timer_(io) {}
+      ticks_(io) {}
 
 EventPump::~EventPump() { stop(); }
 
 std::error_code EventPump::start() {
   if (events_) return {};
   std::error_code ec;
+  if (coalesce_.count() > 0 && !ticks_open_) {
+    if (auto tec = ticks_.open()) return tec;
+    ticks_open_ = true;
+  }
   events_ = make_netlink_events(rcvbuf_bytes_, ec);
   if (!events_) return ec;
   log::info("sync", "listening to conntrack events");
@@ -23,7 +27,10 @@ std::error_code EventPump::start() {
 
 void EventPump::stop() {
   if (!events_) return;
-  timer_.cancel();
+  if (ticks_open_) {
+    ticks_.stop();
+    ticks_.cancel();
+  }
   unwatch();
   events_.reset();
   log::info("sync", "stopped listening to conntrack events");
@@ -75,17 +82,25 @@ void EventPump::wait() {
                           });
 }
 
-// Busy: drain every `coalesce_` while events keep coming; back to waiting once a drain finds
-// none.
+// Busy: drain at every tick while events keep coming; back to waiting once a drain finds
+// none. The ticks run for the whole busy spell (one timerfd_settime to start, one to stop).
 void EventPump::wait_then_drain() {
   if (coalesce_.count() <= 0) return wait();
   unwatch();
-  timer_.expires_after(coalesce_);
-  timer_.async_wait([this](boost::system::error_code ec) {
+  if (!ticks_.running()) {
+    if (auto ec = ticks_.start(coalesce_)) {
+      log::error("sync", "event coalescing timer failed (" + ec.message() +
+                             "); reading events as they come");
+      coalesce_ = std::chrono::microseconds(0);
+      return wait();
+    }
+  }
+  ticks_.async_wait([this](boost::system::error_code ec) {
     if (ec || !events_) return;
     if (drain_count() > 0) {
       if (events_) wait_then_drain();
     } else if (events_) {
+      ticks_.stop();
       wait();
     }
   });

@@ -2,12 +2,14 @@
 // event socket to become readable, drains it, and flushes one batch per wake-up so a burst
 // goes out as few frames. An overrun (ENOBUFS) is turned into a resync, never just logged.
 //
-// Coalescing: after a drain that found events, the pump sleeps `coalesce` before draining
-// again, so a steady trickle (10k new flows/s arrive ~one per 100 us) goes out a few per frame
-// instead of one frame, one write and one ack per flow: most of the per-entry CPU at such
-// rates is per-wake-up cost. An idle pump waits for readability, so the first event of a
-// burst is sent at once; later ones wait at most `coalesce` (250 us by default: lag p50 near
-// conntrackd's at under a third of its CPU; docs/performance.md has the trade-off measured).
+// Coalescing: once a drain has found events, the pump drains again at every tick of a
+// periodic timer (`coalesce` apart) until a drain finds none, so a steady trickle (10k new
+// flows/s arrive ~one per 100 us) goes out a few per frame instead of one frame, one write
+// and one ack per flow: most of the per-entry CPU at such rates is per-wake-up cost. An idle
+// pump waits for readability, so the first event of a burst is sent at once; later ones wait
+// at most `coalesce` (250 us by default). Ticks, not a sleep after each drain: the wait is
+// bounded by `coalesce` itself, and a round costs four system calls (wait, tick read, event
+// read, send) instead of six; docs/performance.md has the trade-off measured.
 #pragma once
 
 #include <chrono>
@@ -16,6 +18,7 @@
 #include "fwha/asio.h"
 #include "sync/conntrack_port.h"
 #include "sync/replicator.h"
+#include "util/periodic_timer.h"
 
 namespace fwha::sync {
 
@@ -42,7 +45,8 @@ class EventPump {
   Replicator& replicator_;
   size_t rcvbuf_bytes_;
   std::chrono::microseconds coalesce_;
-  boost::asio::steady_timer timer_;
+  PeriodicTimer ticks_;  // coalesced drains while busy
+  bool ticks_open_ = false;
   std::unique_ptr<ConntrackEvents> events_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
 };
