@@ -175,6 +175,7 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
     if (deferred_round_.empty()) deferred_round_ = cause;
     return;
   }
+  if (options_.on_bulk_work) options_.on_bulk_work();
   if (options_.before_dump) options_.before_dump();
   flush();
   if (!options_.defer) {
@@ -360,6 +361,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kDigestSummary:
       if (role_ == Role::Sink && options_.replicate) {
         send_ack();  // what came before is applied: say so before the (slow) dump
+        if (options_.on_bulk_work) options_.on_bulk_work();
         // Refresh what would otherwise expire before the round after next.
         const uint64_t completed = reconcile_.counters().rounds_completed;
         if (options_.defer) {
@@ -382,13 +384,17 @@ bool Replicator::on_frame(const wire::Frame& frame) {
           log::warning("sync", "repair request while the previous answer is running: "
                                "answering the new one");
         }
+        if (options_.on_bulk_work) options_.on_bulk_work();
         if (options_.before_dump) options_.before_dump();
         flush();
         reconcile_.start_answer(r, [this](const wire::Frame& f) { transport_.send(f); });
         pump_repair();
       }
       return true;
-    case wire::Frame::kRepairBegin: reconcile_.on_repair_begin(frame.repair_begin()); return true;
+    case wire::Frame::kRepairBegin:
+      if (options_.on_bulk_work) options_.on_bulk_work();
+      reconcile_.on_repair_begin(frame.repair_begin());
+      return true;
     case wire::Frame::kRepairEnd: {
       const uint64_t completed = reconcile_.counters().rounds_completed;
       reconcile_.on_repair_end(frame.repair_end());

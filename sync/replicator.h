@@ -100,6 +100,9 @@ class Replicator {
     std::function<uint64_t()> new_session = nullptr;  // random by default
     // Called before the source dumps its table, to send the events already queued first.
     std::function<void()> before_dump = nullptr;
+    // Called when table-sized work starts (a round's dump on either side, a repair answer,
+    // a repair being applied), so the owner can drop the thread's real-time priority first.
+    std::function<void()> on_bulk_work = nullptr;
     // Active/Active: this node listens to events while it applies the peer's entries, so
     // its own writes must not be sent back (echo_filter.h). Off in Active/Passive, where the
     // Backup does not listen and the filter would only cost memory.

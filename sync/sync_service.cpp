@@ -56,6 +56,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   ro.replicate = options_.replicate;
   ro.reconcile_interval = options_.reconcile_interval;
   ro.before_dump = [this] { pump_->drain_now(); };
+  ro.on_bulk_work = [this] { bulk_work_started(); };
   ro.wake_after = [this](std::chrono::microseconds d) {
     wake_timer_.expires_after(d);
     wake_timer_.async_wait([this](boost::system::error_code wec) {
@@ -221,17 +222,8 @@ void SyncService::govern() {
                         std::chrono::duration<double>(now - govern_wall_).count();
     const auto before = governor_.current();
     const auto after = governor_.sample(busy, now);
-    if (after != before) {
-      const auto ec = after == rt::BusyGovernor::Class::RealTime
-                          ? rt::set_thread_realtime(options_.realtime_priority)
-                          : rt::set_thread_normal();
-      log::info("sync", std::string("replication thread ") +
-                            (after == rt::BusyGovernor::Class::RealTime
-                                 ? "idle again: SCHED_RR " + std::to_string(options_.realtime_priority)
-                                 : "busy (" + std::to_string(static_cast<int>(busy * 100)) +
-                                       " % of a core): normal priority, so softirqs keep their share") +
-                            (ec ? " (refused: " + ec.message() + ")" : ""));
-    }
+    apply_class(before, after,
+                "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)");
   }
   govern_wall_ = now;
   govern_cpu_ = cpu;
@@ -239,6 +231,26 @@ void SyncService::govern() {
   govern_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) govern();
   });
+}
+
+void SyncService::bulk_work_started() {
+  if (options_.realtime_priority <= 0) return;  // never real-time: nothing to drop
+  const auto before = governor_.current();
+  apply_class(before, governor_.bulk_work(std::chrono::steady_clock::now()),
+              "starts table-sized work");
+}
+
+void SyncService::apply_class(rt::BusyGovernor::Class before, rt::BusyGovernor::Class after,
+                              const std::string& why) {
+  if (after == before) return;
+  const bool realtime = after == rt::BusyGovernor::Class::RealTime;
+  const auto ec = realtime ? rt::set_thread_realtime(options_.realtime_priority)
+                           : rt::set_thread_normal();
+  log::info("sync", std::string("replication thread ") +
+                        (realtime ? "idle again: SCHED_RR " +
+                                        std::to_string(options_.realtime_priority)
+                                  : why + ": normal priority, so softirqs keep their share") +
+                        (ec ? " (refused: " + ec.message() + ")" : ""));
 }
 
 void SyncService::settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done) {

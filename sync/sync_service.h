@@ -119,6 +119,9 @@ class SyncService {
   void tick();
   void publish();
   void govern();  // every 100 ms: real-time or normal priority (busy_governor.h)
+  void bulk_work_started();  // normal priority now (busy_governor.h)
+  void apply_class(rt::BusyGovernor::Class before, rt::BusyGovernor::Class after,
+                   const std::string& why);
   void heartbeat();  // every kHeartbeat while Source and connected
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);

@@ -12,4 +12,10 @@ BusyGovernor::Class BusyGovernor::sample(double busy, std::chrono::steady_clock:
   return class_;
 }
 
+BusyGovernor::Class BusyGovernor::bulk_work(std::chrono::steady_clock::time_point now) {
+  last_busy_ = now;
+  class_ = Class::Normal;
+  return class_;
+}
+
 }  // namespace fwha::rt

@@ -43,5 +43,22 @@ TEST(BusyGovernor, ModerateLoadKeepsANormalThreadNormal) {
   }
 }
 
+TEST(BusyGovernor, BulkWorkDemotesAtOnceAndCountsAsBusy) {
+  BusyGovernor g;
+  std::chrono::steady_clock::time_point t{};
+  t += milliseconds(100);
+  EXPECT_EQ(g.sample(0.05, t), Class::RealTime);
+  t += milliseconds(10);
+  EXPECT_EQ(g.bulk_work(t), Class::Normal) << "before the dump, not a busy window later";
+  EXPECT_EQ(g.current(), Class::Normal);
+  // The dump itself was short: still normal until a calm second has passed since it began.
+  t += milliseconds(90);
+  EXPECT_EQ(g.sample(0.1, t), Class::Normal);
+  t += milliseconds(900);
+  EXPECT_EQ(g.sample(0.1, t), Class::Normal) << "990 ms after the bulk work started";
+  t += milliseconds(20);
+  EXPECT_EQ(g.sample(0.1, t), Class::RealTime);
+}
+
 }  // namespace
 }  // namespace fwha::rt
