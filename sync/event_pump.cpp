@@ -14,9 +14,8 @@ EventPump::~EventPump() { stop(); }
 std::error_code EventPump::start() {
   if (events_) return {};
   std::error_code ec;
-  if (coalesce_.count() > 0 && !ticks_open_) {
+  if (coalesce_.count() > 0 && !ticks_.is_open()) {
     if (auto tec = ticks_.open()) return tec;
-    ticks_open_ = true;
   }
   events_ = make_netlink_events(rcvbuf_bytes_, ec);
   if (!events_) return ec;
@@ -27,7 +26,7 @@ std::error_code EventPump::start() {
 
 void EventPump::stop() {
   if (!events_) return;
-  if (ticks_open_) {
+  if (ticks_.is_open()) {
     ticks_.stop();
     ticks_.cancel();
   }

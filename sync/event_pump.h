@@ -9,7 +9,8 @@
 // pump waits for readability, so the first event of a burst is sent at once; later ones wait
 // at most `coalesce` (250 us by default). Ticks, not a sleep after each drain: the wait is
 // bounded by `coalesce` itself, and a round costs four system calls (wait, tick read, event
-// read, send) instead of six; docs/performance.md has the trade-off measured.
+// read, send; before, the timer was re-armed each round and each drain ended with a read
+// that failed); docs/performance.md has the trade-off measured.
 #pragma once
 
 #include <chrono>
@@ -46,7 +47,6 @@ class EventPump {
   size_t rcvbuf_bytes_;
   std::chrono::microseconds coalesce_;
   PeriodicTimer ticks_;  // coalesced drains while busy
-  bool ticks_open_ = false;
   std::unique_ptr<ConntrackEvents> events_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
 };

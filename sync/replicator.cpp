@@ -80,6 +80,10 @@ void Replicator::reset_source_state() {
   deferred_round_.clear();
 }
 
+void Replicator::bulk_work_starts() {
+  if (options_.on_bulk_work) options_.on_bulk_work();
+}
+
 uint32_t Replicator::timeout_slack_s() const {
   return static_cast<uint32_t>(
              std::chrono::duration_cast<std::chrono::seconds>(options_.reconcile_interval)
@@ -175,7 +179,7 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
     if (deferred_round_.empty()) deferred_round_ = cause;
     return;
   }
-  if (options_.on_bulk_work) options_.on_bulk_work();
+  bulk_work_starts();
   if (options_.before_dump) options_.before_dump();
   flush();
   if (!options_.defer) {
@@ -361,7 +365,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kDigestSummary:
       if (role_ == Role::Sink && options_.replicate) {
         send_ack();  // what came before is applied: say so before the (slow) dump
-        if (options_.on_bulk_work) options_.on_bulk_work();
+        bulk_work_starts();
         // Refresh what would otherwise expire before the round after next.
         const uint64_t completed = reconcile_.counters().rounds_completed;
         if (options_.defer) {
@@ -384,7 +388,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
           log::warning("sync", "repair request while the previous answer is running: "
                                "answering the new one");
         }
-        if (options_.on_bulk_work) options_.on_bulk_work();
+        bulk_work_starts();
         if (options_.before_dump) options_.before_dump();
         flush();
         reconcile_.start_answer(r, [this](const wire::Frame& f) { transport_.send(f); });
@@ -392,7 +396,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       }
       return true;
     case wire::Frame::kRepairBegin:
-      if (options_.on_bulk_work) options_.on_bulk_work();
+      bulk_work_starts();
       reconcile_.on_repair_begin(frame.repair_begin());
       return true;
     case wire::Frame::kRepairEnd: {

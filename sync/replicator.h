@@ -202,6 +202,7 @@ class Replicator {
   void step_round();                   // options_.defer: the source's digest, a part at a time
   void step_summary(uint64_t completed_before);  // the sink's comparison, likewise
   uint32_t timeout_slack_s() const;
+  void bulk_work_starts();  // options_.on_bulk_work, if set
 
   Options options_;
   ConntrackWriter& writer_;

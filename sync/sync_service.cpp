@@ -221,9 +221,8 @@ void SyncService::govern() {
     const double busy = std::chrono::duration<double>(cpu - govern_cpu_).count() /
                         std::chrono::duration<double>(now - govern_wall_).count();
     const auto before = governor_.current();
-    const auto after = governor_.sample(busy, now);
-    apply_class(before, after,
-                "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)");
+    governor_.sample(busy, now);
+    apply_class(before, "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)");
   }
   govern_wall_ = now;
   govern_cpu_ = cpu;
@@ -236,12 +235,12 @@ void SyncService::govern() {
 void SyncService::bulk_work_started() {
   if (options_.realtime_priority <= 0) return;  // never real-time: nothing to drop
   const auto before = governor_.current();
-  apply_class(before, governor_.bulk_work(std::chrono::steady_clock::now()),
-              "starts table-sized work");
+  governor_.bulk_work(std::chrono::steady_clock::now());
+  apply_class(before, "starts table-sized work");
 }
 
-void SyncService::apply_class(rt::BusyGovernor::Class before, rt::BusyGovernor::Class after,
-                              const std::string& why) {
+void SyncService::apply_class(rt::BusyGovernor::Class before, const std::string& why) {
+  const auto after = governor_.current();
   if (after == before) return;
   const bool realtime = after == rt::BusyGovernor::Class::RealTime;
   const auto ec = realtime ? rt::set_thread_realtime(options_.realtime_priority)

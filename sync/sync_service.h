@@ -120,8 +120,8 @@ class SyncService {
   void publish();
   void govern();  // every 100 ms: real-time or normal priority (busy_governor.h)
   void bulk_work_started();  // normal priority now (busy_governor.h)
-  void apply_class(rt::BusyGovernor::Class before, rt::BusyGovernor::Class after,
-                   const std::string& why);
+  // Applies the governor's class to this thread if it differs from `before`.
+  void apply_class(rt::BusyGovernor::Class before, const std::string& why);
   void heartbeat();  // every kHeartbeat while Source and connected
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);

@@ -82,8 +82,8 @@ class Daemon {
   std::unique_ptr<control::ControlServer> control_;
   std::unique_ptr<track::NextHopMonitor> next_hops_;  // group.track_next_hops only
   std::optional<std::chrono::steady_clock::time_point> degraded_handover_refused_at_;
-  bool degraded_stay_logged_ = false;
-  int election_cpu_ = -1;  // util/realtime.h: the CPU the election thread keeps to itself  // "degraded, but still Master": once per episode
+  bool degraded_stay_logged_ = false;  // "degraded, but still Master": once per episode
+  int election_cpu_ = -1;  // util/realtime.h: the CPU the election thread keeps to itself
   bool stopping_ = false;
   bool finished_ = false;
   int exit_code_ = 0;

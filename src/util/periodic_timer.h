@@ -1,11 +1,11 @@
 // A timer that ticks every `period` until stopped, for work done in rounds (the event pump's
 // coalesced drains). An Asio steady_timer re-armed per round costs a timerfd_settime per
-// round, and Asio's async_wait an epoll_ctl per wait; on this kind of guest a system call
-// costs microseconds, and at 10k flows/s in rounds of 250 us the timer alone was ~15 % of the
-// Master's replication CPU (perf, docs/performance.md). A periodic timerfd is armed once per
-// busy spell and waited for with a read (the expiry count): Asio registers it edge-triggered
-// once, and a read that drains the count leaves it waiting for the next expiry without
-// another epoll_ctl.
+// round; on this kind of guest a system call costs microseconds, and at 10k flows/s in rounds
+// of 250 us the timer alone was ~15 % of the Master's replication CPU (perf,
+// docs/performance.md). A periodic timerfd is armed once per busy spell and waited for with a
+// read of the expiry count, not with async_wait: Asio re-arms a descriptor with an epoll_ctl
+// on every async_wait, and an unread count would report the next wait ready at once. A read
+// that drains the count leaves the edge-triggered registration waiting for the next expiry.
 #pragma once
 
 #include <sys/timerfd.h>
@@ -42,6 +42,7 @@ class PeriodicTimer {
     boost::system::error_code ignored;
     descriptor_.cancel(ignored);
   }
+  bool is_open() const { return descriptor_.is_open(); }
   bool running() const { return running_; }
 
   // The handler runs at the next tick (ticks missed meanwhile are counted, not queued).
