@@ -279,7 +279,8 @@ void VrrpGroup::arm(Timer& timer, std::chrono::microseconds after, Event on_expi
   timer.timer.expires_after(after);
   timer.timer.async_wait([this, &timer, generation, on_expiry](boost::system::error_code ec) {
     if (ec || generation != timer.generation) return;
-    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) &&
+    // A preempting Backup discards the Master's adverts on purpose: no grace for them.
+    if (std::holds_alternative<MasterDownTimerExpired>(on_expiry) && !machine_.preempting() &&
         (late_takeover_grace(timer) || alive_elsewhere_grace())) {
       return;
     }

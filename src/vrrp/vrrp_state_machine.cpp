@@ -157,6 +157,7 @@ void StateMachine::enter(State next, Reason why) {
   state_ = next;
   last_reason_ = why;
   handing_over_ = false;
+  preempting_ = false;
 }
 
 // RFC 5798 6.4.2 "Transition to the Master state", with the VIPs added first.
@@ -228,6 +229,7 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                  [&](const MasterDownTimerExpired&) { become_master(out, Reason::MasterDown); },
                  [](const AdverTimerExpired&) {},  // ignored: a Backup runs no Adver_Timer
                  [&](const AdvertReceived& adv) {
+                   preempting_ = false;
                    if (adv.priority == 0) {  // the Master is leaving: take over after Skew_Time
                      out.push_back(StartMasterDownTimer{skew_time()});
                      return;
@@ -240,6 +242,7 @@ void StateMachine::on_backup(const Event& e, std::vector<Action>& out) {
                    }
                    // Preempt_Mode and a lower priority Master: discard, so Master_Down_Timer
                    // expires and we preempt it.
+                   preempting_ = true;
                  },
                  // Our Master_Down_Timer, if overdue, fires right after: the usual rules.
                  [](const ResumedAfterStall&) {},

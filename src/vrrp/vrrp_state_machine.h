@@ -144,6 +144,10 @@ class StateMachine {
   // Why Preempt_Mode is held back right now: "delay", "state", "handover" or "" (not held,
   // or no preempt).
   const char* preempt_hold() const;
+  // Backup that discarded the Master's last advert to preempt it (lower priority, Preempt_Mode
+  // not held): the Master_Down_Timer running out now is the preemption, not a silent Master,
+  // so the driver's graces for late adverts (vrrp_group.cpp) must not put it off.
+  bool preempting() const { return preempting_; }
   uint16_t master_adver_interval_cs() const { return master_adver_interval_cs_; }
   const Config& config() const { return config_; }
 
@@ -172,6 +176,7 @@ class StateMachine {
   bool preempt_suspended_ = false;
   bool preempt_awaiting_state_ = false;  // preempt_waits_for_state, no PeerStateComplete yet
   bool handing_over_ = false;  // Master: HandoverStarted, the peer not Master yet
+  bool preempting_ = false;    // see preempting()
   void become_master(std::vector<Action>& out, Reason why);
   void hand_over_done(std::vector<Action>& out, uint16_t peer_interval_cs);
 };

@@ -741,7 +741,7 @@ class Lab:
                     if not re.search(r"(Initialize|Backup|Master|Fault)\s*->\s*"
                                      r"(Initialize|Backup|Master|Fault)", line):
                         continue
-                    out.append((_parse_log_time(line), line.rstrip("\n")))
+                    out.append((parse_log_time(line), line.rstrip("\n")))
         except OSError:
             pass
         return out
@@ -773,7 +773,8 @@ def _toml_value(v):
     return json.dumps(str(v))
 
 
-def _parse_log_time(line):
+def parse_log_time(line):
+    """Seconds since the epoch of a fwhad log line's timestamp, or None."""
     m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z", line)
     if not m:
         return None

@@ -33,13 +33,14 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import labrun  # noqa: E402
 import netlab  # noqa: E402
-from netlab import LabError, LabTimeout, mono_ns, wait_for  # noqa: E402
+from netlab import LabError, LabTimeout, mono_ns, parse_log_time, wait_for  # noqa: E402
 from scenario import (PY, TRAFFIC, analyse_sessions, crash_node, out, start_pair,  # noqa: E402
                       start_traffic, stop_traffic)
 
 PRE_CRASH_S = 2.0
 DOWN_S = 3.0           # fw1 down: fw2 Master, new sessions open
 AFTER_FAILBACK_S = 6.0  # > the 5 s stall limit of the traffic client
+PREEMPT_BOUND_S = 3.0  # from "this node holds fw2's state" to Backup -> Master (fw1's log)
 K0 = 10_000_000        # ct_load entry numbers: far from anything else in the lab
 
 
@@ -152,6 +153,17 @@ def rejoin_run(lab, args, checks):
     out("fw1_log_rejoin_line", lines[i_state].strip()[-120:] if i_state is not None else "none")
     out("fw1_log_master_line", lines[i_master].strip()[-120:] if i_master is not None else "none")
 
+    # Master_Down_Interval (~0.35 s at 10 cs) after the state is complete, with margin for a
+    # loaded CI machine; before the fix it waited for the next reconciliation round (30 s).
+    preempt_s = None
+    t_state = parse_log_time(lines[i_state]) if i_state is not None else None
+    t_master = parse_log_time(lines[i_master]) if i_master is not None else None
+    if t_state is not None and t_master is not None:
+        preempt_s = t_master - t_state
+    out("fw1_preempt_s_after_state", f"{preempt_s:.2f}" if preempt_s is not None else "unknown")
+    checks.check(preempt_s is not None and 0 <= preempt_s <= PREEMPT_BOUND_S,
+                 f"fw1 preempted within {PREEMPT_BOUND_S} s of holding fw2's state",
+                 f"{preempt_s:.2f} s" if preempt_s is not None else "no state or Master line")
     checks.check("state" in holds_seen, "the restarted fw1 held preemption for fw2's state",
                  f"seen {sorted(holds_seen)}")
     checks.check(i_state is not None and i_master is not None and i_state < i_master,

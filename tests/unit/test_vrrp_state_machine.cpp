@@ -349,6 +349,31 @@ TEST(VrrpStateMachine, PreemptWaitsForThePeersState) {
   EXPECT_EQ(m.state(), State::Master);
 }
 
+// The driver gives a silent Master's late adverts some grace (vrrp_group.cpp) unless the
+// Backup is preempting: then the silence is its own doing. Seen in the lab: a rejoined node
+// that took every discarded advert for a late one waited for the next reconciliation round
+// (30 s) to preempt.
+TEST(VrrpStateMachine, PreemptingIsToldOnlyWhileDiscardingALowerMaster) {
+  StateMachine m(config(150, true));
+  m.handle(Startup{});
+  EXPECT_FALSE(m.preempting()) << "no Master heard yet";
+  m.handle(advert(200));
+  EXPECT_FALSE(m.preempting()) << "a higher-priority Master is followed, not preempted";
+  m.handle(advert(100));
+  EXPECT_TRUE(m.preempting());
+  m.handle(advert(0));
+  EXPECT_FALSE(m.preempting()) << "a Master leaving is not preempted";
+  m.handle(advert(100));
+  m.handle(MasterDownTimerExpired{});
+  ASSERT_EQ(m.state(), State::Master);
+  EXPECT_FALSE(m.preempting()) << "cleared by the state change";
+
+  StateMachine no_preempt(config(150, false));
+  no_preempt.handle(Startup{});
+  no_preempt.handle(advert(100));
+  EXPECT_FALSE(no_preempt.preempting()) << "without Preempt_Mode a lower Master is followed";
+}
+
 TEST(VrrpStateMachine, PreemptHoldNamesItsCause) {
   Config c = config(150, true);
   c.preempt_waits_for_state = true;
