@@ -8,9 +8,14 @@
 //   makes the kernel see "nothing to translate": success, but no IPS_SRC_NAT, dead session.
 // - Status carries only ASSURED and SEEN_REPLY: the kernel derives NAT bits from the NAT
 //   attributes, the library always adds CONFIRMED, and EXPECTED/DYING etc. are refused.
-// - TCP entries get IP_CT_TCP_FLAG_BE_LIBERAL in both directions: an entry created over
-//   netlink has no window data, and kernels that do not pick the window up from the first
-//   packets would otherwise drop them as out of window.
+// - TCP entries get IP_CT_TCP_FLAG_BE_LIBERAL in both directions, on create and on update: an
+//   entry created over netlink has no window data, and kernels that do not pick the window up
+//   from the first packets would otherwise drop them as out of window. An entry that exists
+//   already may carry window data of its own, which an update cannot correct: from an earlier
+//   connection on the same tuple (a client port reused while the old entry was still CLOSE
+//   or TIME_WAIT: the kernel reopens that entry in place) or from when this node was Master.
+//   Seen in the failover bench: such sessions died on the new Master with "SEQ is over upper
+//   bound" (nf_conntrack_log_invalid).
 //
 // Batching (the pure half; conntrack_netlink.cpp sends): a change's requests form a chain
 // decided by next_request() from the kernel's errno alone, so a lost guess costs one more
@@ -317,6 +322,7 @@ NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e, uint8_t omit) {
     nfct_set_attr_u32(ct.get(), ATTR_STATUS, e.status & kSettableStatus);
   set_common(ct.get(), e);
   set_optional(ct.get(), e, omit, false);
+  if (e.original.l4proto == IPPROTO_TCP) set_tcp_liberal(ct.get());
   return ct;
 }
 

@@ -47,8 +47,8 @@ enum CtOmit : uint8_t { kOmitNone = 0, kOmitLabels = 1, kOmitHelper = 2 };
 NfConntrackPtr to_nf_conntrack_for_create(const FlowEntry& e, uint8_t omit = kOmitNone);
 
 // An object for IPCTNL_MSG_CT_NEW without NLM_F_CREATE (update): original tuple and the
-// attributes the kernel allows to change (status, timeout, mark, TCP state, labels, sequence
-// adjustment). No NAT, no helper.
+// attributes the kernel allows to change (status, timeout, mark, TCP state and the liberal
+// flag, labels, sequence adjustment). No NAT, no helper.
 NfConntrackPtr to_nf_conntrack_for_update(const FlowEntry& e, uint8_t omit = kOmitNone);
 
 // An object for IPCTNL_MSG_CT_DELETE: original tuple and zone.
