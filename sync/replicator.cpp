@@ -460,13 +460,28 @@ bool Replicator::on_flows(const wire::FlowBatch& batch) {
   if (role_ == Role::Source) {
     // Both sides believe they are Master; the election settles it. Writing the peer's view
     // over ours now could undo live state.
-    log::warning("sync", "peer sent flows while we are Master: ignored");
+    if (batch.session() != ignored_session_) {
+      ignored_session_ = batch.session();
+      ignored_from_seq_ = batch.seq();
+    }
+    if (log::should_log(++counters_.flows_ignored_as_master)) {
+      log::warning("sync", "peer sent flows while we are Master: ignored");
+    }
     return true;
   }
   if (batch.session() != applied_session_) {
-    // First frame of a new source session: numbering starts again.
-    applied_session_ = batch.session();
-    applied_seq_ = batch.seq() - 1;
+    if (batch.session() == ignored_session_ && ignored_from_seq_ > 0) {
+      // We dropped this session's frames from ignored_from_seq_ on while we were Master. Taking
+      // this later frame as its start would lose them for good (seen after a freeze: the
+      // destroy of an old flow missing, its copy then kept a stale NAT binding): the gap below
+      // makes us reconnect, and our Hello asks the source to resend from there.
+      applied_session_ = ignored_session_;
+      applied_seq_ = ignored_from_seq_ - 1;
+    } else {
+      // First frame of a new source session: numbering starts again.
+      applied_session_ = batch.session();
+      applied_seq_ = batch.seq() - 1;
+    }
     acked_seq_ = applied_seq_;
   }
   if (batch.seq() <= applied_seq_) {

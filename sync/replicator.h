@@ -70,6 +70,7 @@ struct ReplicatorCounters {
   uint64_t unacked_overflows = 0; // retransmit buffer over its bound: resume impossible
   uint64_t acks_sent = 0;
   uint64_t echoes_suppressed = 0;
+  uint64_t flows_ignored_as_master = 0;  // FlowBatch from the peer while we were Master
 };
 
 class Replicator {
@@ -229,6 +230,11 @@ class Replicator {
 
   // Sink state
   uint64_t applied_session_ = 0;
+  // The peer's session whose frames arrived while we were Master (two Masters, e.g. this node
+  // was frozen and the peer took over) and were dropped, from which seq: if we step down,
+  // that session's frames from there on are still to apply (on_flows).
+  uint64_t ignored_session_ = 0;
+  uint64_t ignored_from_seq_ = 0;
   uint64_t applied_seq_ = 0;
   uint64_t acked_seq_ = 0;
   Clock::time_point last_ack_at_{};

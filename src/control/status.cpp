@@ -119,7 +119,9 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"frames_rejected\": " << c.frames_rejected
     << ", \"changes_rejected\": " << c.changes_rejected
     << ", \"unknown_frames\": " << c.unknown_frames << ", \"sequence_gaps\": " << c.sequence_gaps
-    << ", \"duplicates\": " << c.duplicates << ", \"resumes\": " << c.resumes
+    << ", \"duplicates\": " << c.duplicates
+    << ", \"flows_ignored_as_master\": " << c.flows_ignored_as_master
+    << ", \"resumes\": " << c.resumes
     << ", \"frames_resent\": " << c.frames_resent << ", \"overruns\": " << c.overruns
     << ", \"unacked_overflows\": " << c.unacked_overflows << ", \"acks_sent\": " << c.acks_sent
     << ", \"connects\": " << y.connects
