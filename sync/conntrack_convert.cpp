@@ -345,7 +345,15 @@ std::optional<CtRequest> retry_after(const FlowChange& c, CtRequest done, int er
   const CtRequest create = has_nat(c.entry) ? CtRequest::CreateExcl : CtRequest::Upsert;
   switch (done) {
     case CtRequest::CreateExcl:
-      if (err == EEXIST) return CtRequest::Update;  // it exists: NAT stays as it is
+      // It exists: an earlier flow's copy that must go, or (a repair's snapshot) ours, whose
+      // NAT stays as it is. (Or our reply tuple is held by another entry: the delete of the
+      // copy then finds nothing.)
+      if (err == EEXIST) return c.replaces_copy ? CtRequest::DeleteCopy : CtRequest::Update;
+      break;
+    case CtRequest::DeleteCopy:
+      if (err == 0) return create;
+      // Nothing under our original tuple: the EEXIST was our reply tuple, held by another entry.
+      if (err == ENOENT) return CtRequest::DeleteReplyHolder;
       break;
     case CtRequest::Upsert:
       if (err == EBUSY) return CtRequest::UpdateNoStatus;  // keep the local ASSURED/SEEN_REPLY
@@ -418,6 +426,8 @@ const char* to_string(CtRequest r) {
       return "delete";
     case CtRequest::DeleteReplyHolder:
       return "delete-reply-holder";
+    case CtRequest::DeleteCopy:
+      return "delete-copy";
   }
   return "?";
 }
@@ -437,12 +447,13 @@ CtRequest first_request(const FlowChange& c) {
 CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent,
                     uint8_t omit) {
   // Removing the holder of our reply tuple only clears the way: the change still has to land.
-  if (done != CtRequest::DeleteReplyHolder &&
+  if (done != CtRequest::DeleteReplyHolder && done != CtRequest::DeleteCopy &&
       (err == 0 || (done == CtRequest::Delete && err == ENOENT)))
     return {};
   if (sent < kMaxRequestsPerChange) {
     const bool carries_labels = c.entry.has_labels() && !(omit & kOmitLabels) &&
-                                done != CtRequest::Delete && done != CtRequest::DeleteReplyHolder;
+                                done != CtRequest::Delete && done != CtRequest::DeleteReplyHolder &&
+                                done != CtRequest::DeleteCopy;
     if (err == ENOSPC && carries_labels) return {done, 0, uint8_t(omit | kOmitLabels)};
     const bool carries_helper = c.entry.has_helper() && !(omit & kOmitHelper) &&
                                 (done == CtRequest::CreateExcl || done == CtRequest::Upsert);

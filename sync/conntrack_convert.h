@@ -71,6 +71,10 @@ enum class CtRequest : uint8_t {
   Update,          // IPCTNL_MSG_CT_NEW, no flags, update object (no NAT)
   UpdateNoStatus,  // as Update without CTA_STATUS: the local entry has bits ours lacks
   Delete,          // IPCTNL_MSG_CT_DELETE
+  // IPCTNL_MSG_CT_DELETE by our original tuple, for a change that replaces_copy after its
+  // create met EEXIST: the copy there is an earlier flow's (its NAT binding cannot be changed
+  // by an update), so it goes and the create follows.
+  DeleteCopy,
   // IPCTNL_MSG_CT_DELETE by *our reply tuple*: removes the entry that holds it, which cannot be
   // ours (an update by our original tuple just answered ENOENT). The Master's table has one
   // owner per tuple, so that entry is a stale copy.
@@ -81,10 +85,11 @@ const char* to_string(CtRequest r);
 
 // Requests one change may cost before its last answer is final (bounds a create/update
 // ping-pong with a concurrent writer).
-// The longest honest chain: update ENOENT, create EEXIST, update ENOENT, delete the reply
-// holder, create.
+// The longest honest chains: update ENOENT, create EEXIST, update ENOENT, delete the reply
+// holder, create; or (replaces_copy) create EEXIST, delete the copy, create EEXIST (our reply
+// tuple held elsewhere too), delete the copy ENOENT, delete the reply holder, create.
 // Plus one repeat without labels and one without the helper.
-inline constexpr unsigned kMaxRequestsPerChange = 7;
+inline constexpr unsigned kMaxRequestsPerChange = 8;
 
 // First request: non-NAT New/Update -> Upsert (one message either way); NAT New ->
 // CreateExcl (the common case is a new flow); NAT Update -> Update; Destroy -> Delete.

@@ -362,6 +362,7 @@ class NetlinkWriter final : public ConntrackWriter {
         if (ct) nfct_attr_unset(ct.get(), ATTR_STATUS);
         break;
       case CtRequest::Delete:
+      case CtRequest::DeleteCopy:
         ct = to_nf_conntrack_for_delete(c.entry);
         msg = IPCTNL_MSG_CT_DELETE;
         break;
@@ -572,6 +573,8 @@ class NetlinkEvents final : public ConntrackEvents {
         case IPCTNL_MSG_CT_NEW:
           c.kind = (nlh->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) ? FlowChangeKind::New
                                                                     : FlowChangeKind::Update;
+          // The kernel made this entry just now: a copy the peer holds is an earlier flow's.
+          c.replaces_copy = c.kind == FlowChangeKind::New;
           break;
         case IPCTNL_MSG_CT_DELETE:
           c.kind = FlowChangeKind::Destroy;

@@ -40,6 +40,8 @@ constexpr uint32_t kComparedStatus =
 
 uint64_t key_hash(const FlowKey& k) { return mix(mix_tuple(0x66776861, k.original), k.zone); }
 
+uint64_t reply_hash(const FlowEntry& e) { return mix_tuple(0x7265706c, e.reply); }
+
 uint64_t content_hash(const FlowEntry& e) {
   uint64_t h = mix_tuple(0x636f6e74, e.original);
   h = mix_tuple(h, e.reply);

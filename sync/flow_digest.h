@@ -30,6 +30,8 @@ inline FlowKey key_of(const FlowEntry& e) { return FlowKey{e.original, e.zone}; 
 
 uint64_t key_hash(const FlowKey& k);
 uint64_t content_hash(const FlowEntry& e);
+// The reply tuple alone: two copies of a flow with different hashes have different NAT.
+uint64_t reply_hash(const FlowEntry& e);
 inline uint32_t bucket_of(const FlowKey& k) { return static_cast<uint32_t>(key_hash(k) % kBuckets); }
 
 struct FlowKeyHash {

@@ -130,6 +130,7 @@ void to_wire(const FlowChange& c, wire::FlowChange* out) {
     case FlowChangeKind::Update: out->set_kind(wire::FlowChange::UPDATE); break;
     case FlowChangeKind::Destroy: out->set_kind(wire::FlowChange::DESTROY); break;
   }
+  if (c.kind == FlowChangeKind::New && c.replaces_copy) out->set_created(true);
   to_wire(c.entry, out->mutable_flow());
 }
 
@@ -203,6 +204,7 @@ std::optional<FlowChange> from_wire(const wire::FlowChange& c, std::string& erro
   auto e = from_wire(c.flow(), error);
   if (!e) return std::nullopt;
   out.entry = *e;
+  out.replaces_copy = out.kind == FlowChangeKind::New && c.created();
   return out;
 }
 

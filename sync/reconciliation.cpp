@@ -252,7 +252,7 @@ wire::Frame Reconciler::finish_summary() {
   for (const auto& e : entries) {
     const FlowKey k = key_of(e);
     if (repairing_[bucket_of(k)]) {
-      if (!job->touched.count(k)) untouched_.insert(k);
+      if (!job->touched.count(k)) untouched_.emplace(k, reply_hash(e));
     } else if (e.timeout_s < expiry_threshold_s) {
       expiring.push_back(&e);
     }
@@ -298,6 +298,12 @@ void Reconciler::note_applied(const FlowChange& change) {
   if (!untouched_.empty()) untouched_.erase(k);
 }
 
+bool Reconciler::copy_binds_otherwise(const FlowEntry& e) const {
+  if (untouched_.empty()) return false;
+  const auto it = untouched_.find(key_of(e));
+  return it != untouched_.end() && it->second != reply_hash(e);
+}
+
 void Reconciler::on_repair_end(const wire::RepairEnd& end) {
   if (end.round() != round_ || !in_repair_) return;
   if (end.incomplete()) {
@@ -310,7 +316,7 @@ void Reconciler::on_repair_end(const wire::RepairEnd& end) {
     return;
   }
   std::vector<FlowChange> stale;
-  for (const FlowKey& k : untouched_) {
+  for (const auto& [k, reply] : untouched_) {
     FlowEntry e;
     e.original = k.original;
     e.zone = k.zone;

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -93,6 +94,11 @@ class Reconciler {
   void on_repair_begin(const wire::RepairBegin& begin);
   // Every change the sink applies goes through here, so the round knows what it touched.
   void note_applied(const FlowChange& change);
+  // Before the sink applies `e` (a repair's New): does the copy it holds under e's original
+  // tuple, untouched this round, have another reply tuple? An update cannot change a NAT
+  // binding, so that copy must be replaced (FlowChange::replaces_copy), or the bucket would
+  // differ again every round.
+  bool copy_binds_otherwise(const FlowEntry& e) const;
   void on_repair_end(const wire::RepairEnd& end);
   bool in_repair() const { return in_repair_; }
   // Sink: a round ran to a complete end at least once, and none is being repaired now: the
@@ -157,9 +163,9 @@ class Reconciler {
   bool in_repair_ = false;
   std::vector<bool> repairing_ = std::vector<bool>(kBuckets, false);
   // The sink's entries in the differing buckets at the summary that no change of this round
-  // has touched yet: what is left at RepairEnd is stale. Empty for an empty sink, so a first
-  // sync tracks nothing per entry.
-  std::unordered_set<FlowKey, FlowKeyHash> untouched_;
+  // has touched yet, with the hash of their reply tuple (their NAT binding): what is left at
+  // RepairEnd is stale. Empty for an empty sink, so a first sync tracks nothing per entry.
+  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> untouched_;
 };
 
 }  // namespace fwha::sync

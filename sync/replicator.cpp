@@ -521,6 +521,11 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
     if (change->kind != FlowChangeKind::Destroy && change->entry.timeout_s != 0) {
       change->entry.timeout_s += timeout_slack_s();
     }
+    if (change->kind == FlowChangeKind::New && !change->replaces_copy &&
+        reconcile_.copy_binds_otherwise(change->entry)) {
+      change->replaces_copy = true;
+      ++counters_.copies_replaced;
+    }
     changes.push_back(*change);
   }
   std::vector<std::error_code> errors;

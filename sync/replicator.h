@@ -71,6 +71,7 @@ struct ReplicatorCounters {
   uint64_t acks_sent = 0;
   uint64_t echoes_suppressed = 0;
   uint64_t flows_ignored_as_master = 0;  // FlowBatch from the peer while we were Master
+  uint64_t copies_replaced = 0;  // repair entries whose local copy had another NAT binding
 };
 
 class Replicator {

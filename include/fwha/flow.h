@@ -88,6 +88,12 @@ enum class FlowChangeKind : uint8_t { New, Update, Destroy };
 struct FlowChange {
   FlowChangeKind kind = FlowChangeKind::New;
   FlowEntry entry;
+  // New only: a copy the sink holds under the same original tuple belongs to an earlier flow
+  // and is replaced, NAT binding included, not updated. Set for the Master's creation events
+  // (its kernel made this entry just now) and, on the sink, for a repair's entry whose local
+  // copy has another reply tuple. A port reused while the old flow's copy lingered otherwise
+  // kept the old NAT binding, and the session died at the next failover.
+  bool replaces_copy = false;
   friend bool operator==(const FlowChange&, const FlowChange&) = default;
 };
 

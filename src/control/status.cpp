@@ -121,6 +121,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"unknown_frames\": " << c.unknown_frames << ", \"sequence_gaps\": " << c.sequence_gaps
     << ", \"duplicates\": " << c.duplicates
     << ", \"flows_ignored_as_master\": " << c.flows_ignored_as_master
+    << ", \"copies_replaced\": " << c.copies_replaced
     << ", \"resumes\": " << c.resumes
     << ", \"frames_resent\": " << c.frames_resent << ", \"overruns\": " << c.overruns
     << ", \"unacked_overflows\": " << c.unacked_overflows << ", \"acks_sent\": " << c.acks_sent

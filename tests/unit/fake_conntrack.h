@@ -1,5 +1,6 @@
 // An in-memory conntrack table for unit tests: upsert/delete like the kernel adapter, dump in
-// insertion-independent order, optional injected failure.
+// insertion-independent order, optional injected failure. As in the kernel, writing over an
+// existing entry keeps its NAT binding (reply tuple) unless the change replaces the copy.
 #pragma once
 
 #include <unordered_map>
@@ -20,7 +21,17 @@ class FakeTable : public sync::ConntrackWriter, public sync::ConntrackReader {
     const auto k = sync::key_of(c.entry);
     switch (c.kind) {
       case FlowChangeKind::New:
-      case FlowChangeKind::Update: entries[k] = c.entry; break;
+      case FlowChangeKind::Update: {
+        auto it = entries.find(k);
+        if (it == entries.end() || c.replaces_copy) {
+          entries[k] = c.entry;
+        } else {
+          const FlowTuple binding = it->second.reply;
+          it->second = c.entry;
+          it->second.reply = binding;
+        }
+        break;
+      }
       case FlowChangeKind::Destroy: entries.erase(k); break;
     }
     log.push_back(c);

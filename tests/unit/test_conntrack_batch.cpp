@@ -66,6 +66,8 @@ TEST(ConntrackBatchChain, SuccessAndMissingOnDeleteAreFinal) {
 TEST(ConntrackBatchChain, WrongGuessesLeadToTheOtherRequest) {
   const FlowChange nat = change(FlowChangeKind::New, true);
   const FlowChange plain = change(FlowChangeKind::New, false);
+  FlowChange created = nat;
+  created.replaces_copy = true;
   struct Row {
     const FlowChange* c;
     CtRequest done;
@@ -75,6 +77,12 @@ TEST(ConntrackBatchChain, WrongGuessesLeadToTheOtherRequest) {
   };
   const Row rows[] = {
       {&nat, CtRequest::CreateExcl, EEXIST, CtRequest::Update},
+      // A creation on the Master: the copy found is an earlier flow's and goes first.
+      {&created, CtRequest::CreateExcl, EEXIST, CtRequest::DeleteCopy},
+      {&created, CtRequest::DeleteCopy, 0, CtRequest::CreateExcl, 2},
+      {&created, CtRequest::CreateExcl, EEXIST, CtRequest::DeleteCopy, 3},
+      {&created, CtRequest::DeleteCopy, ENOENT, CtRequest::DeleteReplyHolder, 4},
+      {&created, CtRequest::DeleteReplyHolder, 0, CtRequest::CreateExcl, 5},
       {&nat, CtRequest::Update, ENOENT, CtRequest::CreateExcl},
       {&nat, CtRequest::Update, EBUSY, CtRequest::UpdateNoStatus},
       {&nat, CtRequest::UpdateNoStatus, ENOENT, CtRequest::CreateExcl},
@@ -150,6 +158,7 @@ TEST(ConntrackBatchChain, EntriesWithoutLabelsOrHelperKeepTheirErrors) {
 struct ModelEntry {
   bool nat = false;
   bool assured = false;
+  bool earlier_flow = false;  // a copy of an earlier flow on the same tuple (another binding)
 };
 
 struct ModelTable {
@@ -178,6 +187,7 @@ int model_kernel(ModelTable& t, const FlowChange& c, CtRequest r) {
       if (r == CtRequest::Update && assured != t.slot->assured && t.slot->assured) return EBUSY;
       return 0;
     case CtRequest::Delete:
+    case CtRequest::DeleteCopy:
       if (!t.slot) return ENOENT;
       t.slot.reset();
       return 0;
@@ -193,19 +203,28 @@ int model_kernel(ModelTable& t, const FlowChange& c, CtRequest r) {
   return EINVAL;
 }
 
-// Every kind, NAT or not, against an absent, a plain, an assured existing entry and a stale
-// one holding our reply tuple: the chain ends applied, within the bound, with NAT set whenever
-// the entry was created by us, and the stale holder gone.
+// Every kind, NAT or not, against an absent, a plain, an assured existing entry, a stale one
+// holding our reply tuple, an earlier flow's NAT copy under our original tuple, and both of
+// the last two: the chain ends applied, within the bound, with NAT set whenever the entry was
+// created by us, and the stale holder gone. A creation on the Master (replaces_copy) also ends
+// with our own entry in place of the earlier flow's copy.
 TEST(ConntrackBatchChain, EveryCaseEndsAppliedAgainstTheKernelModel) {
   for (FlowChangeKind kind :
        {FlowChangeKind::New, FlowChangeKind::Update, FlowChangeKind::Destroy}) {
     for (bool nat : {false, true}) {
-      for (int state = 0; state < 4; ++state) {
+      for (bool replaces : {false, true}) {
+      if (replaces && kind != FlowChangeKind::New) continue;
+      for (int state = 0; state < 6; ++state) {
+        // Without NAT and replaces_copy the copy is updated in place and no create ever meets
+        // the holder: it stays, as it would in the kernel (the next round removes it).
+        if (state == 5 && !(replaces && nat)) continue;
         FlowChange c = change(kind, nat);
+        c.replaces_copy = replaces;
         c.entry.status &= ~flow_status::kAssured;  // ours lacks a bit the local one may have
         ModelTable table;
         if (state == 1 || state == 2) table.slot = ModelEntry{false, state == 2};
-        if (state == 3) table.holder = true;
+        if (state == 3 || state == 5) table.holder = true;
+        if (state >= 4) table.slot = ModelEntry{true, true, true};
         const bool existed = table.slot.has_value();
         CtRequest r = first_request(c);
         CtNext n;
@@ -215,8 +234,8 @@ TEST(ConntrackBatchChain, EveryCaseEndsAppliedAgainstTheKernelModel) {
           if (!n.request) break;
           r = *n.request;
         }
-        SCOPED_TRACE(std::string(to_string(kind)) + (nat ? " nat" : " plain") + " state " +
-                     std::to_string(state));
+        SCOPED_TRACE(std::string(to_string(kind)) + (nat ? " nat" : " plain") +
+                     (replaces ? " replaces_copy" : "") + " state " + std::to_string(state));
         EXPECT_EQ(n.error, 0);
         EXPECT_LE(sent, kMaxRequestsPerChange);
         EXPECT_EQ(table.slot.has_value(), kind != FlowChangeKind::Destroy);
@@ -226,6 +245,11 @@ TEST(ConntrackBatchChain, EveryCaseEndsAppliedAgainstTheKernelModel) {
         if (table.slot && !existed) {
           EXPECT_EQ(table.slot->nat, nat);
         }
+        if (replaces && nat) {
+          ASSERT_TRUE(table.slot);
+          EXPECT_FALSE(table.slot->earlier_flow) << "the earlier flow's copy was replaced";
+        }
+      }
       }
     }
   }

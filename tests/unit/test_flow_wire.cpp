@@ -27,6 +27,24 @@ TEST(FlowWire, RoundTripKeepsEveryField) {
   }
 }
 
+// A creation on the Master travels as such; a repair's snapshot (New without it) and other
+// kinds never ask the sink to replace its copy.
+TEST(FlowWire, CreationMarkTravelsOnlyWithNew) {
+  for (auto kind : {FlowChangeKind::New, FlowChangeKind::Update, FlowChangeKind::Destroy}) {
+    for (bool replaces : {false, true}) {
+      FlowChange c{kind, test::snat_tcp_flow()};
+      c.replaces_copy = replaces;
+      wire::FlowChange w;
+      to_wire(c, &w);
+      std::string error;
+      auto back = from_wire(w, error);
+      ASSERT_TRUE(back) << error;
+      EXPECT_EQ(back->replaces_copy, replaces && kind == FlowChangeKind::New)
+          << to_string(kind) << " " << replaces;
+    }
+  }
+}
+
 TEST(FlowWire, NatBindingTravelsInTheReplyTuple) {
   wire::Flow w;
   to_wire(test::snat_tcp_flow(40000, 61234), &w);

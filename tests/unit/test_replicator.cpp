@@ -432,6 +432,31 @@ TEST_F(PairTest, FramesDroppedWhileBothWereMasterAreResentAfterSteppingDown) {
   EXPECT_TRUE(mtable.same_as(btable));
 }
 
+// A copy with another NAT binding (an earlier flow on the same tuple, whose destroy never
+// arrived) is replaced by the round, not updated: an update keeps the old binding, and the
+// bucket would differ in every round after. A copy that differs otherwise is updated.
+TEST_F(PairTest, RoundReplacesACopyWithAnotherNatBinding) {
+  for (uint16_t p = 1; p <= 20; ++p) mtable.put(flow(p));
+  for (uint16_t p = 1; p <= 20; ++p) btable.put(flow(p));
+  btable.put(test::snat_tcp_flow(5, 999));  // flow 5 bound to another NAT port
+  FlowEntry marked = flow(9);
+  marked.mark = 99;
+  btable.put(marked);                       // flow 9 with another mark, same binding
+  connect();
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->counters().copies_replaced, 1u);
+  for (const FlowChange& c : btable.log) {
+    if (key_of(c.entry) == key_of(flow(5))) {
+      EXPECT_TRUE(c.replaces_copy);
+    }
+    if (key_of(c.entry) == key_of(flow(9))) {
+      EXPECT_FALSE(c.replaces_copy);
+    }
+  }
+  connect();  // a later round finds nothing to repair
+  EXPECT_EQ(master->reconcile_counters().buckets_repaired, 2u) << "no bucket a second time";
+}
+
 TEST_F(PairTest, PeerTooFarBehindIsReconciledInsteadOfResumed) {
   master = std::make_unique<Replicator>(
       [&] {
