@@ -34,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import labrun  # noqa: E402
 import netlab  # noqa: E402
 from netlab import LabError, LabTimeout, mono_ns, parse_log_time, wait_for  # noqa: E402
-from scenario import (PY, TRAFFIC, analyse_sessions, crash_node, out, start_pair,  # noqa: E402
-                      start_traffic, stop_traffic)
+from scenario import (analyse_sessions, crash_node, out, start_client,  # noqa: E402
+                      start_pair, start_traffic, stop_traffic)
 
 PRE_CRASH_S = 2.0
 DOWN_S = 3.0           # fw1 down: fw2 Master, new sessions open
@@ -65,21 +65,6 @@ def count_entries(lab, node, n):
     return json.loads(cp.stdout.strip().splitlines()[-1]).get("in_range", 0)
 
 
-def start_late_client(lab, sessions, duration):
-    """More sessions, opened through whoever is Master now; no probes (the first client's
-    measure the gap)."""
-    ready = lab.path("client2.ready")
-    proc = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path("client2.json"),
-                                "--ready-file", ready, "--duration", str(duration),
-                                "--sessions", str(sessions), "--probe-interval-ms", "0",
-                                "--seed", "2"], "traffic-client2")
-    wait_for(lambda: os.path.exists(ready), 30, what="second traffic client ready")
-    with open(ready) as f:
-        doc = json.load(f)
-    lab.log(f"late client: {doc['open']} sessions open through the new Master")
-    return proc, doc
-
-
 def stop_client(proc, path):
     return netlab.stop_and_read_json(proc, path, timeout=15)
 
@@ -107,7 +92,7 @@ def rejoin_run(lab, args, checks):
     crash_ns = crash_node(lab, "fw1")
     wait_for(lambda: lab.state("fw2") == "Master", 15, interval=0.02, what="fw2 to take over")
     lab.log("fw2 took over")
-    late, late_ready = start_late_client(lab, args.sessions // 2, total_s)
+    late, late_ready = start_client(lab, "late", args.sessions // 2, total_s, "--seed", "2")
     fill = fill_table(lab, "fw2", args.table)
     out("fw2_table_filled_s", f"{fill.get('seconds', 0):.2f}")
     time.sleep(max(0.0, crash_ns / 1e9 + DOWN_S - time.monotonic()))
@@ -134,7 +119,7 @@ def rejoin_run(lab, args, checks):
     time.sleep(AFTER_FAILBACK_S)
 
     window = {"start_ns": failback_ns - int(3e9), "end_ns": failback_ns + int(3e9)}
-    late_doc = stop_client(late, lab.path("client2.json"))
+    late_doc = stop_client(late, lab.path("client-late.json"))
     cdoc, sdoc = stop_traffic(lab, server, client, window)
     gap = (sdoc["probes"].get("window") or {}).get("ms")
     out("failback_gap_ms", f"{gap:.0f}" if gap is not None else "unknown")

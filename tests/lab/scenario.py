@@ -216,6 +216,23 @@ def start_traffic(lab, sessions, duration, server_addr=None):
     return server, client, ready
 
 
+def start_client(lab, tag, sessions, duration, *extra):
+    """Another traffic client (client-<tag>.json, no probes: start_traffic's client measures
+    the gap), through whoever is Master now; waits until its sessions are up. Returns the
+    process and its ready document."""
+    ready = lab.path(f"client-{tag}.ready")
+    proc = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path(f"client-{tag}.json"),
+                                "--ready-file", ready, "--duration", str(duration),
+                                "--sessions", str(sessions), "--probe-interval-ms", "0",
+                                "--stall-timeout", str(STALL_LIMIT_S), *extra],
+                     f"traffic-client-{tag}")
+    wait_for(lambda: os.path.exists(ready), 30, what=f"traffic client {tag} ready")
+    with open(ready) as f:
+        doc = json.load(f)
+    lab.log(f"client {tag}: {doc['open']} sessions open, {doc['failed']} failed")
+    return proc, doc
+
+
 def stop_traffic(lab, server, client, window):
     with open(lab.path("window.json"), "w") as f:
         json.dump(window, f)

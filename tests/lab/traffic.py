@@ -26,6 +26,10 @@ client: * a dedicated thread sends a UDP probe every --probe-interval-ms (defaul
           first/last echo time and the longest interval between echoes (including the
           interval from the last echo to the stop).
         IPv4 or IPv6: the family follows the address given (--addr, --server).
+        * --local-port-base P: session i connects from port P + i instead of an ephemeral
+          one, so a later client can reuse the same flows' tuples (tests/lab/port_reuse.py);
+          --close-with-reset ends the sessions with RST at stop (SO_LINGER 0: no TIME_WAIT
+          on the client, so the ports are free again at once).
         * --ready-file is written once every session has connected and seen a first echo (or
           failed), so the orchestrator knows the baseline is up.
 """
@@ -421,6 +425,14 @@ def run_client(args):
         sock = socket.socket(family(args.server), socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if args.local_port_base:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("", args.local_port_base + s.cid))
+            except OSError as e:
+                s.sock = sock
+                fail(s, f"bind: {errno.errorcode.get(e.errno, e)}")
+                continue
         s.sock = sock
         s.connect_start_ns = now_ns()
         rc = sock.connect_ex((args.server, args.tcp_port))
@@ -568,6 +580,8 @@ def run_client(args):
     }
     for s in sessions:
         if s.sock is not None:
+            if args.close_with_reset:
+                s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.sock.close()
     write_json(args.out, doc)
     log(f"client stopped: {doc['summary']}")
@@ -598,6 +612,10 @@ def main(argv=None):
     cp.add_argument("--stall-timeout", type=float, default=5.0)
     cp.add_argument("--connect-timeout", type=float, default=10.0)
     cp.add_argument("--seed", type=int, default=None)
+    cp.add_argument("--local-port-base", type=int, default=0,
+                    help="session i connects from this port + i (0: ephemeral ports)")
+    cp.add_argument("--close-with-reset", action="store_true",
+                    help="end the sessions with RST at stop (no TIME_WAIT)")
     args = ap.parse_args(argv)
     return run_server(args) if args.mode == "server" else run_client(args)
 
