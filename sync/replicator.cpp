@@ -76,6 +76,7 @@ void Replicator::reset_source_state() {
   retained_bytes_ = 0;
   next_seq_ = 1;
   resumable_ = true;
+  peer_knows_session_ = false;
   session_ = 0;
   deferred_round_.clear();
 }
@@ -109,7 +110,17 @@ void Replicator::on_local_change(const FlowChange& change) {
     ++counters_.echoes_suppressed;
     return;
   }
-  if (!transport_.connected() || !peer_hello_seen_) return;  // the connect round covers it
+  if (!link_ready()) {
+    // A reconnect that resumes skips the round, so a change made while the link is down goes
+    // into the frames the resume resends (held, not sent). Without them no resume may happen:
+    // the connect round covers the change then.
+    if (!resumable_) return;
+    if (!peer_knows_session_) {
+      resumable_ = false;  // the peer cannot resume a session it never saw anyway
+      return;
+    }
+    ++counters_.changes_held_while_down;
+  }
   pending_.push_back(change);
   if (pending_.size() >= options_.max_changes_per_frame) flush();
 }
@@ -136,10 +147,14 @@ void Replicator::send_changes(const std::vector<FlowChange>& changes) {
 bool Replicator::send_batch_frame(const wire::Frame& frame) {
   std::string encoded;
   append_frame(frame, encoded);
-  const bool ok = transport_.send_encoded(encoded);
+  // While the link is down (or the peer's Hello has not come yet) a frame is only kept: the
+  // resume sends it, in order after the earlier ones.
+  const bool ready = link_ready();
+  const bool ok = ready && transport_.send_encoded(encoded);
   if (ok) {
     ++counters_.frames_sent;
-  } else {
+    peer_knows_session_ = true;
+  } else if (ready) {
     ++counters_.send_failures;
   }
   const size_t bytes = encoded.size();
@@ -286,6 +301,15 @@ void Replicator::on_connected() {
 
 void Replicator::on_disconnected() {
   peer_hello_seen_ = false;
+  // Changes not yet in a frame go into one, kept for the resume (on_local_change), or no
+  // resume may happen.
+  if (!pending_.empty()) {
+    if (peer_knows_session_ && resumable_) {
+      flush();
+    } else {
+      resumable_ = false;
+    }
+  }
   pending_.clear();
   barrier_done_ = nullptr;
   awaited_barrier_token_ = 0;
@@ -314,6 +338,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   const bool have_rest =
       unacked_.empty() ? hello.applied_seq() + 1 == next_seq_
                        : unacked_.front().seq <= hello.applied_seq() + 1;
+  peer_knows_session_ = true;  // resumed below, or the round's new session from here on
   if (same_session && resumable_ && have_rest) {
     wire::Ack applied;
     applied.set_seq(hello.applied_seq());

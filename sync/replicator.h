@@ -71,6 +71,7 @@ struct ReplicatorCounters {
   uint64_t acks_sent = 0;
   uint64_t echoes_suppressed = 0;
   uint64_t flows_ignored_as_master = 0;  // FlowBatch from the peer while we were Master
+  uint64_t changes_held_while_down = 0;  // kept in frames for the resume, not sent then
   uint64_t copies_replaced = 0;  // repair entries whose local copy had another NAT binding
 };
 
@@ -163,6 +164,8 @@ class Replicator {
   bool request_barrier(std::function<void(bool took_over)> done, bool take_over = false);
 
   bool peer_hello_seen() const { return peer_hello_seen_; }
+  // Connected, and the peer introduced itself: frames may go out.
+  bool link_ready() const { return transport_.connected() && peer_hello_seen_; }
   // The peer's configured VRRP priority from its last Hello (0: never told).
   uint32_t peer_vrrp_priority() const { return peer_vrrp_priority_; }
   // Sink: see Reconciler::holds_source_state().
@@ -223,6 +226,9 @@ class Replicator {
   size_t inflight_bytes_ = 0;       // of every unacked frame
   size_t retained_bytes_ = 0;       // of the encoded frames kept
   bool resumable_ = true;           // false once encoded frames were dropped
+  // The peer has seen this session (a round or a resume on a connection): a reconnect may
+  // resume it, so changes made while the link is down are kept in frames for the resume.
+  bool peer_knows_session_ = false;
   std::string deferred_round_;      // a round asked for while a repair answer was running
   std::optional<Clock::time_point> promotion_round_at_;  // set_role(Source): when tick() starts it
   Clock::time_point last_round_{};

@@ -122,6 +122,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"duplicates\": " << c.duplicates
     << ", \"flows_ignored_as_master\": " << c.flows_ignored_as_master
     << ", \"copies_replaced\": " << c.copies_replaced
+    << ", \"changes_held_while_down\": " << c.changes_held_while_down
     << ", \"resumes\": " << c.resumes
     << ", \"frames_resent\": " << c.frames_resent << ", \"overruns\": " << c.overruns
     << ", \"unacked_overflows\": " << c.unacked_overflows << ", \"acks_sent\": " << c.acks_sent

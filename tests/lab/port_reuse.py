@@ -96,6 +96,10 @@ def port_reuse_run(lab, args, checks):
     out("client_b_flows_with_a_new_nat_port", f"{rebound}/{len(on_master)}")
     stale = sorted(p for p in on_master if on_backup.get(p) != on_master[p])
     out("backup_copies_with_another_binding", f"{len(stale)}/{len(on_master)}")
+    if stale:
+        out("bindings_client_port_a_master_backup",
+            " ".join(f"{p}:{old_bindings.get(p)}/{on_master[p]}/{on_backup.get(p)}"
+                     for p in stale[:8]))
     checks.check(len(on_master) == args.sessions and not stale,
                  f"{master}'s copies carry {backup}'s NAT binding for every client b flow",
                  f"{len(on_master)} flows on {backup}, {len(stale)} differ on {master}"
