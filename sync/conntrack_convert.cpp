@@ -339,6 +339,11 @@ namespace {
 
 bool has_nat(const FlowEntry& e) { return e.is_snat() || e.is_dnat(); }
 
+bool is_delete(CtRequest r) {
+  return r == CtRequest::Delete || r == CtRequest::DeleteReplyHolder ||
+         r == CtRequest::DeleteCopy;
+}
+
 // What to try after `done` failed with `err`; nullopt when `err` is the answer.
 std::optional<CtRequest> retry_after(const FlowChange& c, CtRequest done, int err,
                                      unsigned sent) {
@@ -451,9 +456,7 @@ CtNext next_request(const FlowChange& c, CtRequest done, int err, unsigned sent,
       (err == 0 || (done == CtRequest::Delete && err == ENOENT)))
     return {};
   if (sent < kMaxRequestsPerChange) {
-    const bool carries_labels = c.entry.has_labels() && !(omit & kOmitLabels) &&
-                                done != CtRequest::Delete && done != CtRequest::DeleteReplyHolder &&
-                                done != CtRequest::DeleteCopy;
+    const bool carries_labels = c.entry.has_labels() && !(omit & kOmitLabels) && !is_delete(done);
     if (err == ENOSPC && carries_labels) return {done, 0, uint8_t(omit | kOmitLabels)};
     const bool carries_helper = c.entry.has_helper() && !(omit & kOmitHelper) &&
                                 (done == CtRequest::CreateExcl || done == CtRequest::Upsert);

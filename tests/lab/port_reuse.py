@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 
@@ -36,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import labrun  # noqa: E402
 import netlab  # noqa: E402
 from netlab import mono_ns, wait_for  # noqa: E402
-from scenario import (analyse_sessions, crash_node, out, start_client, start_pair,  # noqa: E402
-                      start_traffic, stop_traffic)
+from scenario import (analyse_sessions, crash_node, out, snat_bindings,  # noqa: E402
+                      start_client, start_pair, start_traffic, stop_traffic)
 
 PORT0 = 41000          # client "a" and "b" connect from PORT0 + i
 DURATION_S = 120       # every client's own cap; the test stops them long before
@@ -46,15 +45,8 @@ REPLICATED_S = 1.0     # for the "b" flows to reach fw1
 
 
 def nat_bindings(lab, node, ports):
-    """client port -> NAT port of node's entries for the flows from `ports` to :9001."""
-    cp = lab.nsexec(node, ["conntrack", "-L", "-p", "tcp", "--dport", "9001"], check=False,
-                    timeout=10)
-    out_ = {}
-    for line in cp.stdout.splitlines():
-        m = re.search(r"sport=(\d+) dport=9001 .*sport=9001 dport=(\d+)", line)
-        if m and int(m.group(1)) in ports:
-            out_[int(m.group(1))] = int(m.group(2))
-    return out_
+    """client port -> NAT port of node's entries for the flows from `ports`."""
+    return {c: n for c, n in snat_bindings(lab, node).items() if c in ports}
 
 
 def port_reuse_run(lab, args, checks):

@@ -200,10 +200,8 @@ def start_traffic(lab, sessions, duration, server_addr=None):
                                   "--window-file", lab.path("window.json"), *addr],
                        "traffic-server")
     wait_for(lambda: os.path.exists(srv_ready), 15, what="traffic server ready")
-    client = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path("client.json"),
-                                  "--ready-file", cli_ready, "--duration", str(duration),
-                                  "--sessions", str(sessions),
-                                  "--stall-timeout", str(STALL_LIMIT_S), *to], "traffic-client")
+    client = spawn_client(lab, "client.json", cli_ready, "traffic-client", sessions, duration,
+                          *to)
     try:
         wait_for(lambda: os.path.exists(cli_ready), 30, what="traffic client ready")
     except LabTimeout:
@@ -216,16 +214,21 @@ def start_traffic(lab, sessions, duration, server_addr=None):
     return server, client, ready
 
 
+def spawn_client(lab, out_name, ready, name, sessions, duration, *extra):
+    """A traffic.py client in the client namespace, writing out_name in the run dir."""
+    return lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path(out_name),
+                                "--ready-file", ready, "--duration", str(duration),
+                                "--sessions", str(sessions),
+                                "--stall-timeout", str(STALL_LIMIT_S), *extra], name)
+
+
 def start_client(lab, tag, sessions, duration, *extra):
     """Another traffic client (client-<tag>.json, no probes: start_traffic's client measures
     the gap), through whoever is Master now; waits until its sessions are up. Returns the
     process and its ready document."""
     ready = lab.path(f"client-{tag}.ready")
-    proc = lab.spawn("client", [PY, TRAFFIC, "client", "--out", lab.path(f"client-{tag}.json"),
-                                "--ready-file", ready, "--duration", str(duration),
-                                "--sessions", str(sessions), "--probe-interval-ms", "0",
-                                "--stall-timeout", str(STALL_LIMIT_S), *extra],
-                     f"traffic-client-{tag}")
+    proc = spawn_client(lab, f"client-{tag}.json", ready, f"traffic-client-{tag}", sessions,
+                        duration, "--probe-interval-ms", "0", *extra)
     wait_for(lambda: os.path.exists(ready), 30, what=f"traffic client {tag} ready")
     with open(ready) as f:
         doc = json.load(f)
@@ -259,21 +262,25 @@ def backup_ct_entries(lab, node, family="ipv4"):
     return sum(1 for line in cp.stdout.splitlines() if line.startswith("tcp"))
 
 
-def snat_ports_randomised(lab, node, family="ipv4"):
-    """(entries whose NAT source port differs from the client's port, entries to :9001 NATed
-    to the WAN VIP) in node's conntrack table."""
+def snat_bindings(lab, node, family="ipv4"):
+    """client port -> NAT port of node's conntrack entries to :9001 NATed to the WAN VIP."""
     wan_vip = netlab.WAN_VIP6 if family == "ipv6" else netlab.WAN_VIP
     cp = lab.nsexec(node, ["conntrack", "-L", "-f", family, "-p", "tcp", "--dport", "9001"],
                     check=False, timeout=10)
-    k = n = 0
+    out_ = {}
     for line in cp.stdout.splitlines():
         m = re.search(r"sport=(\d+) dport=9001 .*src=\S+ dst=(\S+) sport=9001 dport=(\d+)",
                       line)
-        if not m or m.group(2) != wan_vip:
-            continue
-        n += 1
-        k += m.group(1) != m.group(3)
-    return k, n
+        if m and m.group(2) == wan_vip:
+            out_[int(m.group(1))] = int(m.group(3))
+    return out_
+
+
+def snat_ports_randomised(lab, node, family="ipv4"):
+    """(entries whose NAT source port differs from the client's port, entries to :9001 NATed
+    to the WAN VIP) in node's conntrack table."""
+    bindings = snat_bindings(lab, node, family)
+    return sum(1 for c, n in bindings.items() if c != n), len(bindings)
 
 
 def analyse_sessions(client_doc, event_ns):

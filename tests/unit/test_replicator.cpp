@@ -489,7 +489,10 @@ TEST_F(PairTest, RoundReplacesACopyWithAnotherNatBinding) {
       EXPECT_FALSE(c.replaces_copy);
     }
   }
-  connect();  // a later round finds nothing to repair
+  clock.advance(std::chrono::seconds(10));  // the periodic round finds nothing to repair
+  master->tick();
+  settle();
+  ASSERT_EQ(master->reconcile_counters().causes.at("periodic"), 1u);
   EXPECT_EQ(master->reconcile_counters().buckets_repaired, 2u) << "no bucket a second time";
 }
 
