@@ -3,6 +3,7 @@
 #include <string>
 
 #include "util/log.h"
+#include "vrrp/advert_admission.h"
 #include "vrrp/vrrp_packet.h"
 
 namespace fwha::vrrp {
@@ -36,7 +37,10 @@ VrrpGroup::VrrpGroup(boost::asio::io_context& io, const config::Group& config,
       adver_timer_(io),
       master_down_timer_(io),
       garp_timer_(io),
-      preempt_timer_(io) {}
+      preempt_timer_(io) {
+  for (const auto& i : config_.interfaces)
+    for (const auto& v : i.vips) vip_addresses_.push_back(v.address);
+}
 
 VrrpGroup::~VrrpGroup() {
   for (auto& i : interfaces_) {
@@ -459,73 +463,33 @@ void VrrpGroup::announce_vips(int repeats_left) {
   });
 }
 
-bool VrrpGroup::is_vip(const IpAddress& a) const {
-  for (const auto& i : config_.interfaces)
-    for (const auto& v : i.vips)
-      if (v.address == a) return true;
-  return false;
-}
-
 void VrrpGroup::on_packet(Interface& iface, const ParsedAdvert& p) {
-  const std::string where = " on " + iface.config->name;
-  if (p.error == ParseError::SourceNotLinkLocal) {  // IPv6: cannot be the configured peer
-    if (log::should_log(++counters_.rejected_source)) {
-      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
-                               ": IPv6 adverts must come from a link-local address");
-    }
-    return;
+  const AdmissionVerdict v = admit_advert(
+      p, {config_.vrid, iface.config->peer_address, vip_addresses_, peer_priority_});
+  uint64_t* counter = nullptr;
+  switch (v.admission) {
+    case Admission::Accepted:
+      break;
+    case Admission::OtherVrid:
+      ++counters_.other_vrid;
+      return;
+    case Admission::RejectedTtl:
+      counter = &counters_.rejected_ttl;
+      break;
+    case Admission::RejectedSource:
+      counter = &counters_.rejected_source;
+      break;
+    case Admission::RejectedMalformed:
+      counter = &counters_.rejected_malformed;
+      break;
+    case Admission::RejectedPriority:
+      counter = &counters_.rejected_priority;
+      break;
   }
-  if (p.error == ParseError::BadTtl) {
-    if (log::should_log(++counters_.rejected_ttl)) {
-      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
-                               ": TTL " + std::to_string(p.ttl) + ", must be 255");
-    }
-    return;
-  }
-  if (p.error != ParseError::None) {
-    if (log::should_log(++counters_.rejected_malformed)) {
-      log::warning("vrrp", "rejected malformed advert" + where + " from " +
-                               p.source.to_string() + ": " + to_string(p.error));
-    }
-    return;
-  }
-  if (p.advert.max_adver_interval_cs == 0) {
-    // RFC 5798 does not forbid it, but a Backup would compute Master_Down_Interval 0 from it
-    // and take over at once: two Masters. No sane peer sends it.
-    if (log::should_log(++counters_.rejected_malformed)) {
-      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
-                               ": Max Adver Int 0");
-    }
-    return;
-  }
-  if (p.advert.vrid != config_.vrid) {
-    ++counters_.other_vrid;
-    return;
-  }
-  if (p.source != iface.config->peer_address) {
-    if (is_vip(p.source) && log::should_log(counters_.rejected_source + 1)) {
-      // Seen in the lab: a ruleset with "oifname WAN snat to VIP" rewrites the firewall's own
-      // multicast adverts too, the peer then hears a stranger and both nodes become Master.
-      log::error("vrrp", "advert" + where + " comes from VIP " + p.source.to_string() +
-                             ": the peer's adverts are being source-NATed; exclude the "
-                             "firewall's own traffic (VRRP, IP protocol 112) from SNAT");
-    }
-    if (log::should_log(++counters_.rejected_source)) {
-      log::warning("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
-                               " priority=" + std::to_string(p.advert.priority) +
-                               ": not the configured peer " +
-                               iface.config->peer_address.to_string());
-    }
-    return;
-  }
-  if (peer_priority_ && p.advert.priority != 0 && p.advert.priority != *peer_priority_) {
-    // TTL 255 and the peer's address, but not the priority the peer told us on the sync link:
-    // someone on this link speaks for the peer (a priority-255 advert would take the group).
-    if (log::should_log(++counters_.rejected_priority)) {
-      log::error("vrrp", "rejected advert" + where + " from " + p.source.to_string() +
-                             " priority=" + std::to_string(p.advert.priority) +
-                             ": the peer's priority is " + std::to_string(*peer_priority_) +
-                             " (told on the sync link); forged by another host on this link?");
+  if (counter) {
+    if (log::should_log(++*counter)) {
+      const std::string line = "rejected advert on " + iface.config->name + " " + v.reason;
+      v.error ? log::error("vrrp", line) : log::warning("vrrp", line);
     }
     return;
   }

@@ -4,9 +4,10 @@
 // they always move as one (like keepalived's sync group): an advert from the peer on any
 // interface of the group keeps us Backup.
 //
-// Received adverts are validated here before the state machine sees them: parse errors, TTL
-// other than 255 and any source other than the configured peer are dropped, logged and
-// counted (RFC 5798 7.1 plus DESIGN.md: only the configured peer may speak).
+// Received adverts are admitted (advert_admission.h) before the state machine sees them: parse
+// errors, TTL other than 255, any source other than the configured peer and a priority other
+// than the peer's are dropped, logged and counted (RFC 5798 7.1 plus DESIGN.md: only the
+// configured peer may speak).
 #pragma once
 
 #include <chrono>
@@ -137,10 +138,10 @@ class VrrpGroup {
   void set_vips(bool present);
   void announce_vips(int repeats_left);
   void on_packet(Interface& iface, const ParsedAdvert& p);
-  bool is_vip(const IpAddress& a) const;
 
   boost::asio::io_context& io_;
   config::Group config_;
+  std::vector<IpAddress> vip_addresses_;  // every VIP of the group (advert_admission.h)
   vip::AddressPort& addresses_;
   vip::LinkPort* links_port_ = nullptr;
   StateChange on_change_;
