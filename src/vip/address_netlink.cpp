@@ -58,16 +58,7 @@ class KernelAddressPort : public AddressPort {
     mnl_attr_put(nlh, IFA_LOCAL, len, prefix.address.bytes.data());
     mnl_attr_put(nlh, IFA_ADDRESS, len, prefix.address.bytes.data());
     if (!v4) mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);  // a VIP must be usable at once
-    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0) {
-      return {errno, std::generic_category()};
-    }
-    ssize_t n = mnl_socket_recvfrom(nl_.get(), buf.data(), buf.size());
-    if (n < 0) return {errno, std::generic_category()};
-    if (mnl_cb_run(buf.data(), static_cast<size_t>(n), seq_, mnl_socket_get_portid(nl_.get()),
-                   nullptr, nullptr) < 0) {
-      return {errno, std::generic_category()};
-    }
-    return {};
+    return route_transact(nl_.get(), nlh, buf);
   }
 
   MnlSocketPtr nl_;

@@ -154,21 +154,8 @@ class KernelLinkPort : public LinkPort {
     return transact(nlh, on_link_reply, &f);
   }
 
-  // Sends one request and reads until its ACK (or error): answers come one datagram each.
   std::error_code transact(nlmsghdr* nlh, mnl_cb_t on_reply, void* data) {
-    const uint32_t seq = nlh->nlmsg_seq;
-    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0) {
-      return {errno, std::generic_category()};
-    }
-    for (int i = 0; i < 16; ++i) {  // bounded: a reply and an ACK
-      const ssize_t n = mnl_socket_recvfrom(nl_.get(), buf_.data(), buf_.size());
-      if (n < 0) return {errno, std::generic_category()};
-      const int r = mnl_cb_run(buf_.data(), static_cast<size_t>(n), seq,
-                               mnl_socket_get_portid(nl_.get()), on_reply, data);
-      if (r < 0) return {errno, std::generic_category()};
-      if (r == MNL_CB_STOP) return {};
-    }
-    return std::make_error_code(std::errc::protocol_error);
+    return route_transact(nl_.get(), nlh, buf_, on_reply, data);
   }
 
   MnlSocketPtr nl_;

@@ -15,6 +15,24 @@
 #include "vrrp/vrrp_packet.h"
 
 namespace fwha::vrrp {
+namespace {
+
+// What an advert needs of the socket it leaves by; false with errno set. The source must be our
+// primary address, never a VIP (RFC 5798 5.1.1.1). It is set through IP_MULTICAST_IF's
+// imr_address: bind() would also filter what we receive to packets addressed to that unicast
+// address, and adverts go to 224.0.0.18. TTL 255 is what receivers check (7.1); no loop,
+// or we would read our own adverts.
+bool set_advert_sender(int fd, int ifindex, const IpAddress& source) {
+  ip_mreqn mif{};
+  mif.imr_ifindex = ifindex;
+  std::memcpy(&mif.imr_address, source.bytes.data(), 4);
+  const int ttl = 255, loop = 0;
+  return setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif) == 0 &&
+         setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) == 0 &&
+         setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) == 0;
+}
+
+}  // namespace
 
 VrrpSocket::VrrpSocket(boost::asio::io_context& io, std::string ifname, int ifindex,
                        IpAddress source)
@@ -39,16 +57,7 @@ std::error_code VrrpSocket::open(ReceiveHandler on_packet) {
   mreq.imr_multiaddr.s_addr = htonl(kVrrpMulticastV4);
   mreq.imr_ifindex = ifindex_;
   if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0) return fail();
-  // The advert's source must be our primary address, never a VIP (RFC 5798 5.1.1.1). It is
-  // set through IP_MULTICAST_IF's imr_address: bind() would also filter what we receive to
-  // packets addressed to that unicast address, and adverts go to 224.0.0.18.
-  ip_mreqn mif{};
-  mif.imr_ifindex = ifindex_;
-  std::memcpy(&mif.imr_address, source_.bytes.data(), 4);
-  if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif) < 0) return fail();
-  int ttl = 255, loop = 0;
-  if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) < 0) return fail();
-  if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) < 0) return fail();
+  if (!set_advert_sender(fd, ifindex_, source_)) return fail();
   wait_readable();
   return {};
 }
@@ -73,14 +82,7 @@ std::error_code VrrpSocket::send_via(const std::string& link) {
   if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, link.c_str(),
                  static_cast<socklen_t>(link.size())) < 0)
     return fail();
-  ip_mreqn mif{};
-  mif.imr_ifindex = ifindex;
-  std::memcpy(&mif.imr_address, source_.bytes.data(), 4);
-  int ttl = 255, loop = 0;
-  if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif) < 0 ||
-      setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) < 0 ||
-      setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) < 0)
-    return fail();
+  if (!set_advert_sender(fd, ifindex, source_)) return fail();
   via_ = std::move(via);
   return {};
 }
