@@ -1,5 +1,6 @@
 #include "sync/replicator.h"
 
+#include <cerrno>
 #include <random>
 
 #include "sync/flow_wire.h"
@@ -561,7 +562,10 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
     if (errors[i]) {
       if (log::should_log(++counters_.apply_errors)) {
         log::warning("sync", std::string("kernel refused ") + to_string(changes[i].kind) +
-                                 " entry: " + errors[i].message());
+                                 " entry: " + errors[i].message() +
+                                 (errors[i].value() == ENOMEM
+                                      ? " (the conntrack table is full: nf_conntrack_max)"
+                                      : ""));
       }
       continue;
     }

@@ -90,7 +90,7 @@ std::string render_text(const StatusSnapshot& s) {
     << ", connections " << y.rejected_connections << ", adverts ttl " << s.vrrp.rejected_ttl
     << " / stranger " << s.vrrp.rejected_source << " / forged priority "
     << s.vrrp.rejected_priority << " / malformed " << s.vrrp.rejected_malformed
-    << "\n";
+    << "; adverts not sent " << s.vrrp.advert_send_errors << "\n";
   return o.str();
 }
 
@@ -146,6 +146,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"expectations_expired_waiting\": " << y.expect.expired_waiting << "}"
     << ", \"vrrp\": {\"adverts_sent\": " << s.vrrp.adverts_sent
     << ", \"adverts_received\": " << s.vrrp.adverts_received
+    << ", \"advert_send_errors\": " << s.vrrp.advert_send_errors
     << ", \"rejected_ttl\": " << s.vrrp.rejected_ttl
     << ", \"rejected_source\": " << s.vrrp.rejected_source
     << ", \"rejected_priority\": " << s.vrrp.rejected_priority

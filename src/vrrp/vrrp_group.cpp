@@ -1,5 +1,6 @@
 #include "vrrp/vrrp_group.h"
 
+#include <cerrno>
 #include <string>
 
 #include "util/log.h"
@@ -364,7 +365,15 @@ void VrrpGroup::send_adverts(uint8_t priority) {
             : iface.socket->send(
                   encode_ipv4(advert, iface.info.primary, IpAddress::v4(kVrrpMulticastV4)));
     if (ec) {
-      log::warning("vrrp", "advert on " + iface.config->name + " failed: " + ec.message());
+      // Every interval, on every interface, for as long as the cause lasts: rate-limited.
+      if (log::should_log(++counters_.advert_send_errors)) {
+        log::error("vrrp", "advert on " + iface.config->name + " failed: " + ec.message() +
+                               (ec.value() == EPERM
+                                    ? " (dropped by netfilter on the way out: a rule in an output "
+                                      "chain, or a full conntrack table, nf_conntrack_max); the "
+                                      "peer does not hear this node"
+                                    : ""));
+      }
     } else {
       ++counters_.adverts_sent;
     }

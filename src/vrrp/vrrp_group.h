@@ -29,6 +29,7 @@ namespace fwha::vrrp {
 
 struct GroupCounters {
   uint64_t adverts_sent = 0;
+  uint64_t advert_send_errors = 0;  // the kernel refused to send one (EPERM: netfilter dropped it)
   uint64_t adverts_received = 0;
   uint64_t rejected_malformed = 0;
   uint64_t rejected_ttl = 0;
