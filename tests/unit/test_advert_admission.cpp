@@ -24,6 +24,13 @@ ParsedAdvert from_peer(uint8_t priority = 100) {
   return p;
 }
 
+// A well-formed advert of our group with the peer's priority, from another address.
+ParsedAdvert from_address(const char* source) {
+  ParsedAdvert p = from_peer();
+  p.source = ip(source);
+  return p;
+}
+
 AdmissionRules rules(std::optional<uint8_t> peer_priority = 100) {
   return {51, kPeer, kVips, peer_priority};
 }
@@ -51,9 +58,7 @@ TEST(AdvertAdmission, PriorityZeroFromThePeerIsItsGracefulStop) {
 }
 
 TEST(AdvertAdmission, AStrangerIsRefusedNamingTheConfiguredPeer) {
-  ParsedAdvert p = from_peer();
-  p.source = ip("192.0.2.99");
-  const auto v = admit_advert(p, rules());
+  const auto v = admit_advert(from_address("192.0.2.99"), rules());
   EXPECT_EQ(v.admission, Admission::RejectedSource);
   EXPECT_FALSE(v.error);
   EXPECT_NE(v.reason.find("192.0.2.99"), std::string::npos) << v.reason;
@@ -61,18 +66,15 @@ TEST(AdvertAdmission, AStrangerIsRefusedNamingTheConfiguredPeer) {
 }
 
 TEST(AdvertAdmission, AnAdvertFromAVipPointsAtSourceNat) {
-  ParsedAdvert p = from_peer();
-  p.source = ip("198.51.100.1");
-  const auto v = admit_advert(p, rules());
+  const auto v = admit_advert(from_address("198.51.100.1"), rules());
   EXPECT_EQ(v.admission, Admission::RejectedSource);
   EXPECT_TRUE(v.error);
   EXPECT_NE(v.reason.find("source-NATed"), std::string::npos) << v.reason;
 }
 
 TEST(AdvertAdmission, AnotherGroupOnTheLinkIsNotAnError) {
-  ParsedAdvert p = from_peer();
+  ParsedAdvert p = from_address("192.0.2.99");  // even from a stranger: not ours to judge
   p.advert.vrid = 52;
-  p.source = ip("192.0.2.99");  // even from a stranger: not ours to judge
   EXPECT_EQ(admit_advert(p, rules()).admission, Admission::OtherVrid);
 }
 
