@@ -66,6 +66,9 @@ struct Config {
   // SCHED_RR priority of the election thread (the replication thread stays at normal
   // priority); 0: normal scheduling. See docs/running.md.
   int realtime_priority = kDefaultRealtimePriority;
+  // VRRP and the sync link bypass conntrack (nft/own_traffic.h): a full conntrack table
+  // cannot silence the election or keep the sync link from reconnecting.
+  bool notrack_own_traffic = true;
   std::string peer_name;
   Sync sync;
   Group group;

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "control/control_server.h"
+#include "nft/conntrack_exemption.h"
 #include "sync/sync_service.h"
 #include "track/next_hop_monitor.h"
 #include "util/log.h"
@@ -84,10 +85,26 @@ Daemon::Daemon(config::Config config)
       handover_deadline_(io_),
       takeover_deadline_(io_) {}
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() = default;  // members in reverse: notrack_ after every socket
 
 bool Daemon::open() {
   std::error_code ec;
+  if (config_.notrack_own_traffic) {
+    const auto rules = nft::own_traffic_rules(config_.sync.local_address,
+                                              config_.sync.peer_address, config_.sync.port);
+    std::string what;
+    notrack_ = nft::ConntrackExemption::install(rules, ec, what);
+    if (!notrack_) {
+      log::error("daemon", "cannot exempt VRRP and the sync link from conntrack: " + what +
+                               ": " + ec.message() +
+                               " (node.notrack_own_traffic = false runs without it)");
+      return false;
+    }
+    std::string list;
+    for (const auto& r : rules) list += (list.empty() ? "" : "; ") + nft::describe(r);
+    log::info("daemon", std::string("own traffic bypasses conntrack (table inet ") +
+                            nft::kTableName + "): " + list);
+  }
   addresses_ = vip::make_kernel_address_port(ec);
   if (!addresses_) {
     log::error("daemon", "rtnetlink socket: " + ec.message());

@@ -31,6 +31,9 @@ class ControlServer;
 namespace fwha::track {
 class NextHopMonitor;
 }
+namespace fwha::nft {
+class ConntrackExemption;
+}
 
 namespace fwha {
 
@@ -75,6 +78,9 @@ class Daemon {
   uint64_t rejoin_received_ = 0;
   bool rejoin_stall_alerted_ = false;
   daemon::SyncWatch sync_watch_;
+  // Before every socket that sends or receives our own traffic, and destroyed after them:
+  // a priority 0 advert at the stop still bypasses a full table.
+  std::unique_ptr<nft::ConntrackExemption> notrack_;  // node.notrack_own_traffic only
   std::unique_ptr<vip::AddressPort> addresses_;
   std::unique_ptr<vip::LinkPort> links_;  // virtual_mac only; outlives group_'s links
   std::unique_ptr<sync::SyncService> sync_;

@@ -34,6 +34,12 @@ with MAC 00:00:5e:00:01:<vrid>, up on the Master only (neighbours need no ARP up
 group.track_next_hops pings routers beyond the interfaces, and a Master that loses one
 hands the group over unless the peer lost it too.
 
+Own traffic: VRRP and the sync link bypass conntrack through the nftables table inet fwha
+(created at start, owned by fwhad: the kernel removes it when fwhad stops or dies), so a
+full conntrack table cannot silence the election. Rulesets see these packets as `ct state
+untracked`: accept them by protocol and address, not by ct state. Off with
+node.notrack_own_traffic = false.
+
 Logs go to stderr and, from notice level on, to syslog (facility daemon).
 SIGTERM/SIGINT: graceful stop with a handover (above).
 Status: fwhactl status [--json]. Switchover: fwhactl switchover (on the Master).
@@ -42,7 +48,7 @@ Exit codes: 0 stopped cleanly, 1 start-up failed (socket, interface), 2 bad conf
 
 constexpr const char* kFooter = R"(
 Configuration (TOML; every key is explained in fwha.conf.example, docs/running.md):
-  [node]   name, control_socket, realtime_priority
+  [node]   name, control_socket, realtime_priority, notrack_own_traffic
   [peer]   name
   [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
            event_buffer_kib, event_coalesce_us

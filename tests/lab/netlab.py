@@ -138,7 +138,7 @@ CONFIG = """\
 [node]
 name = "{node}"
 control_socket = "{socket}"
-
+{node_extra}
 [peer]
 name = "{peer}"
 
@@ -339,10 +339,11 @@ class Lab:
 
     def __init__(self, *, build_dir=None, conntrack=True, verbose=False, keep=False,
                  log=None, sync_options=None, sysctls=None, group_options=None, ipv6=False,
+                 node_options=None,
                  lan_adverts="ipv4", advert_interval_cs=ADVERT_INTERVAL_CS):
         """sync_options: {fw: {key: value}} extra keys of a node's [sync] section (e.g.
         reconcile_interval_s, event_buffer_kib); values are written as TOML (str quoted).
-        group_options: the same for [group] (e.g. preempt = True).
+        group_options: the same for [group] (e.g. preempt = True); node_options for [node].
         sysctls: {node: {key: value}} set in that namespace on top of SYSCTLS.
         ipv6: add the IPv6 plan (module docstring). lan_adverts: "ipv4", or "ipv6" (needs
         ipv6=True): the LAN's peer_address is the peer's link-local address.
@@ -359,6 +360,7 @@ class Lab:
         self.conntrack = conntrack
         self.advert_interval_cs = advert_interval_cs
         self.sync_options = {fw: dict((sync_options or {}).get(fw, {})) for fw in FWS}
+        self.node_options = {fw: dict((node_options or {}).get(fw, {})) for fw in FWS}
         self.group_options = {fw: {"preempt": False, **(group_options or {}).get(fw, {})}
                               for fw in FWS}
         self.sysctls = {n: dict(v) for n, v in SYSCTLS.items()}
@@ -551,6 +553,8 @@ class Lab:
             wan_vip6=f', "{WAN_VIP6}/64"' if self.ipv6 else "",
             sync_extra="".join(f"{k} = {_toml_value(v)}\n"
                                for k, v in self.sync_options.get(fw, {}).items()),
+            node_extra="".join(f"{k} = {_toml_value(v)}\n"
+                               for k, v in self.node_options.get(fw, {}).items()),
             group_extra="".join(f"{k} = {_toml_value(v)}\n"
                                 for k, v in self.group_options.get(fw, {}).items()
                                 if k != "advert_interval_cs"))

@@ -90,6 +90,7 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.group.advert_interval_cs, 1);
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
   EXPECT_EQ(c.realtime_priority, 50);
+  EXPECT_TRUE(c.notrack_own_traffic);  // a full conntrack table must not silence VRRP
   EXPECT_EQ(c.sync.event_coalesce_us, 250u);
   EXPECT_FALSE(c.group.virtual_mac);  // VIPs on the interface itself unless asked
   EXPECT_TRUE(c.group.track_next_hops.empty());
@@ -210,6 +211,17 @@ TEST(Config, OutOfRangeValuesSayWhatIsExpected) {
   EXPECT_EQ(e.key, "sync.event_coalesce_us");
   e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\npreempt_delay_s = 4000\n"));
   EXPECT_EQ(e.key, "group.preempt_delay_s");
+}
+
+TEST(Config, NotrackOwnTrafficIsABooleanOfTheNode) {
+  auto r = parse(replace(kGood, "name = \"fw1\"\n", "name = \"fw1\"\nnotrack_own_traffic = false\n"),
+                 "fwha.conf");
+  ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+  EXPECT_FALSE(std::get<Config>(r).notrack_own_traffic);
+  auto e = expect_error(
+      replace(kGood, "name = \"fw1\"\n", "name = \"fw1\"\nnotrack_own_traffic = \"no\"\n"));
+  EXPECT_EQ(e.key, "node.notrack_own_traffic");
+  EXPECT_NE(e.message.find("true or false"), std::string::npos) << e.message;
 }
 
 TEST(Config, WrongTypesAreErrors) {
