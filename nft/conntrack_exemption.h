@@ -13,11 +13,10 @@
 #include <system_error>
 
 #include "fwha/mnl_socket.h"
+#include "nft/notrack_rule.h"
 #include "nft/own_traffic.h"
 
 namespace fwha::nft {
-
-inline constexpr const char* kTableName = "fwha";  // family inet
 
 class ConntrackExemption {
  public:

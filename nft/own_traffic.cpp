@@ -6,7 +6,10 @@ std::vector<NotrackRule> own_traffic_rules(const IpAddress& local, const IpAddre
                                            uint16_t port) {
   std::vector<NotrackRule> rules;
   for (const Hook hook : {Hook::Prerouting, Hook::Output}) {
-    rules.push_back({.hook = hook, .l4proto = kIpProtoVrrp});
+    for (const IpAddress& group : {IpAddress::v4(kVrrpMulticastV4),
+                                   IpAddress{.family = Family::V6, .bytes = kVrrpMulticastV6}}) {
+      rules.push_back({.hook = hook, .l4proto = kIpProtoVrrp, .dst = group});
+    }
     const bool in = hook == Hook::Prerouting;
     const IpAddress& src = in ? peer : local;
     const IpAddress& dst = in ? local : peer;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fwha/ip_address.h"
+#include "fwha/vrrp_numbers.h"
 
 namespace fwha::nft {
 
@@ -30,12 +31,13 @@ struct NotrackRule {
   std::optional<uint16_t> dport;
 };
 
-inline constexpr uint8_t kIpProtoVrrp = 112;
 inline constexpr uint8_t kIpProtoTcp = 6;
 
-// VRRP (IPv4 and IPv6, to and from anyone: a rogue advert is refused by the election, not by
-// conntrack) and the sync link's TCP connection between `local` and `peer` on `port`, in
-// both directions and whichever node connected.
+// VRRP to its multicast groups, IPv4 and IPv6 (the only destinations fwhad sends to; from
+// anyone: a rogue advert is refused by the election, not by conntrack), and the sync link's
+// TCP connection between `local` and `peer` on `port`, in both directions and whichever node
+// connected. Nothing else: an ICMP error or a forwarded flow keeps its conntrack state (and
+// its NAT).
 std::vector<NotrackRule> own_traffic_rules(const IpAddress& local, const IpAddress& peer,
                                            uint16_t port);
 

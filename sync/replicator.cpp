@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <random>
 
+#include "fwha/vrrp_numbers.h"
 #include "sync/flow_wire.h"
 #include "sync/frame_codec.h"
 #include "util/log.h"
@@ -10,7 +11,6 @@
 namespace fwha::sync {
 namespace {
 
-constexpr uint8_t kIpProtoVrrp = 112;
 // Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
 // A RepairRequest is one frame: its expiring list gets half the frame limit (~20k IPv6 or

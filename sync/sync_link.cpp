@@ -215,15 +215,42 @@ void SyncLink::dial() {
   tcp::endpoint local(to_asio(local_), 0);
   dialing_->open(local.protocol(), ec);
   if (!ec) dialing_->bind(local, ec);  // the source must be our sync address
-  if (ec) return schedule_dial();
+  if (ec) return dial_failed("bind to " + local_.to_string() + ": " + ec.message());
+  const uint64_t attempt = ++dial_attempt_;
   dialing_->async_connect(tcp::endpoint(to_asio(peer_), port_),
-                          [this](boost::system::error_code cec) {
-                            if (stopped_ || cec == asio::error::operation_aborted) return;
-                            if (cec) return schedule_dial();
+                          [this, attempt](boost::system::error_code cec) {
+                            // A timed-out attempt's socket is gone: its late answer is moot.
+                            if (stopped_ || !dialing_ || dial_attempt_ != attempt) return;
+                            if (cec) return dial_failed(cec.message());
+                            dial_timer_.cancel();
                             auto s = std::move(*dialing_);
                             dialing_.reset();
                             adopt(std::move(s));
                           });
+  dial_timer_.expires_after(std::chrono::seconds(1));
+  dial_timer_.async_wait([this, attempt](boost::system::error_code tec) {
+    if (tec || stopped_ || !dialing_ || dial_attempt_ != attempt) return;
+    dial_failed("no answer within 1 s");
+  });
+}
+
+void SyncLink::dial_failed(const std::string& why) {
+  if (dialing_) {
+    boost::system::error_code ignored;
+    dialing_->close(ignored);
+    dialing_.reset();
+  }
+  ++dial_failures_;
+  // About 6 s of failing, then every ~30 s: a peer that is restarting is not worth a line.
+  if (dial_failures_ == 5 || dial_failures_ % 25 == 0) {
+    log::warning("sync", "cannot connect to the peer " + peer_.to_string() + ":" +
+                             std::to_string(port_) + " (" + std::to_string(dial_failures_) +
+                             " attempts in a row, last: " + why +
+                             "): is fwhad running there, and does each node's ruleset accept "
+                             "the sync link's packets? They are ct state untracked "
+                             "(docs/running.md)");
+  }
+  schedule_dial();
 }
 
 void SyncLink::schedule_dial() {
@@ -240,6 +267,7 @@ void SyncLink::adopt(tcp::socket socket) {
   current_ = std::make_shared<Connection>(*this, std::move(socket));
   queued_bytes_ = 0;
   ++counters_.connects;
+  dial_failures_ = 0;
   log::notice("sync", "sync link up peer=" + peer_.to_string());
   current_->start();
   handlers_.connected();

@@ -1,7 +1,9 @@
 // The sync link: one TCP connection between the two nodes carrying length-prefixed frames.
 // Both nodes listen on their sync address; the node with the lower address also connects
 // (and reconnects every 200 ms while down), so exactly one side dials and a restarted peer
-// is back within a fraction of a second. Only the configured peer address may connect; a new
+// is back within a fraction of a second. A connect gets 1 s (the link is direct): a SYN or
+// SYN-ACK that a firewall drops would otherwise hold the dial for the kernel's SYN retries
+// (~2 min). Failing dials are logged, rate-limited, with what usually causes them. Only the configured peer address may connect; a new
 // connection from it replaces the old one (the peer restarted while our side still believed
 // in the old connection).
 //
@@ -60,6 +62,7 @@ class SyncLink : public FrameTransport {
   void accept_next();
   void dial();
   void schedule_dial();
+  void dial_failed(const std::string& why);
   void adopt(boost::asio::ip::tcp::socket socket);
   void on_connection_closed(Connection* conn, const std::string& why);
   bool queue(std::string bytes);
@@ -73,6 +76,8 @@ class SyncLink : public FrameTransport {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer dial_timer_;
   std::unique_ptr<boost::asio::ip::tcp::socket> dialing_;
+  uint64_t dial_attempt_ = 0;   // names the attempt its handlers belong to
+  uint64_t dial_failures_ = 0;  // in a row; reset by a connection
   std::shared_ptr<Connection> current_;
   size_t queued_bytes_ = 0;
 

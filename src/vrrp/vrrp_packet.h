@@ -13,14 +13,13 @@
 #include <vector>
 
 #include "fwha/ip_address.h"
+#include "fwha/vrrp_numbers.h"
 
 namespace fwha::vrrp {
 
-inline constexpr uint8_t kIpProtoVrrp = 112;
-inline constexpr uint32_t kVrrpMulticastV4 = 0xE0000012;  // 224.0.0.18
-// ff02::12 (RFC 5798 5.1.2.2).
-inline constexpr std::array<uint8_t, 16> kVrrpMulticastV6 = {0xFF, 0x02, 0, 0, 0, 0, 0, 0,
-                                                             0,    0,    0, 0, 0, 0, 0, 0x12};
+using fwha::kIpProtoVrrp;
+using fwha::kVrrpMulticastV4;
+using fwha::kVrrpMulticastV6;
 IpAddress vrrp_multicast_v6();
 
 struct Advert {

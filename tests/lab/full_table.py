@@ -5,7 +5,9 @@ and the sync link still work, because fwhad exempts its own packets from conntra
 
     full_table.py [--assert] [--without-notrack] [--verbose] [--keep] [--max-seconds S]
 
-fw1 is Master. ct_load fills fw1's table to nf_conntrack_max (ASSURED entries with a 3600 s
+Both nodes' input chains drop by default and accept fwhad's packets only as docs/running.md
+tells an operator to (by protocol and address: they are `ct state untracked`), so the test
+also proves that advice. fw1 is Master. ct_load fills fw1's table to nf_conntrack_max (ASSURED entries with a 3600 s
 timeout: the kernel cannot evict them), and replication fills fw2's. Then fw1's fwhad is
 killed (SIGKILL, node and links alive): fw2 takes over and must be heard, although a new
 flow gets no conntrack entry on either node. Then fw1's fwhad starts again: it must hear
@@ -16,9 +18,9 @@ failure of the 10-minute soak shows: fw2's adverts fail with EPERM, and the rest
 hearing nothing, becomes a second Master.
 
 Asserts: table inet fwha exists on both nodes while fwhad runs and is gone on fw1 once its
-fwhad is killed (the owner flag); both tables were at nf_conntrack_max; fw2 took over and
-sent its adverts without an error; the restarted fw1 reached Backup, never Master; the sync
-link reconnected; fw2 is still the only Master.
+fwhad is killed (the owner flag); both tables were at nf_conntrack_max and refused one more
+flow; fw2 took over and sent its adverts without an error; the restarted fw1 (its table still
+full) reached Backup, never Master; the sync link reconnected; fw2 is the only Master.
 
 Output: `key: value` lines and `check:` lines (labrun.py has the exit status).
 """
@@ -34,11 +36,27 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import labrun  # noqa: E402
-from netlab import FWS, LabError, LabTimeout, wait_for  # noqa: E402
+from netlab import ADDR, FWS, SYNC_PORT, LabError, LabTimeout, wait_for  # noqa: E402
 from scenario import out, start_pair  # noqa: E402
 
-K0 = 13_000_000   # ct_load entry numbers: far from anything else, k + max < 14,336,000
+K0 = 13_000_000   # ct_load entry numbers: far from anything else in the lab
+K_END = 14_336_000  # ct_load's unique-tuple space ends here
 WATCH_S = 3.0     # after the restarted fw1 is Backup with the link up: no role change
+CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
+
+# docs/running.md: accept fwhad's untracked packets by protocol and address, input only.
+STRICT_INPUT = """\
+table inet fwha_lab_input {{
+    chain input {{
+        type filter hook input priority 0; policy drop;
+        ct state established,related accept
+        iif lo accept
+        ip daddr 224.0.0.18 meta l4proto vrrp accept
+        ip saddr {peer} ip daddr {local} tcp dport {port} accept
+        ip saddr {peer} ip daddr {local} tcp sport {port} accept
+    }}
+}}
+"""
 
 
 def ct_load(lab):
@@ -56,7 +74,27 @@ def read_proc(lab, node, name):
 def exemption_table(lab, node):
     """The text of `nft list table inet fwha` in node, or None when there is no such table."""
     cp = lab.nsexec(node, ["nft", "list", "table", "inet", "fwha"], check=False, timeout=10)
-    return cp.stdout if cp.returncode == 0 else None
+    if cp.returncode == 0:
+        return cp.stdout
+    if "No such file or directory" in cp.stderr:
+        return None
+    raise LabError(f"{node}: nft list table inet fwha failed: {cp.stderr.strip()}")
+
+
+def load_strict_input(lab, fw):
+    peer = "fw2" if fw == "fw1" else "fw1"
+    path = lab.path(f"{fw}-input.nft")
+    with open(path, "w") as fh:
+        fh.write(STRICT_INPUT.format(peer=ADDR[peer]["sync"], local=ADDR[fw]["sync"],
+                                     port=SYNC_PORT))
+    lab.nsexec(fw, ["nft", "-f", path], timeout=10)
+
+
+def one_more_refused(lab, node, limit):
+    """True when the kernel refuses one more (ASSURED, so not evictable) entry in node."""
+    cp = lab.nsexec(node, [ct_load(lab), "gen", "--k0", str(K0 + limit + 1), "--count", "1",
+                           "--max-seconds", "10"], timeout=30)
+    return json.loads(cp.stdout.strip().splitlines()[-1]).get("errors") == 1
 
 
 def table_is_full(lab, node, limit):
@@ -64,6 +102,8 @@ def table_is_full(lab, node, limit):
 
 
 def full_table_run(lab, args, checks):
+    for fw in FWS:
+        load_strict_input(lab, fw)
     master, _ = start_pair(lab)
     if master != "fw1":
         raise LabError(f"{master} became Master first; the test needs fw1")
@@ -75,8 +115,9 @@ def full_table_run(lab, args, checks):
             checks.check(text is None, f"{fw}: no table inet fwha (notrack_own_traffic off)",
                          "present" if text else "absent")
         else:
-            checks.check(rules == 6, f"{fw}: table inet fwha holds the 6 notrack rules "
-                         "(VRRP and the sync link, in and out)", f"{rules} rules")
+            checks.check(rules == 8, f"{fw}: table inet fwha holds the 8 notrack rules "
+                         "(VRRP IPv4 and IPv6, the sync link both ways; in and out)",
+                         f"{rules} rules")
 
     # Fill fw1's table; replication fills fw2's. nf_conntrack_max is the initial namespace's
     # limit, applied to each namespace's own count.
@@ -96,6 +137,10 @@ def full_table_run(lab, args, checks):
     out("conntrack_count", json.dumps(counts, sort_keys=True))
     checks.check(all(c >= limit for c in counts.values()),
                  "both conntrack tables are at nf_conntrack_max", json.dumps(counts))
+    refused = {fw: one_more_refused(lab, fw, limit) for fw in FWS}
+    checks.check(all(refused.values()), "both kernels refuse one more flow (nothing evictable)",
+                 json.dumps(refused, sort_keys=True))
+    sent_before = ((lab.status("fw2") or {}).get("vrrp") or {}).get("adverts_sent") or 0
 
     # fw1's fwhad dies; the node and its links stay up.
     lab.kill9("fw1")  # fwhad is the only process the lab started in fw1
@@ -112,15 +157,18 @@ def full_table_run(lab, args, checks):
     checks.check(took_over, "fw2 took over from the killed fw1", lab.state("fw2"))
     time.sleep(0.5)  # ~5 adverts at the lab's 10 cs
     vrrp2 = (lab.status("fw2") or {}).get("vrrp", {})
-    out("fw2_adverts_sent", vrrp2.get("adverts_sent"))
+    sent = (vrrp2.get("adverts_sent") or 0) - sent_before
+    out("fw2_adverts_sent_as_master", sent)
     out("fw2_advert_send_errors", vrrp2.get("advert_send_errors"))
-    checks.check(vrrp2.get("advert_send_errors") == 0 and (vrrp2.get("adverts_sent") or 0) > 0,
+    checks.check(vrrp2.get("advert_send_errors") == 0 and sent > 0,
                  "fw2 sent its adverts as Master without an error (its table is full)",
-                 f"sent {vrrp2.get('adverts_sent')}, errors {vrrp2.get('advert_send_errors')}")
+                 f"sent {sent}, errors {vrrp2.get('advert_send_errors')}")
 
     # fw1's fwhad starts again, its table still full: it must hear fw2 and stay Backup.
     full1 = read_proc(lab, "fw1", "nf_conntrack_count")
     out("fw1_count_at_restart", full1)
+    checks.check(full1 >= limit, "fw1's table is still full when its fwhad starts again",
+                 f"{full1} of {limit}")
     offset = len(lab.role_changes("fw1"))
     lab.start_fwhad("fw1")
 
@@ -161,7 +209,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     node_options = ({fw: {"notrack_own_traffic": False} for fw in FWS}
                     if args.without_notrack else None)
-    return labrun.run(args, "full_table", full_table_run,
+    skip = None
+    try:
+        with open(CONNTRACK_MAX) as fh:
+            limit = int(fh.read())
+        if K0 + limit + 2 > K_END:
+            skip = (f"nf_conntrack_max {limit} is more than ct_load's unique entries after "
+                    f"{K0} can fill")
+    except (OSError, ValueError) as e:
+        skip = f"cannot read {CONNTRACK_MAX}: {e}"
+    return labrun.run(args, "full_table", full_table_run, skip_reason=skip,
                       lab_kwargs={"node_options": node_options})
 
 
