@@ -240,9 +240,15 @@ void SyncLink::dial_failed(const std::string& why) {
     dialing_->close(ignored);
     dialing_.reset();
   }
-  ++dial_failures_;
-  // About 6 s of failing, then every ~30 s: a peer that is restarting is not worth a line.
-  if (dial_failures_ == 5 || dial_failures_ % 25 == 0) {
+  const auto now = std::chrono::steady_clock::now();
+  if (dial_failures_++ == 0) {
+    dial_failing_since_ = now;
+    dial_warned_at_.reset();
+  }
+  // A peer that restarts refuses for a second or two: not worth a line. 5 s is something.
+  if (now - dial_failing_since_ >= std::chrono::seconds(5) &&
+      (!dial_warned_at_ || now - *dial_warned_at_ >= std::chrono::seconds(30))) {
+    dial_warned_at_ = now;
     log::warning("sync", "cannot connect to the peer " + peer_.to_string() + ":" +
                              std::to_string(port_) + " (" + std::to_string(dial_failures_) +
                              " attempts in a row, last: " + why +

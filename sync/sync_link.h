@@ -3,7 +3,7 @@
 // (and reconnects every 200 ms while down), so exactly one side dials and a restarted peer
 // is back within a fraction of a second. A connect gets 1 s (the link is direct): a SYN or
 // SYN-ACK that a firewall drops would otherwise hold the dial for the kernel's SYN retries
-// (~2 min). Failing dials are logged, rate-limited, with what usually causes them. Only the configured peer address may connect; a new
+// (~2 min). Dials failing for 5 s are logged, then every 30 s, with what usually causes them. Only the configured peer address may connect; a new
 // connection from it replaces the old one (the peer restarted while our side still believed
 // in the old connection).
 //
@@ -12,10 +12,12 @@
 #pragma once
 
 #include "fwha/asio.h"
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "fwha/ip_address.h"
@@ -78,6 +80,8 @@ class SyncLink : public FrameTransport {
   std::unique_ptr<boost::asio::ip::tcp::socket> dialing_;
   uint64_t dial_attempt_ = 0;   // names the attempt its handlers belong to
   uint64_t dial_failures_ = 0;  // in a row; reset by a connection
+  std::chrono::steady_clock::time_point dial_failing_since_;
+  std::optional<std::chrono::steady_clock::time_point> dial_warned_at_;
   std::shared_ptr<Connection> current_;
   size_t queued_bytes_ = 0;
 
