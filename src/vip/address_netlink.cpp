@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <ctime>
 #include <vector>
 
 #include "fwha/mnl_socket.h"
 #include "vip/address_port.h"
 #include "vip/gratuitous_arp.h"
+#include "util/log.h"
 #include "vip/neighbour_advert.h"
 
 namespace fwha::vip {
@@ -26,7 +28,9 @@ class KernelAddressPort : public AddressPort {
 
   std::error_code add(int ifindex, const IpPrefix& prefix) override {
     auto ec = request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, ifindex, prefix);
-    return ec.value() == EEXIST ? std::error_code{} : ec;
+    if (ec && ec.value() != EEXIST) return ec;
+    if (prefix.address.family == Family::V6) wait_until_local(prefix.address);
+    return {};
   }
 
   std::error_code remove(int ifindex, const IpPrefix& prefix) override {
@@ -59,6 +63,53 @@ class KernelAddressPort : public AddressPort {
     mnl_attr_put(nlh, IFA_ADDRESS, len, prefix.address.bytes.data());
     if (!v4) mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);  // a VIP must be usable at once
     return route_transact(nl_.get(), nlh, buf);
+  }
+
+  // The kernel adds an IPv6 address at once but its local route from a work queue, a little
+  // later. In between the address already serves as a source (the new Master's first
+  // Neighbour Solicitation for a forwarded, SNATed packet goes out from the VIP) while
+  // packets to it, the answer to that solicitation included, are not delivered: the node
+  // then waits the 1 s retransmission timer, and traffic with it (seen in lab_switchover_ipv6,
+  // 1 run in ~13). So the VIPs are announced only once the address routes locally.
+  void wait_until_local(const IpAddress& address) {
+    const timespec pause{.tv_sec = 0, .tv_nsec = 50'000};
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 1000; ++i) {  // 50 ms at most; a few tens of microseconds in practice
+      if (routes_locally(address)) {
+        if (i > 0) {
+          log::info("vip", address.to_string() + " routes locally " +
+                               std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                  std::chrono::steady_clock::now() - start)
+                                                  .count()) +
+                               " us after it was added");
+        }
+        return;
+      }
+      nanosleep(&pause, nullptr);
+    }
+    log::warning("vip", address.to_string() +
+                            " added but not routed locally after 50 ms: announcing it anyway");
+  }
+
+  bool routes_locally(const IpAddress& address) {
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+    nlh->nlmsg_type = RTM_GETROUTE;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    nlh->nlmsg_seq = ++seq_;
+    auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+    rtm->rtm_family = AF_INET6;
+    rtm->rtm_dst_len = 128;
+    mnl_attr_put(nlh, RTA_DST, 16, address.bytes.data());
+    bool local = false;
+    auto on_route = [](const nlmsghdr* reply, void* data) {
+      if (reply->nlmsg_type == RTM_NEWROUTE) {
+        const auto* r = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(reply));
+        *static_cast<bool*>(data) = r->rtm_type == RTN_LOCAL;
+      }
+      return MNL_CB_OK;
+    };
+    return !route_transact(nl_.get(), nlh, buf, on_route, &local) && local;
   }
 
   MnlSocketPtr nl_;

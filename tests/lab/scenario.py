@@ -993,6 +993,11 @@ def main(argv=None):
                     "LAN VIP must be the virtual MAC before and after the failover")
     ap.add_argument("--advert-cs", type=int, default=netlab.ADVERT_INTERVAL_CS,
                     help="advert interval of both nodes (fwhad's default is 1)")
+    ap.add_argument("--watch-neigh", action="store_true",
+                    help="record `ip -ts monitor neigh` in client, server, fw1 and fw2 to "
+                    "neigh-<node>.log, and neighbour discovery on the WAN of server and fw2 "
+                    "(tcpdump) to nd-<node>.log, in the run directory (kept when a check "
+                    "fails)")
     ap.add_argument("--verbose", action="store_true", help="print a timeline")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
     ap.add_argument("--max-seconds", type=int, default=240, help="wall-clock cap")
@@ -1028,6 +1033,13 @@ def main(argv=None):
     try:
         with lab:
             out("run", f"{lab.prefix} {lab.run_dir}")
+            if args.watch_neigh:
+                for node in ("client", "server", *FWS):
+                    lab.spawn(node, ["ip", "-ts", "monitor", "neigh"], f"neigh-{node}")
+                for node, link in (("server", "wan"), ("fw2", "wan")):
+                    lab.spawn(node, ["tcpdump", "-n", "-l", "-tt", "-e", "-i",
+                                     lab.ifname[(node, link)], "icmp6 and ip6[40] >= 133"],
+                              f"nd-{node}")
             try:
                 if args.scenario == "bad_input":
                     bad_input_run(lab, args, checks)
