@@ -7,8 +7,9 @@ and the sync link still work, because fwhad exempts its own packets from conntra
 
 Both nodes' input chains drop by default and accept fwhad's packets only as docs/running.md
 tells an operator to (by protocol and address: they are `ct state untracked`), so the test
-also proves that advice. fw1 is Master. ct_load fills fw1's table to nf_conntrack_max (ASSURED entries with a 3600 s
-timeout: the kernel cannot evict them), and replication fills fw2's. Then fw1's fwhad is
+also proves that advice. fw1 is Master. ct_load fills fw1's table to nf_conntrack_max
+(ASSURED entries with a 3600 s timeout: the kernel cannot evict them), and replication fills
+fw2's. Then fw1's fwhad is
 killed (SIGKILL, node and links alive): fw2 takes over and must be heard, although a new
 flow gets no conntrack entry on either node. Then fw1's fwhad starts again: it must hear
 fw2's adverts (fw1's table is full too), stay Backup, and its sync link must reconnect.
@@ -59,13 +60,6 @@ table inet fwha_lab_input {{
 """
 
 
-def ct_load(lab):
-    path = os.path.join(lab.build_dir, "tests", "bench", "ct_load")
-    if not os.access(path, os.X_OK):
-        raise LabError(f"{path} missing: meson builds it (tests/bench/meson.build)")
-    return path
-
-
 def read_proc(lab, node, name):
     cp = lab.nsexec(node, ["cat", f"/proc/sys/net/netfilter/{name}"], timeout=10)
     return int(cp.stdout.strip())
@@ -92,7 +86,7 @@ def load_strict_input(lab, fw):
 
 def one_more_refused(lab, node, limit):
     """True when the kernel refuses one more (ASSURED, so not evictable) entry in node."""
-    cp = lab.nsexec(node, [ct_load(lab), "gen", "--k0", str(K0 + limit + 1), "--count", "1",
+    cp = lab.nsexec(node, [lab.ct_load(), "gen", "--k0", str(K0 + limit + 1), "--count", "1",
                            "--max-seconds", "10"], timeout=30)
     return json.loads(cp.stdout.strip().splitlines()[-1]).get("errors") == 1
 
@@ -123,7 +117,7 @@ def full_table_run(lab, args, checks):
     # limit, applied to each namespace's own count.
     limit = read_proc(lab, "fw1", "nf_conntrack_max")
     out("nf_conntrack_max", limit)
-    cp = lab.nsexec("fw1", [ct_load(lab), "gen", "--k0", str(K0), "--count", str(limit),
+    cp = lab.nsexec("fw1", [lab.ct_load(), "gen", "--k0", str(K0), "--count", str(limit),
                             "--max-seconds", "60"], timeout=90)
     gen = json.loads(cp.stdout.strip().splitlines()[-1])
     out("fw1_fill", f"{gen.get('sent')} sent, {gen.get('errors')} refused, "

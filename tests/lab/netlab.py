@@ -638,6 +638,13 @@ class Lab:
     def node_procs(self, node):
         return [p for p in self.procs if p.node == node]
 
+    def ct_load(self):
+        """Path of the conntrack load generator (tests/bench/ct_load.cpp) in the build."""
+        path = os.path.join(self.build_dir, "tests", "bench", "ct_load")
+        if not os.access(path, os.X_OK):
+            raise LabError(f"{path} missing: meson builds it (tests/bench/meson.build)")
+        return path
+
     def require_binaries(self):
         for b in (self.fwhad, self.fwhactl):
             if not os.access(b, os.X_OK):

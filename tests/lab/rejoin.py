@@ -33,7 +33,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import labrun  # noqa: E402
 import netlab  # noqa: E402
-from netlab import LabError, LabTimeout, mono_ns, parse_log_time, wait_for  # noqa: E402
+from netlab import LabTimeout, mono_ns, parse_log_time, wait_for  # noqa: E402
 from scenario import (analyse_sessions, crash_node, out, start_client,  # noqa: E402
                       start_pair, start_traffic, stop_traffic)
 
@@ -44,15 +44,8 @@ PREEMPT_BOUND_S = 3.0  # from "this node holds fw2's state" to Backup -> Master 
 K0 = 10_000_000        # ct_load entry numbers: far from anything else in the lab
 
 
-def ct_load(lab):
-    path = os.path.join(lab.build_dir, "tests", "bench", "ct_load")
-    if not os.access(path, os.X_OK):
-        raise LabError(f"{path} missing: meson builds it (tests/bench/meson.build)")
-    return path
-
-
 def fill_table(lab, node, n):
-    cp = lab.nsexec(node, [ct_load(lab), "gen", "--k0", str(K0), "--count", str(n),
+    cp = lab.nsexec(node, [lab.ct_load(), "gen", "--k0", str(K0), "--count", str(n),
                            "--max-seconds", "60"], timeout=90)
     doc = json.loads(cp.stdout.strip().splitlines()[-1])
     lab.log(f"{node}: {n} conntrack entries created in {doc.get('seconds', 0):.2f} s")
@@ -60,7 +53,7 @@ def fill_table(lab, node, n):
 
 
 def count_entries(lab, node, n):
-    cp = lab.nsexec(node, [ct_load(lab), "count", "--k0", str(K0), "--count", str(n)],
+    cp = lab.nsexec(node, [lab.ct_load(), "count", "--k0", str(K0), "--count", str(n)],
                     timeout=60)
     return json.loads(cp.stdout.strip().splitlines()[-1]).get("in_range", 0)
 
