@@ -25,7 +25,7 @@ port forward without SNAT is recreated identically by the new Master's ruleset, 
 the path, not the replication (its replica is compared all the same).
 
 A flow survived when: it had answered before the event; it has no error (reset, EOF, no
-answer for 4 s); it answered after the event and until the end; and the listening side saw
+answer for 4 s) before the first flow process stops; it answered after the event and until the end; and the listening side saw
 one NAT source for it (address:port, ICMP id, or SCTP port + verification tag) over the
 whole run. The last point is what makes UDP/ICMP/SCTP checks able to fail: the ruleset lets
 the LAN open new UDP/ICMP/SCTP flows, so a new Master without the entry would simply make a
@@ -430,7 +430,11 @@ def stop_flows(lab, procs, paths):
 
 
 def analyse_flow(spec, rec, peer_view, stop_ns, event_ns):
-    """-> (survived, detail, facts)."""
+    """-> (survived, detail, facts).
+
+    stop_ns is when the first of the two flow processes was told to stop: both sides open flows,
+    so whichever stops first closes flows the other still runs, and what the other records after
+    that (a reset, an EOF) is the end of the run, not the firewall."""
     name = spec["name"]
     facts = {}
     if rec is None:
@@ -442,7 +446,7 @@ def analyse_flow(spec, rec, peer_view, stop_ns, event_ns):
     reasons = []
     if not before:
         reasons.append("never answered before the event")
-    if rec["error"]:
+    if rec["error"] and rec["error_ns"] < stop_ns:
         reasons.append(f"error: {rec['error']} at {(rec['error_ns'] - event_ns) / 1e9:+.2f}s "
                        "from the event")
     if spec["kind"] == "ftp":
@@ -652,10 +656,11 @@ def coverage_run(lab, args, checks):
     by_role = {role: docs[role]["flows"] for role in docs}
     peer_of = {"client": "server", "server": "client"}
     results = {}
+    first_stop_ns = min(doc["stop_ns"] for doc in docs.values())
     for name, spec in specs.items():
         rec = by_role[spec["by"]].get(name)
         pv = docs[peer_of[spec["by"]]]["peer_view"]
-        ok, detail, facts = analyse_flow(spec, rec, pv, docs[spec["by"]]["stop_ns"], event_ns)
+        ok, detail, facts = analyse_flow(spec, rec, pv, first_stop_ns, event_ns)
         results[name] = ok
         what = f"{name} survives the {args.event} ({', '.join(spec['kinds'])})"
         gap = spec.get("known_gap")
