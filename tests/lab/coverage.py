@@ -25,11 +25,12 @@ port forward without SNAT is recreated identically by the new Master's ruleset, 
 the path, not the replication (its replica is compared all the same).
 
 A flow survived when: it had answered before the event; it has no error (reset, EOF, no
-answer for 4 s) before the first flow process stops; it answered after the event and until the end; and the listening side saw
-one NAT source for it (address:port, ICMP id, or SCTP port + verification tag) over the
-whole run. The last point is what makes UDP/ICMP/SCTP checks able to fail: the ruleset lets
-the LAN open new UDP/ICMP/SCTP flows, so a new Master without the entry would simply make a
-new mapping (another random port or id), and the packets would still pass.
+answer for 4 s) before the first flow process stops; it answered after the event and until
+the end; and the listening side saw one NAT source for it (address:port, ICMP id, or SCTP
+port + verification tag) over the whole run. The last point is what makes UDP/ICMP/SCTP
+checks able to fail: the ruleset lets the LAN open new UDP/ICMP/SCTP flows, so a new Master
+without the entry would simply make a new mapping (another random port or id), and the
+packets would still pass.
 
 Output is `key: value` lines; every check prints `check: <what>: PASS|FAIL (detail)`;
 capabilities fwhad does not have yet (labels, FTP helper state and expectations) and the
