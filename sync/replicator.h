@@ -179,6 +179,12 @@ class Replicator {
   size_t unacked_bytes() const { return inflight_bytes_; }
   size_t retained_bytes() const { return retained_bytes_; }  // kept for a resume
   bool repairing() const { return reconcile_.answering(); }
+  // Table-sized work is running: a round's dump or comparison, a repair answer, a repair being
+  // applied (what bulk_work_starts() announced; the scheduling governor waits for its end).
+  bool table_work_running() const {
+    return reconcile_.digesting() || reconcile_.answering() || reconcile_.comparing() ||
+           reconcile_.in_repair();
+  }
   uint64_t session() const { return session_; }
 
  private:

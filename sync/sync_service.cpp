@@ -221,7 +221,7 @@ void SyncService::govern() {
     const double busy = std::chrono::duration<double>(cpu - govern_cpu_).count() /
                         std::chrono::duration<double>(now - govern_wall_).count();
     const auto before = governor_.current();
-    governor_.sample(busy, now);
+    governor_.sample(busy, now, replicator_->table_work_running());
     apply_class(before, "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)");
   }
   govern_wall_ = now;
