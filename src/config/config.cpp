@@ -280,10 +280,12 @@ Config read_config(const Reader& r, const toml::table& root) {
   Config c;
   const auto& node = r.table(root, root.source(), "node", "");
   r.check_known(node, "node",
-                {"name", "control_socket", "realtime_priority", "notrack_own_traffic"});
+                {"name", "control_socket", "realtime_priority", "election_cpu",
+                 "notrack_own_traffic"});
   c.node_name = name_field(r, node, "name", "node");
   c.realtime_priority = static_cast<int>(
       r.integer(node, "realtime_priority", "node", 0, 99, kDefaultRealtimePriority));
+  c.election_cpu = static_cast<int>(r.integer(node, "election_cpu", "node", -1, 1023, -1));
   c.notrack_own_traffic = r.boolean(node, "notrack_own_traffic", "node", true);
   const std::string default_socket = kDefaultControlSocket;
   c.control_socket = r.string(node, "control_socket", "node", &default_socket);

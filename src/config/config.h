@@ -66,6 +66,9 @@ struct Config {
   // SCHED_RR priority of the election thread (the replication thread stays at normal
   // priority); 0: normal scheduling. See docs/running.md.
   int realtime_priority = kDefaultRealtimePriority;
+  // The CPU the election thread keeps to itself (with realtime_priority, on 2+ CPUs); -1: the
+  // highest one fwhad may run on. Two nodes sharing one machine (the lab) give different ones.
+  int election_cpu = -1;
   // VRRP and the sync link bypass conntrack (nft/own_traffic.h): a full conntrack table
   // cannot silence the election or keep the sync link from reconnecting.
   bool notrack_own_traffic = true;

@@ -161,7 +161,8 @@ bool Daemon::open() {
   so.realtime_priority = config_.realtime_priority > 10 ? config_.realtime_priority - 10 : 0;
   so.nice = config_.realtime_priority > 0 ? -10 : 0;
   // Apart from the election thread, which gets a CPU of its own (util/realtime.h).
-  election_cpu_ = config_.realtime_priority > 0 ? rt::election_cpu() : -1;
+  election_cpu_ =
+      config_.realtime_priority > 0 ? rt::election_cpu(config_.election_cpu) : -1;
   so.avoid_cpu = election_cpu_;
   // The peer hands the group over: decided here, on the main loop, by the state machine.
   so.on_takeover_request = [this](std::function<void(bool)> answer) {

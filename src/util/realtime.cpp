@@ -50,10 +50,15 @@ void set_thread_nice_or_warn(int nice, const std::string& what) {
   log::info("daemon", what + " thread runs at nice " + std::to_string(nice));
 }
 
-int election_cpu() {
+int election_cpu(int wanted) {
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) return -1;
+  if (wanted >= 0) {
+    if (wanted < CPU_SETSIZE && CPU_ISSET(wanted, &set)) return wanted;
+    log::warning("daemon", "node.election_cpu = " + std::to_string(wanted) +
+                               " is not a CPU fwhad may run on: the highest allowed one is used");
+  }
   for (int cpu = CPU_SETSIZE - 1; cpu >= 0; --cpu) {
     if (CPU_ISSET(cpu, &set)) return cpu;
   }

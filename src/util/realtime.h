@@ -30,9 +30,10 @@ void set_thread_nice_or_warn(int nice, const std::string& what);
 // with perf had the election thread runnable for 38-41 ms behind the replication thread's
 // 48 ms system call, and the Backup took over. On its own CPU it only ever waits behind
 // preemptible work.
-// The CPU kept for the election thread: the highest one this process may run on; -1 with
-// fewer than two (then nothing is pinned).
-int election_cpu();
+// The CPU kept for the election thread: `wanted` if this process may run on it (else a warning
+// and the default), by default (-1) the highest one it may run on; -1 with fewer than two
+// allowed CPUs (then nothing is pinned).
+int election_cpu(int wanted = -1);
 // Pins the calling thread to `cpu` (`exclusive`: only that one) or to every allowed CPU but
 // `cpu`; -1 does nothing. Logs the outcome for `what`.
 void pin_or_warn(int cpu, bool exclusive, const std::string& what);

@@ -90,6 +90,7 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.group.advert_interval_cs, 1);
   EXPECT_EQ(c.control_socket, fwha::config::kDefaultControlSocket);
   EXPECT_EQ(c.realtime_priority, 50);
+  EXPECT_EQ(c.election_cpu, -1);  // the highest CPU fwhad may run on
   EXPECT_TRUE(c.notrack_own_traffic);  // a full conntrack table must not silence VRRP
   EXPECT_EQ(c.sync.event_coalesce_us, 250u);
   EXPECT_FALSE(c.group.virtual_mac);  // VIPs on the interface itself unless asked
@@ -207,6 +208,14 @@ TEST(Config, OutOfRangeValuesSayWhatIsExpected) {
   e = expect_error(replace(kGood, "name = \"fw1\"\n", "name = \"fw1\"\nrealtime_priority = 120\n"));
   EXPECT_EQ(e.key, "node.realtime_priority");
   EXPECT_NE(e.message.find("0..99"), std::string::npos);
+  e = expect_error(replace(kGood, "name = \"fw1\"\n", "name = \"fw1\"\nelection_cpu = -2\n"));
+  EXPECT_EQ(e.key, "node.election_cpu");
+  {
+    auto r = parse(replace(kGood, "name = \"fw1\"\n", "name = \"fw1\"\nelection_cpu = 0\n"),
+                   "fwha.conf");
+    ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+    EXPECT_EQ(std::get<Config>(r).election_cpu, 0);
+  }
   e = expect_error(replace(kGood, "[sync]\n", "[sync]\nevent_coalesce_us = -1\n"));
   EXPECT_EQ(e.key, "sync.event_coalesce_us");
   e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\npreempt_delay_s = 4000\n"));
