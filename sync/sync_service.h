@@ -40,7 +40,7 @@ class SyncService {
     uint16_t port = 7788;
     bool replicate = true;
     std::chrono::milliseconds reconcile_interval{30000};
-    std::chrono::microseconds event_coalesce{250};
+    std::chrono::microseconds event_coalesce{300};
     // SCHED_RR for the replication thread while it is mostly idle (util/busy_governor.h);
     // 0: always normal priority.
     int realtime_priority = 0;

@@ -15,7 +15,7 @@ namespace fwha::config {
 
 inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
 inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
-inline constexpr uint32_t kDefaultEventCoalesceUs = 250;
+inline constexpr uint32_t kDefaultEventCoalesceUs = 300;
 inline constexpr uint16_t kDefaultAdvertIntervalCs = 1;
 inline constexpr int kDefaultRealtimePriority = 50;
 

@@ -92,7 +92,7 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.realtime_priority, 50);
   EXPECT_EQ(c.election_cpu, -1);  // the highest CPU fwhad may run on
   EXPECT_TRUE(c.notrack_own_traffic);  // a full conntrack table must not silence VRRP
-  EXPECT_EQ(c.sync.event_coalesce_us, 250u);
+  EXPECT_EQ(c.sync.event_coalesce_us, 300u);
   EXPECT_FALSE(c.group.virtual_mac);  // VIPs on the interface itself unless asked
   EXPECT_TRUE(c.group.track_next_hops.empty());
   EXPECT_EQ(c.group.track_interval_ms, 1000u);
