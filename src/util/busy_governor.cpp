@@ -10,10 +10,18 @@ BusyGovernor::Class BusyGovernor::sample(double busy, std::chrono::steady_clock:
       class_ = Class::Normal;
       after_table_work_ = false;
     }
-  } else if (table_work) {
-    last_busy_ = now;
-  } else if ((after_table_work_ && busy < options_.promote_below) ||
-             now - last_busy_ >= options_.calm) {
+    return class_;
+  }
+  if (table_work) {
+    work_ending_ = true;
+    if (now - last_busy_ < options_.idle_table_work) return class_;
+  } else if (work_ending_) {
+    work_ending_ = false;  // the window the work ended in may be busy with its tail
+  } else if (busy > options_.demote_above) {
+    after_table_work_ = false;  // a busy spell of its own, after the work: a calm second
+  }
+  if ((after_table_work_ && busy < options_.promote_below) ||
+      now - last_busy_ >= options_.calm) {
     class_ = Class::RealTime;
     after_table_work_ = false;
   }
@@ -24,6 +32,7 @@ BusyGovernor::Class BusyGovernor::bulk_work(std::chrono::steady_clock::time_poin
   last_busy_ = now;
   class_ = Class::Normal;
   after_table_work_ = true;
+  work_ending_ = true;
   return class_;
 }
 

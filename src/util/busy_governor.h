@@ -28,6 +28,10 @@ class BusyGovernor {
     double demote_above = 0.5;   // busier than this in one window: normal priority at once
     double promote_below = 0.25;  // real-time again after `calm` of windows below this
     std::chrono::milliseconds calm{1000};
+    // Table work that has used under `promote_below` for this long no longer holds the
+    // thread at normal priority: a sink whose source dropped its answer without RepairEnd
+    // (it lost the Master role) believes in a repair until the next round or a reconnect.
+    std::chrono::milliseconds idle_table_work{10000};
   };
 
   BusyGovernor() : BusyGovernor(Options{}) {}
@@ -35,7 +39,8 @@ class BusyGovernor {
 
   // `busy`: the fraction of one core the thread used over the last window; `table_work`:
   // table-sized work is still running (it keeps the thread at normal priority, however
-  // quiet the window: a repair answer paced by the peer's acks has idle gaps).
+  // quiet the window: a repair answer paced by the peer's acks has idle gaps; but see
+  // Options::idle_table_work).
   Class sample(double busy, std::chrono::steady_clock::time_point now, bool table_work = false);
   // Table-sized work starts now (a reconciliation dump, a repair answer, a repair being
   // applied): normal priority at once rather than after a busy window, during which a
@@ -50,6 +55,7 @@ class BusyGovernor {
   Class class_ = Class::RealTime;
   std::chrono::steady_clock::time_point last_busy_{};
   bool after_table_work_ = false;  // normal because of bulk_work(), not of a busy window
+  bool work_ending_ = false;  // the next window without table work is the one it ended in
 };
 
 }  // namespace fwha::rt

@@ -74,6 +74,35 @@ TEST(BusyGovernor, StaysNormalForAsLongAsTableWorkRunsHoweverQuiet) {
   EXPECT_EQ(g.sample(0.05, t, false), Class::RealTime);
 }
 
+TEST(BusyGovernor, ABusySpellRightAfterTableWorkWaitsACalmSecond) {
+  BusyGovernor g;
+  std::chrono::steady_clock::time_point t{};
+  g.bulk_work(t);
+  t += milliseconds(100);
+  EXPECT_EQ(g.sample(0.6, t, false), Class::Normal) << "the window the work ended in";
+  t += milliseconds(100);
+  EXPECT_EQ(g.sample(0.9, t, false), Class::Normal) << "a burst of events after the work";
+  t += milliseconds(100);
+  EXPECT_EQ(g.sample(0.2, t, false), Class::Normal) << "busy spells wait a calm second";
+  t += milliseconds(1000);
+  EXPECT_EQ(g.sample(0.1, t, false), Class::RealTime);
+}
+
+TEST(BusyGovernor, TableWorkIdleForTenSecondsNoLongerHoldsTheThread) {
+  BusyGovernor g;
+  std::chrono::steady_clock::time_point t{};
+  g.bulk_work(t);
+  for (int i = 0; i < 99; ++i) {
+    t += milliseconds(100);
+    EXPECT_EQ(g.sample(0.01, t, /*table_work=*/true), Class::Normal);
+  }
+  t += milliseconds(100);
+  EXPECT_EQ(g.sample(0.01, t, true), Class::RealTime)
+      << "a repair the sink believes in after its source dropped it (no RepairEnd)";
+  t += milliseconds(100);
+  EXPECT_EQ(g.sample(0.9, t, true), Class::Normal) << "busy again: normal at once";
+}
+
 TEST(BusyGovernor, ABusySpellStillNeedsACalmSecondAfterAnEarlierTableWork) {
   BusyGovernor g;
   std::chrono::steady_clock::time_point t{};
