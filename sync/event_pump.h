@@ -7,7 +7,7 @@
 // flows/s arrive ~one per 100 us) goes out a few per frame instead of one frame, one write
 // and one ack per flow: most of the per-entry CPU at such rates is per-wake-up cost. An idle
 // pump waits for readability, so the first event of a burst is sent at once; later ones wait
-// at most `coalesce` (300 us by default). Ticks, not a sleep after each drain: the wait is
+// at most `coalesce` (kDefaultEventCoalesceUs, 300 us, by default). Ticks, not a sleep after each drain: the wait is
 // bounded by `coalesce` itself, and a round costs four system calls (wait, tick read, event
 // read, send; before, the timer was re-armed each round and each drain ended with a read
 // that failed); docs/performance.md has the trade-off measured.
@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "fwha/asio.h"
+#include "fwha/sync_defaults.h"
 #include "sync/conntrack_port.h"
 #include "sync/replicator.h"
 #include "util/periodic_timer.h"
@@ -26,7 +27,8 @@ namespace fwha::sync {
 class EventPump {
  public:
   EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
-            std::chrono::microseconds coalesce = std::chrono::microseconds(300));
+            std::chrono::microseconds coalesce =
+                std::chrono::microseconds(kDefaultEventCoalesceUs));
   ~EventPump();
 
   std::error_code start();  // subscribe; events from now on are replicated

@@ -19,6 +19,7 @@
 
 #include "fwha/asio.h"
 #include "fwha/ip_address.h"
+#include "fwha/sync_defaults.h"
 #include "sync/expect_sync.h"
 #include "sync/replicator.h"
 #include "util/busy_governor.h"
@@ -40,7 +41,7 @@ class SyncService {
     uint16_t port = 7788;
     bool replicate = true;
     std::chrono::milliseconds reconcile_interval{30000};
-    std::chrono::microseconds event_coalesce{300};
+    std::chrono::microseconds event_coalesce{kDefaultEventCoalesceUs};
     // SCHED_RR for the replication thread while it is mostly idle (util/busy_governor.h);
     // 0: always normal priority.
     int realtime_priority = 0;

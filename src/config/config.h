@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "fwha/ip_address.h"
+#include "fwha/sync_defaults.h"
 
 namespace fwha::config {
 
 inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
 inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
-inline constexpr uint32_t kDefaultEventCoalesceUs = 300;
+using fwha::kDefaultEventCoalesceUs;  // fwha/sync_defaults.h
 inline constexpr uint16_t kDefaultAdvertIntervalCs = 1;
 inline constexpr int kDefaultRealtimePriority = 50;
 
