@@ -163,6 +163,10 @@ bool Daemon::open() {
   // Apart from the election thread, which gets a CPU of its own (util/realtime.h).
   election_cpu_ =
       config_.realtime_priority > 0 ? rt::election_cpu(config_.election_cpu) : -1;
+  if (config_.realtime_priority == 0 && config_.election_cpu >= 0) {
+    log::warning("daemon", "node.election_cpu is not used: with realtime_priority = 0 no "
+                           "thread is pinned");
+  }
   so.avoid_cpu = election_cpu_;
   // The peer hands the group over: decided here, on the main loop, by the state machine.
   so.on_takeover_request = [this](std::function<void(bool)> answer) {

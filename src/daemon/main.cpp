@@ -48,7 +48,7 @@ Exit codes: 0 stopped cleanly, 1 start-up failed (socket, interface), 2 bad conf
 
 constexpr const char* kFooter = R"(
 Configuration (TOML; every key is explained in fwha.conf.example, docs/running.md):
-  [node]   name, control_socket, realtime_priority, notrack_own_traffic
+  [node]   name, control_socket, realtime_priority, election_cpu, notrack_own_traffic
   [peer]   name
   [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
            event_buffer_kib, event_coalesce_us

@@ -53,7 +53,14 @@ void set_thread_nice_or_warn(int nice, const std::string& what) {
 int election_cpu(int wanted) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) return -1;
+  if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) {
+    if (wanted >= 0) {
+      log::warning("daemon", "node.election_cpu = " + std::to_string(wanted) +
+                                 " is not used: fwhad may run on fewer than two CPUs, so no "
+                                 "thread is pinned");
+    }
+    return -1;
+  }
   if (wanted >= 0) {
     if (wanted < CPU_SETSIZE && CPU_ISSET(wanted, &set)) return wanted;
     log::warning("daemon", "node.election_cpu = " + std::to_string(wanted) +
