@@ -192,9 +192,11 @@ class CtMax:
     so chains average one entry per direction; 1M entries in 262144 buckets would make every
     create and lookup walk chains 4x (in the lab, where both firewalls share the one global
     hash, 8x) longer than the kernel intends, for both systems alike. A firewall sized for 1M
-    entries sizes its hash too (modprobe nf_conntrack hashsize=...)."""
+    entries sizes its hash too (modprobe nf_conntrack hashsize=...). The failover bench's
+    --trace raises nf_log_all_netns the same way, so a SIGKILLed run's is restored too."""
 
-    SETTINGS = {"nf_conntrack_max": CT_MAX_PATH, "nf_conntrack_buckets": CT_BUCKETS_PATH}
+    SETTINGS = {"nf_conntrack_max": CT_MAX_PATH, "nf_conntrack_buckets": CT_BUCKETS_PATH,
+                "nf_log_all_netns": "/proc/sys/net/netfilter/nf_log_all_netns"}
 
     def __init__(self):
         self.original = {}
