@@ -7,8 +7,8 @@
 // flows/s arrive ~one per 100 us) goes out a few per frame instead of one frame, one write
 // and one ack per flow: most of the per-entry CPU at such rates is per-wake-up cost. An idle
 // pump waits for readability, so the first event of a burst is sent at once; later ones wait
-// at most `coalesce` (kDefaultEventCoalesceUs, 300 us, by default). Ticks, not a sleep after each drain: the wait is
-// bounded by `coalesce` itself, and a round costs four system calls (wait, tick read, event
+// at most `coalesce` (kDefaultEventCoalesceUs, 300 us). Ticks, not a sleep after each drain:
+// the wait is bounded by `coalesce` itself, and a round costs four system calls (wait, tick read, event
 // read, send; before, the timer was re-armed each round and each drain ended with a read
 // that failed); docs/performance.md has the trade-off measured.
 #pragma once

@@ -16,7 +16,6 @@ namespace fwha::config {
 
 inline constexpr const char* kDefaultPath = "/etc/fwha/fwha.conf";
 inline constexpr const char* kDefaultControlSocket = "/run/fwha/fwhad.sock";
-using fwha::kDefaultEventCoalesceUs;  // fwha/sync_defaults.h
 inline constexpr uint16_t kDefaultAdvertIntervalCs = 1;
 inline constexpr int kDefaultRealtimePriority = 50;
 

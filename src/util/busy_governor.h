@@ -12,7 +12,8 @@
 // once the work is over, not after the calm second a busy spell needs: every reconciliation
 // round is such work (at connect, then every 30 s), even at an empty table, and waiting a calm
 // second after each left the thread at normal priority 1-2 s in every 30 (the benchmark's lag
-// p99 came from that: 0.87 ms with it, 0.49 ms without).
+// p99 came from that: 0.87 ms over a whole run, 0.49 ms over its part after both threads
+// were real-time again).
 //
 // Pure: fed one sample per window (CPU time used / wall time), it says which class to run in.
 #pragma once
