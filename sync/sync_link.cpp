@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "util/log.h"
 
@@ -51,7 +52,22 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
     socket_.close(ec);
   }
 
+  // With nothing queued, a frame goes out in one send() from here. An async_write that
+  // completes at once still posts its handler, and Asio then polls epoll once more before
+  // running it: an extra system call per frame, which at one frame per coalescing round was
+  // ~1 in 6 of the Master's calls (perf trace). What the kernel does not take at once is
+  // queued behind an async_write, as before. Errors are left to that write to report, from
+  // the loop, so that a caller of SyncLink::send() never sees the link torn down under it.
   void write(std::string bytes) {
+    if (queue_.empty()) {
+      const ssize_t n = ::send(socket_.native_handle(), bytes.data(), bytes.size(),
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        sent(static_cast<size_t>(n));
+        if (static_cast<size_t>(n) == bytes.size()) return;
+        bytes.erase(0, static_cast<size_t>(n));
+      }
+    }
     queue_.push_back(std::move(bytes));
     if (queue_.size() == 1) write_front();
   }
@@ -110,10 +126,14 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
 
   void on_written(boost::system::error_code ec) {
     if (ec) return link_.on_connection_closed(this, "write failed: " + ec.message());
-    queue_bytes -= queue_.front().size();
-    if (current()) link_.queued_bytes_ = queue_bytes;
+    sent(queue_.front().size());
     queue_.pop_front();
     if (!queue_.empty()) write_front();
+  }
+
+  void sent(size_t n) {
+    queue_bytes -= n;
+    if (current()) link_.queued_bytes_ = queue_bytes;
   }
 
   SyncLink& link_;
