@@ -8,9 +8,11 @@
 // and one ack per flow: most of the per-entry CPU at such rates is per-wake-up cost. An idle
 // pump waits for readability, so the first event of a burst is sent at once; later ones wait
 // at most `coalesce` (kDefaultEventCoalesceUs, 300 us). Ticks, not a sleep after each drain:
-// the wait is bounded by `coalesce` itself, and a round costs four system calls (wait, tick read, event
-// read, send; before, the timer was re-armed each round and each drain ended with a read
-// that failed); docs/performance.md has the trade-off measured.
+// the wait is bounded by `coalesce` itself, and a round costs five system calls (wait, tick
+// read, event read, send, and the failed read with which Asio starts the next wait:
+// util/periodic_timer.h; before, the timer was re-armed each round, each drain ended with a
+// read that failed, and the send's completion cost a poll of its own);
+// docs/performance.md has the trade-off measured.
 #pragma once
 
 #include <chrono>
