@@ -222,7 +222,8 @@ void SyncService::govern() {
                         std::chrono::duration<double>(now - govern_wall_).count();
     const auto before = governor_.current();
     governor_.sample(busy, now, replicator_->table_work_running());
-    apply_class(before, "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)");
+    apply_class(before, "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)",
+                false);
   }
   govern_wall_ = now;
   govern_cpu_ = cpu;
@@ -236,20 +237,29 @@ void SyncService::bulk_work_started() {
   if (options_.realtime_priority <= 0) return;  // never real-time: nothing to drop
   const auto before = governor_.current();
   governor_.bulk_work(std::chrono::steady_clock::now());
-  apply_class(before, "starts table-sized work");
+  apply_class(before, "starts table-sized work", true);
 }
 
-void SyncService::apply_class(rt::BusyGovernor::Class before, const std::string& why) {
+// Table-sized work comes with every reconciliation round (every 30 s), so its two changes are
+// debug lines; a change for load is not routine, and the first one the kernel refuses is a
+// warning.
+void SyncService::apply_class(rt::BusyGovernor::Class before, const std::string& why,
+                              bool table_work) {
   const auto after = governor_.current();
   if (after == before) return;
   const bool realtime = after == rt::BusyGovernor::Class::RealTime;
   const auto ec = realtime ? rt::set_thread_realtime(options_.realtime_priority)
                            : rt::set_thread_normal();
-  log::info("sync", std::string("replication thread ") +
-                        (realtime ? "idle again: SCHED_RR " +
-                                        std::to_string(options_.realtime_priority)
-                                  : why + ": normal priority, so softirqs keep their share") +
-                        (ec ? " (refused: " + ec.message() + ")" : ""));
+  const bool routine = realtime ? normal_for_table_work_ : table_work;
+  normal_for_table_work_ = !realtime && table_work;
+  auto level = routine ? log::Level::Debug : log::Level::Info;
+  if (ec && !refusal_warned_) level = log::Level::Warning;  // once: it would recur every round
+  refusal_warned_ = refusal_warned_ || static_cast<bool>(ec);
+  log::write(level, "sync",
+             std::string("replication thread ") +
+                 (realtime ? "idle again: SCHED_RR " + std::to_string(options_.realtime_priority)
+                           : why + ": normal priority, so softirqs keep their share") +
+                 (ec ? " (refused: " + ec.message() + ")" : ""));
 }
 
 void SyncService::settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done) {

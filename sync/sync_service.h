@@ -121,8 +121,10 @@ class SyncService {
   void publish();
   void govern();  // every 100 ms: real-time or normal priority (busy_governor.h)
   void bulk_work_started();  // normal priority now (busy_governor.h)
-  // Applies the governor's class to this thread if it differs from `before`.
-  void apply_class(rt::BusyGovernor::Class before, const std::string& why);
+  // Applies the governor's class to this thread if it differs from `before`. `table_work`:
+  // the change is for table-sized work (every reconciliation round), logged at debug level,
+  // as is the return to real-time after it.
+  void apply_class(rt::BusyGovernor::Class before, const std::string& why, bool table_work);
   void heartbeat();  // every kHeartbeat while Source and connected
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
@@ -133,6 +135,8 @@ class SyncService {
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer wake_timer_;  // the replicator's coalesced acks
   boost::asio::steady_timer govern_timer_;
+  bool normal_for_table_work_ = false;  // at normal priority for table-sized work, not load
+  bool refusal_warned_ = false;         // a refused priority change was logged as a warning
   rt::BusyGovernor governor_;
   std::chrono::steady_clock::time_point govern_wall_{};
   std::chrono::nanoseconds govern_cpu_{};

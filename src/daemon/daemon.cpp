@@ -412,6 +412,12 @@ void Daemon::settle_then(std::function<void()> proceed) {
     const std::string waited = " (" + std::to_string(us) + " us)";
     if (complete) {
       log::info("daemon", std::string("takeover: replicated state applied") + waited);
+    } else if (!sync_->peer_holds_state()) {
+      // The peer is connected and said it holds no state either (it never synced from a
+      // Master: both nodes just started). No session can break: there was none to copy.
+      log::info("daemon", "takeover at a cold start: the peer holds no replicated state "
+                          "either; this node's table is the group's state from now on" +
+                              waited);
     } else {
       log::warning("daemon", std::string("takeover with an incomplete table: ") + outcome +
                                  waited + "; sessions whose entries had not arrived break");
