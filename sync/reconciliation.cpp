@@ -280,10 +280,12 @@ wire::Frame Reconciler::finish_summary() {
     reset();
     return f;
   }
-  log::info("sync", "reconciliation round " + std::to_string(round_) + ": " +
-                        std::to_string(req->buckets_size()) + " of " + std::to_string(kBuckets) +
-                        " buckets differ, " + std::to_string(req->expiring_size()) +
-                        " entries near expiry");
+  // Entries near expiry alone are routine (long-lived idle flows, refreshed every round).
+  log::write(req->buckets_size() > 0 ? log::Level::Info : log::Level::Debug, "sync",
+             "reconciliation round " + std::to_string(round_) + ": " +
+                 std::to_string(req->buckets_size()) + " of " + std::to_string(kBuckets) +
+                 " buckets differ, " + std::to_string(req->expiring_size()) +
+                 " entries near expiry");
   return f;
 }
 

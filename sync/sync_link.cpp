@@ -4,6 +4,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+#include <system_error>
+
 #include "util/log.h"
 
 namespace fwha::sync {
@@ -56,12 +59,22 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
   // completes at once still posts its handler, and Asio then polls epoll once more before
   // running it: an extra system call per frame, which at one frame per coalescing round was
   // ~1 in 6 of the Master's calls (perf trace). What the kernel does not take at once is
-  // queued behind an async_write, as before. Errors are left to that write to report, from
-  // the loop, so that a caller of SyncLink::send() never sees the link torn down under it.
+  // queued behind an async_write, as before. A failed send closes the link from the loop, not
+  // from here: the caller is inside the replicator, which must not see the link torn down
+  // under it. And the send's own error is the one reported: the kernel hands a connection's
+  // error (a reset, the user timeout) to one call only, and a later write would say EPIPE.
   void write(std::string bytes) {
     if (queue_.empty()) {
       const ssize_t n = ::send(socket_.native_handle(), bytes.data(), bytes.size(),
                                MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+          errno != ENOBUFS) {
+        const std::string why = "write failed: " + std::system_category().message(errno);
+        asio::post(socket_.get_executor(), [self = shared_from_this(), why] {
+          self->link_.on_connection_closed(self.get(), why);
+        });
+        return;
+      }
       if (n > 0) {
         sent(static_cast<size_t>(n));
         if (static_cast<size_t>(n) == bytes.size()) return;

@@ -221,9 +221,13 @@ void SyncService::govern() {
     const double busy = std::chrono::duration<double>(cpu - govern_cpu_).count() /
                         std::chrono::duration<double>(now - govern_wall_).count();
     const auto before = governor_.current();
-    governor_.sample(busy, now, replicator_->table_work_running());
+    const bool table_work = replicator_->table_work_running();
+    // Back to real-time now would be the routine end of table-sized work; not so after a busy
+    // spell of its own, nor when work that has gone idle is let go (Options::idle_table_work).
+    const bool work_over = governor_.after_table_work() && !table_work;
+    governor_.sample(busy, now, table_work);
     apply_class(before, "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)",
-                false);
+                work_over && governor_.current() == rt::BusyGovernor::Class::RealTime);
   }
   govern_wall_ = now;
   govern_cpu_ = cpu;
@@ -244,14 +248,12 @@ void SyncService::bulk_work_started() {
 // debug lines; a change for load is not routine, and the first one the kernel refuses is a
 // warning.
 void SyncService::apply_class(rt::BusyGovernor::Class before, const std::string& why,
-                              bool table_work) {
+                              bool routine) {
   const auto after = governor_.current();
   if (after == before) return;
   const bool realtime = after == rt::BusyGovernor::Class::RealTime;
   const auto ec = realtime ? rt::set_thread_realtime(options_.realtime_priority)
                            : rt::set_thread_normal();
-  const bool routine = realtime ? normal_for_table_work_ : table_work;
-  normal_for_table_work_ = !realtime && table_work;
   auto level = routine ? log::Level::Debug : log::Level::Info;
   if (ec && !refusal_warned_) level = log::Level::Warning;  // once: it would recur every round
   refusal_warned_ = refusal_warned_ || static_cast<bool>(ec);

@@ -121,10 +121,10 @@ class SyncService {
   void publish();
   void govern();  // every 100 ms: real-time or normal priority (busy_governor.h)
   void bulk_work_started();  // normal priority now (busy_governor.h)
-  // Applies the governor's class to this thread if it differs from `before`. `table_work`:
-  // the change is for table-sized work (every reconciliation round), logged at debug level,
-  // as is the return to real-time after it.
-  void apply_class(rt::BusyGovernor::Class before, const std::string& why, bool table_work);
+  // Applies the governor's class to this thread if it differs from `before`. `routine`: the
+  // change comes with table-sized work (every reconciliation round: the drop when it starts,
+  // the return when it is over), logged at debug level.
+  void apply_class(rt::BusyGovernor::Class before, const std::string& why, bool routine);
   void heartbeat();  // every kHeartbeat while Source and connected
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
@@ -135,7 +135,6 @@ class SyncService {
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer wake_timer_;  // the replicator's coalesced acks
   boost::asio::steady_timer govern_timer_;
-  bool normal_for_table_work_ = false;  // at normal priority for table-sized work, not load
   bool refusal_warned_ = false;         // a refused priority change was logged as a warning
   rt::BusyGovernor governor_;
   std::chrono::steady_clock::time_point govern_wall_{};

@@ -412,12 +412,15 @@ void Daemon::settle_then(std::function<void()> proceed) {
     const std::string waited = " (" + std::to_string(us) + " us)";
     if (complete) {
       log::info("daemon", std::string("takeover: replicated state applied") + waited);
-    } else if (!sync_->peer_holds_state()) {
-      // The peer is connected and said it holds no state either (it never synced from a
-      // Master: both nodes just started). No session can break: there was none to copy.
-      log::info("daemon", "takeover at a cold start: the peer holds no replicated state "
-                          "either; this node's table is the group's state from now on" +
-                              waited);
+    } else if (!sync_->peer_holds_state() && !sync_->last_master_heartbeat()) {
+      // A cold start: the peer is connected and said it holds no state either, and it never
+      // spoke as a Master (a Master sends a heartbeat every 5 ms). No session can break:
+      // there was none to copy. A peer that was Master says "holds none" if it took over
+      // before its own first sync had ended, so its word alone is not enough.
+      log::info("daemon", std::string("takeover at a cold start: the peer holds no replicated "
+                                      "state either and was never Master; this node's table "
+                                      "is the group's state from now on (") +
+                              outcome + ")" + waited);
     } else {
       log::warning("daemon", std::string("takeover with an incomplete table: ") + outcome +
                                  waited + "; sessions whose entries had not arrived break");

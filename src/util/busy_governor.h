@@ -50,6 +50,8 @@ class BusyGovernor {
   // the first window below `promote_below` once the work is over.
   Class bulk_work(std::chrono::steady_clock::time_point now);
   Class current() const { return class_; }
+  // At normal priority because of bulk_work(), not of a busy spell of its own.
+  bool after_table_work() const { return after_table_work_; }
 
  private:
   Options options_;

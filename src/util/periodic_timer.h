@@ -6,10 +6,10 @@
 // read of the expiry count, not with async_wait: Asio re-arms a descriptor with an epoll_ctl
 // on every async_wait, and an unread count would report the next wait ready at once. A read
 // that drains the count leaves the edge-triggered registration waiting for the next expiry.
-// Asio 1.74 (Debian 12) first tries each read at once, and for a descriptor it never learns
-// that the count is drained, so a wait started before the next tick costs a read that fails
-// (EAGAIN; perf trace: one per round). async_wait would cost its epoll_ctl instead, so a
-// round is five calls either way (the event pump's: wait, this one, tick read, event read,
+// Boost 1.74's Asio (Debian 12) first tries each read at once, and for a descriptor it never
+// learns that the count is drained, so a wait started before the next tick costs a read that
+// fails (EAGAIN; perf trace: one per round). async_wait would cost its epoll_ctl instead, so
+// a round is five calls either way (the event pump's: wait, this one, tick read, event read,
 // send).
 #pragma once
 
@@ -53,7 +53,7 @@ class PeriodicTimer {
   // The handler runs at the next tick (ticks missed meanwhile are counted, not queued).
   template <typename Handler>
   void async_wait(Handler&& h) {
-    // Room for more than the 8-byte count: one read takes whatever has accumulated.
+    // A timerfd read returns the 8-byte count of expirations since the last one.
     descriptor_.async_read_some(boost::asio::buffer(expirations_),
                                 [h = std::forward<Handler>(h)](boost::system::error_code ec,
                                                                size_t) mutable { h(ec); });

@@ -52,6 +52,7 @@ TEST(BusyGovernor, BulkWorkDemotesAtOnceAndPromotesAtTheFirstQuietWindowAfterIt)
   t += milliseconds(10);
   EXPECT_EQ(g.bulk_work(t), Class::Normal) << "before the dump, not a busy window later";
   EXPECT_EQ(g.current(), Class::Normal);
+  EXPECT_TRUE(g.after_table_work()) << "the daemon logs this drop and its end as routine";
   t += milliseconds(90);
   EXPECT_EQ(g.sample(0.6, t, /*table_work=*/false), Class::Normal)
       << "the window the work ended in was busy";
@@ -59,6 +60,7 @@ TEST(BusyGovernor, BulkWorkDemotesAtOnceAndPromotesAtTheFirstQuietWindowAfterIt)
   EXPECT_EQ(g.sample(0.1, t, false), Class::RealTime)
       << "quiet and no table work: real-time again, without a calm second (an empty table's "
          "round every 30 s would otherwise cost 1-2 s at normal priority each time)";
+  EXPECT_FALSE(g.after_table_work());
 }
 
 TEST(BusyGovernor, StaysNormalForAsLongAsTableWorkRunsHoweverQuiet) {
@@ -82,6 +84,7 @@ TEST(BusyGovernor, ABusySpellRightAfterTableWorkWaitsACalmSecond) {
   EXPECT_EQ(g.sample(0.6, t, false), Class::Normal) << "the window the work ended in";
   t += milliseconds(100);
   EXPECT_EQ(g.sample(0.9, t, false), Class::Normal) << "a burst of events after the work";
+  EXPECT_FALSE(g.after_table_work()) << "normal for load now: its end is not routine";
   t += milliseconds(100);
   EXPECT_EQ(g.sample(0.2, t, false), Class::Normal) << "busy spells wait a calm second";
   t += milliseconds(1000);
