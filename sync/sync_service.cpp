@@ -43,7 +43,17 @@ std::error_code SyncService::start(std::string& what_failed) {
     replicator_->on_connected();  // the Hello goes first
     if (options_.replicate) expect_->on_connected();
   };
-  h.disconnected = [this] { replicator_->on_disconnected(); };
+  h.disconnected = [this] {
+    // A Master that took over while the old one was still connected (frozen, or handing over
+    // before this node's first sync had ended) did not hold the state then; once no peer is
+    // connected, its table is the group's state, as when it takes over alone (set_master).
+    // Otherwise it would tell a restarted peer it holds none, and the peer would not wait for
+    // it before preempting (the election's state knowledge).
+    if (replicator_->role() == Replicator::Role::Source) {
+      holds_state_.store(true, std::memory_order_relaxed);
+    }
+    replicator_->on_disconnected();
+  };
   h.frame = [this](const wire::Frame& f) { return replicator_->on_frame(f); };
   h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
   h.input_done = [this] { replicator_->after_input(); };

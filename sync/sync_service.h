@@ -105,7 +105,8 @@ class SyncService {
   bool peer_degraded() const { return peer_degraded_.load(std::memory_order_relaxed); }
   // Whether this node's table holds the group's state: false from start until its first
   // complete sync from the peer, or until it becomes Master while no peer holding the state
-  // is connected (a cold start: its own table is the state then). Any thread.
+  // is connected (a cold start: its own table is the state then), or, as Master, loses the
+  // peer's connection. Any thread.
   bool holds_state() const { return holds_state_.load(std::memory_order_relaxed); }
   // The peer's, as it said in its Health frame (true while the link is down or it never said:
   // without knowledge, RFC 5798 decides).
