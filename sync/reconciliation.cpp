@@ -80,7 +80,7 @@ wire::Frame Reconciler::finish_round() {
   }
   // The periodic round comes every 30 s whatever happens: a line each time would be most of
   // a quiet pair's log. What it finds (buckets that differ, entries removed) is logged.
-  log::write(j->cause == "periodic" ? log::Level::Debug : log::Level::Info, "sync",
+  log::write(j->cause == kPeriodicRound ? log::Level::Debug : log::Level::Info, "sync",
              "reconciliation round " + std::to_string(s->round()) + " cause=" + j->cause +
                  " entries=" + entries);
   return std::move(j->frame);

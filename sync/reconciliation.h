@@ -48,6 +48,10 @@ struct ReconcileCounters {
   std::string last_cause;
 };
 
+// The cause of the round that comes every reconcile interval whatever happens (logged at
+// debug level; the others, such as "connect" and "overrun", at info).
+inline constexpr const char* kPeriodicRound = "periodic";
+
 class Reconciler {
  public:
   using SendChanges = std::function<void(std::vector<FlowChange>&)>;

@@ -253,7 +253,7 @@ void Replicator::tick() {
     promotion_round_at_.reset();
     start_round("promotion");
   }
-  if (options_.now() - last_round_ >= options_.reconcile_interval) start_round("periodic");
+  if (options_.now() - last_round_ >= options_.reconcile_interval) start_round(kPeriodicRound);
   check_lag();
 }
 

@@ -237,7 +237,7 @@ void SyncService::govern() {
     const bool work_over = governor_.after_table_work() && !table_work;
     governor_.sample(busy, now, table_work);
     apply_class(before, "busy (" + std::to_string(static_cast<int>(busy * 100)) + " % of a core)",
-                work_over && governor_.current() == rt::BusyGovernor::Class::RealTime);
+                work_over);
   }
   govern_wall_ = now;
   govern_cpu_ = cpu;
