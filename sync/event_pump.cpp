@@ -33,6 +33,7 @@ void EventPump::stop() {
   unwatch();
   events_.reset();
   log::info("sync", "stopped listening to conntrack events");
+  if (after_round_) after_round_();
 }
 
 void EventPump::drain_now() { drain_count(); }
@@ -102,6 +103,7 @@ void EventPump::wait_then_drain() {
       ticks_.stop();
       wait();
     }
+    if (after_round_) after_round_();
   });
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "fwha/asio.h"
@@ -38,6 +39,12 @@ class EventPump {
   bool running() const { return events_ != nullptr; }
   // Reads what is pending right now (used before a graceful handover).
   void drain_now();
+  // Busy: events keep coming, and the pump drains them at every tick (`coalesce` apart).
+  bool busy() const { return ticks_.running(); }
+  // Runs after every busy round, after the round that ends a busy spell, and after stop():
+  // the owner's other periodic duties ride on the rounds instead of waking the thread
+  // themselves (SyncService's heartbeat).
+  void set_after_round(std::function<void()> after_round) { after_round_ = std::move(after_round); }
 
  private:
   void watch();
@@ -53,6 +60,7 @@ class EventPump {
   PeriodicTimer ticks_;  // coalesced drains while busy
   std::unique_ptr<ConntrackEvents> events_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
+  std::function<void()> after_round_;
 };
 
 }  // namespace fwha::sync

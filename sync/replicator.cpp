@@ -152,8 +152,10 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
   // resume sends it, in order after the earlier ones.
   const bool ready = link_ready();
   const bool ok = ready && transport_.send_encoded(encoded);
+  const Clock::time_point now = options_.now();
   if (ok) {
     ++counters_.frames_sent;
+    last_flows_sent_ = now;
     peer_knows_session_ = true;
   } else if (ready) {
     ++counters_.send_failures;
@@ -162,7 +164,7 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
   inflight_bytes_ += bytes;
   if (resumable_) {
     retained_bytes_ += bytes;
-    unacked_.push_back({frame.flows().seq(), options_.now(), bytes, std::move(encoded)});
+    unacked_.push_back({frame.flows().seq(), now, bytes, std::move(encoded)});
     if (retained_bytes_ > options_.max_unacked_bytes) {
       ++counters_.unacked_overflows;
       log::warning("sync", "peer is " + std::to_string(retained_bytes_) +
@@ -172,7 +174,7 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
       resumable_ = false;
     }
   } else {
-    unacked_.push_back({frame.flows().seq(), options_.now(), bytes, {}});
+    unacked_.push_back({frame.flows().seq(), now, bytes, {}});
   }
   return ok;
 }
@@ -297,11 +299,13 @@ void Replicator::on_connected() {
   h->set_applied_seq(applied_seq_);
   if (auto n = reader_.count()) h->set_table_entries(*n);
   if (options_.vrrp_priority != 0) h->set_vrrp_priority(options_.vrrp_priority);
+  h->set_flows_are_heartbeats(true);
   transport_.send(hello);
 }
 
 void Replicator::on_disconnected() {
   peer_hello_seen_ = false;
+  peer_flows_are_heartbeats_ = false;
   // Changes not yet in a frame go into one, kept for the resume (on_local_change), or no
   // resume may happen.
   if (!pending_.empty()) {
@@ -329,6 +333,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     return false;
   }
   peer_hello_seen_ = true;
+  peer_flows_are_heartbeats_ = hello.flows_are_heartbeats();
   if (hello.has_vrrp_priority() && hello.vrrp_priority() >= 1 && hello.vrrp_priority() <= 255) {
     peer_vrrp_priority_ = hello.vrrp_priority();
   }
@@ -495,6 +500,8 @@ bool Replicator::on_flows(const wire::FlowBatch& batch) {
     }
     return true;
   }
+  // Only a source sends flows: the peer's Master is alive (our Hello said we take them so).
+  if (options_.on_heartbeat) options_.on_heartbeat();
   if (batch.session() != applied_session_) {
     if (batch.session() == ignored_session_ && ignored_from_seq_ > 0) {
       // We dropped this session's frames from ignored_from_seq_ on while we were Master. Taking

@@ -125,7 +125,8 @@ class Replicator {
     // reconciliation dump goes a part at a time with other work in between: at 250k entries
     // a whole dump held the thread ~0.7 s. Unset (the unit tests): dumps run whole, at once.
     std::function<void(std::function<void()>)> defer = nullptr;
-    // A Heartbeat from the peer's source: its Master is alive (sync_service.h).
+    // A Heartbeat, or a FlowBatch, from the peer's source: its Master is alive
+    // (sync_service.h).
     std::function<void()> on_heartbeat = nullptr;
     // The peer's Health frame: whether its tracked next-hops fail (sync_service.h).
     std::function<void(bool degraded, bool holds_state)> on_health = nullptr;
@@ -164,6 +165,10 @@ class Replicator {
   bool request_barrier(std::function<void(bool took_over)> done, bool take_over = false);
 
   bool peer_hello_seen() const { return peer_hello_seen_; }
+  // Source: the peer's Hello said it takes a FlowBatch for a heartbeat (sync_service.h), and
+  // when this node last sent one (nullopt: never).
+  bool peer_takes_flows_as_heartbeats() const { return peer_flows_are_heartbeats_; }
+  std::optional<Clock::time_point> last_flows_sent() const { return last_flows_sent_; }
   // Connected, and the peer introduced itself: frames may go out.
   bool link_ready() const { return transport_.connected() && peer_hello_seen_; }
   // The peer's configured VRRP priority from its last Hello (0: never told).
@@ -254,6 +259,8 @@ class Replicator {
   bool ack_wakeup_armed_ = false;
 
   bool peer_hello_seen_ = false;
+  bool peer_flows_are_heartbeats_ = false;
+  std::optional<Clock::time_point> last_flows_sent_;
   uint32_t peer_vrrp_priority_ = 0;
   uint64_t next_barrier_token_ = 1;
   uint64_t awaited_barrier_token_ = 0;

@@ -126,7 +126,12 @@ class SyncService {
   // change comes with table-sized work (every reconciliation round: the drop when it starts,
   // the return when it is over), logged at debug level.
   void apply_class(rt::BusyGovernor::Class before, const std::string& why, bool routine);
-  void heartbeat();  // every kHeartbeat while Source and connected
+  // The Master's heartbeat and both nodes' Health, every kHeartbeat: on a timer of its own,
+  // or, while the event pump is busy, after its rounds (beats_in_rounds_).
+  void heartbeat();
+  void after_pump_round();
+  void arm_heartbeat();  // at next_beat_
+  void beat(std::chrono::steady_clock::time_point now);
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
 
@@ -140,7 +145,11 @@ class SyncService {
   rt::BusyGovernor governor_;
   std::chrono::steady_clock::time_point govern_wall_{};
   std::chrono::nanoseconds govern_cpu_{};
+  static constexpr std::chrono::milliseconds kHeartbeat{5};
   boost::asio::steady_timer heartbeat_timer_;
+  std::chrono::steady_clock::time_point next_beat_{};
+  std::chrono::steady_clock::time_point last_heartbeat_sent_{};
+  bool beats_in_rounds_ = false;
   std::atomic<int64_t> last_heartbeat_ns_{0};  // steady clock, written by the sync thread
   std::atomic<bool> degraded_{false};
   std::atomic<bool> peer_degraded_{false};

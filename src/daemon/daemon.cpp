@@ -124,8 +124,9 @@ bool Daemon::open() {
     }
     group_->set_link_port(*links_);
   }
-  // The Master's sync thread sends a heartbeat every 5 ms: heard within 1.5 intervals (15 ms
-  // at least), the Master is alive and only its adverts are late.
+  // The Master speaks on the sync link every 5 ms at least (a heartbeat, or its flow frames
+  // under load: sync_service.h): heard within 1.5 advert intervals (15 ms at least), the
+  // Master is alive and only its adverts are late.
   group_->set_master_alive_elsewhere([this] {
     const auto last = sync_->last_master_heartbeat();
     const auto recent = std::max<std::chrono::microseconds>(
@@ -414,7 +415,7 @@ void Daemon::settle_then(std::function<void()> proceed) {
       log::info("daemon", std::string("takeover: replicated state applied") + waited);
     } else if (!sync_->peer_holds_state() && !sync_->last_master_heartbeat()) {
       // A cold start: the peer is connected and said it holds no state either, and it never
-      // spoke as a Master (a Master sends a heartbeat every 5 ms). No session can break:
+      // spoke as a Master (a Master speaks every 5 ms at least). No session can break:
       // there was none to copy. A peer that was Master says "holds none" if it took over
       // before its own first sync had ended, so its word alone is not enough.
       log::info("daemon", std::string("takeover at a cold start: the peer holds no replicated "

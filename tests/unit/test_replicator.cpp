@@ -912,5 +912,44 @@ TEST_F(PairTest, TakeOverIsAskedAfterEveryEarlierChangeAndAnsweredLater) {
   EXPECT_TRUE(*took_over);
 }
 
+// Under load the Master's flow frames are its heartbeat (sync_service.h): a Backup takes a
+// FlowBatch as the Master speaking, and says so in its Hello; the Master knows when it last
+// sent one. A peer whose Hello did not say so (older) keeps getting every Heartbeat.
+TEST_F(PairTest, FlowFramesCountAsTheMastersHeartbeatOnlyForAPeerThatSaidSo) {
+  int beats = 0;
+  auto bo = opts("fw2", "fw1");
+  bo.on_heartbeat = [&beats] { ++beats; };
+  backup = std::make_unique<Replicator>(bo, btable, btable, to_master);
+  EXPECT_FALSE(master->peer_takes_flows_as_heartbeats()) << "no Hello yet";
+  EXPECT_FALSE(master->last_flows_sent());
+  connect();
+  EXPECT_TRUE(master->peer_takes_flows_as_heartbeats());
+  const int after_round = beats;  // whatever the first round sent
+  clock.advance(std::chrono::milliseconds(7));
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  ASSERT_TRUE(master->last_flows_sent());
+  EXPECT_EQ(*master->last_flows_sent(), clock.t);
+  settle();
+  EXPECT_EQ(beats, after_round + 1);
+  EXPECT_TRUE(btable.has(flow(1)));
+
+  disconnect();
+  EXPECT_FALSE(master->peer_takes_flows_as_heartbeats()) << "forgotten with the connection";
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  wire::Frame old_hello;  // an older peer's: no flows_are_heartbeats
+  old_hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+  old_hello.mutable_hello()->set_node("fw2");
+  EXPECT_TRUE(master->on_frame(old_hello));
+  EXPECT_FALSE(master->peer_takes_flows_as_heartbeats());
+}
+
+TEST_F(SinkTest, HelloSaysFlowsAreTakenAsHeartbeats) {
+  ASSERT_FALSE(link.sent.empty());
+  ASSERT_TRUE(link.sent.front().has_hello());
+  EXPECT_TRUE(link.sent.front().hello().flows_are_heartbeats());
+}
+
 }  // namespace
 }  // namespace fwha::sync
