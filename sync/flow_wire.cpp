@@ -9,8 +9,9 @@ namespace fwha::sync {
 namespace {
 
 void tuple_to_wire_impl(const FlowTuple& t, wire::Tuple* out) {
-  out->set_src(std::string(reinterpret_cast<const char*>(t.src.bytes.data()), t.src.size()));
-  out->set_dst(std::string(reinterpret_cast<const char*>(t.dst.bytes.data()), t.dst.size()));
+  // (pointer, size): assigned into the message's string, whose buffer a reused Frame keeps.
+  out->set_src(reinterpret_cast<const char*>(t.src.bytes.data()), t.src.size());
+  out->set_dst(reinterpret_cast<const char*>(t.dst.bytes.data()), t.dst.size());
   out->set_l4proto(t.l4proto);
   out->set_src_port(t.src_port);
   out->set_dst_port(t.dst_port);

@@ -132,14 +132,16 @@ void Replicator::flush() {
   pending_.clear();
 }
 
+// One Frame for every batch: Clear() keeps the messages and strings it held, so a batch is
+// encoded without a malloc per entry (~6 each: change, flow, tuples, addresses).
 void Replicator::send_changes(const std::vector<FlowChange>& changes) {
-  wire::Frame frame;
-  auto* batch = frame.mutable_flows();
+  batch_frame_.Clear();
+  auto* batch = batch_frame_.mutable_flows();
   batch->set_seq(next_seq_++);
   batch->set_session(session_);
   for (const auto& c : changes) to_wire(c, batch->add_changes());
   counters_.entries_sent += changes.size();
-  send_batch_frame(std::move(frame));
+  send_batch_frame(batch_frame_);
 }
 
 // Every FlowBatch is kept until acknowledged, so a reconnect can resume. The kept bytes are
