@@ -344,6 +344,7 @@ void SyncService::beat(std::chrono::steady_clock::time_point now) {
       f.mutable_heartbeat();
       link_->send(f);
       last_heartbeat_sent_ = now;
+      ++heartbeats_sent_;
       spoke = now;
     }
     next_beat_ = spoke + kHeartbeat;
@@ -388,6 +389,7 @@ void SyncService::publish() {
   s.expect = expect_->counters();
   s.holds_peer_state = replicator_->holds_source_state();
   s.peer_vrrp_priority = replicator_->peer_vrrp_priority();
+  s.heartbeats_sent = heartbeats_sent_;
   s.taken = std::chrono::steady_clock::now();
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);

@@ -77,6 +77,7 @@ class SyncService {
     ExpectCounters expect;
     bool holds_peer_state = false;  // sink: a complete round, no repair running
     uint32_t peer_vrrp_priority = 0;  // from the peer's Hello; 0: not known
+    uint64_t heartbeats_sent = 0;     // as Master; few under load (the flows say it)
     std::chrono::steady_clock::time_point taken{};
   };
 
@@ -149,6 +150,7 @@ class SyncService {
   boost::asio::steady_timer heartbeat_timer_;
   std::chrono::steady_clock::time_point next_beat_{};
   std::chrono::steady_clock::time_point last_heartbeat_sent_{};
+  uint64_t heartbeats_sent_ = 0;
   bool beats_in_rounds_ = false;
   std::atomic<int64_t> last_heartbeat_ns_{0};  // steady clock, written by the sync thread
   std::atomic<bool> degraded_{false};

@@ -126,6 +126,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"resumes\": " << c.resumes
     << ", \"frames_resent\": " << c.frames_resent << ", \"overruns\": " << c.overruns
     << ", \"unacked_overflows\": " << c.unacked_overflows << ", \"acks_sent\": " << c.acks_sent
+    << ", \"heartbeats_sent\": " << y.heartbeats_sent
     << ", \"connects\": " << y.connects
     << ", \"rejected_connections\": " << y.rejected_connections
     << ", \"resyncs\": " << r.rounds_started << ", \"resync_causes\": " << causes_json(r)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fwha lab scenarios: real fwhad pairs in network namespaces (see netlab.py, traffic.py).
 
-    scenario.py {crash,control,kill,graceful,switchover,freeze,carrier,sync_cut,bad_input}
+    scenario.py {crash,control,kill,graceful,switchover,freeze,carrier,sync_cut,late_adverts,
+                 bad_input}
                 [--assert]
                 [--sessions N]
                 [--verbose]
@@ -36,6 +37,15 @@ carrier    The switch port of the Master's LAN link goes down (its interface los
            survives, gap < 1000 ms, and with carrier back the node is Backup (no preemption).
 sync_cut   The sync link goes down for 16 s, then up. Asserts: no role changes (the adverts
            still arrive), both nodes log the split-brain alert, and both say when it is back.
+late_adverts
+           The Master's adverts are dropped on its own way out (nft, fw1) until the Backup's
+           Master_Down_Interval plus half an interval has passed since the last advert it
+           heard (its three alive graces, one interval each, end 2.5 intervals later), twice:
+           with the pair idle, and while ct_load creates 10k entries/s on fw1 (its flow
+           frames then stand in for the 5 ms heartbeat).
+           Asserts, each time: the Backup stays Backup because the Master still speaks on the
+           sync link (vrrp.alive_graces rises on fw2, no transition); idle, fw1 sends ~200
+           heartbeats a second; under load under a quarter of that (sync.heartbeats_sent).
 bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
            naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
            counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
@@ -755,6 +765,119 @@ def sync_cut_run(lab, args, checks):
                  json.dumps(after, sort_keys=True))
 
 
+# --- late_adverts ----------------------------------------------------------------------------
+
+# RFC 5798 times of the Backup (fw2) at the lab's advert interval: its Master_Down_Interval,
+# and where the alive graces end (one more interval each, three at most: vrrp_group.cpp).
+LATE_INTERVAL_S = netlab.ADVERT_INTERVAL_CS / 100
+LATE_MDI_S = 3 * LATE_INTERVAL_S + (256 - netlab.PRIORITY["fw2"]) / 256 * LATE_INTERVAL_S
+LATE_GRACES_END_S = LATE_MDI_S + 3 * LATE_INTERVAL_S
+# The adverts come back this long after the last one fw2 heard: past the Master_Down_Interval
+# (a grace is needed), and an interval plus margin before the graces end (the first advert
+# after the mute is up to an interval later).
+LATE_UNMUTE_S = LATE_MDI_S + LATE_INTERVAL_S / 2
+LATE_LOAD_RATE = 10000    # ct_load entries/s on fw1 while muted the second time
+LATE_LOAD_S = 3.0
+LATE_K0 = 12_000_000      # ct_load entry numbers: away from full_table's and the bench's
+
+
+def mute_adverts(lab, node, on):
+    """Drops (on) or lets through again (off) every VRRP packet `node` sends: its adverts are
+    late for the peer, while the sync link carries on."""
+    if on:
+        path = lab.path(f"mute-{node}.nft")
+        with open(path, "w") as fh:
+            fh.write("table ip fwha_lab_mute {\n  chain output {\n    type filter hook output "
+                     "priority 0; policy accept;\n    ip protocol 112 drop\n  }\n}\n")
+        lab.nsexec(node, ["nft", "-f", path])
+    else:
+        lab.nsexec(node, ["nft", "delete", "table", "ip", "fwha_lab_mute"])
+
+
+def late_adverts_once(lab, checks, label, master, backup):
+    before = {fw: lab.status(fw) for fw in FWS}
+    t0 = time.monotonic()
+    mute_adverts(lab, master, True)
+    try:
+        # Timed from the last advert the Backup heard (its age when asked, with the mute on),
+        # not from the mute: the adverts' phase would otherwise move the window by an interval.
+        st = lab.status(backup) or {}
+        age_s = (st.get("peer") or {}).get("last_advert_age_ms", 0) / 1000
+        out(f"{label}_last_advert_age_ms_at_mute", round(age_s * 1000))
+        time.sleep(max(0.0, LATE_UNMUTE_S - age_s))
+    finally:
+        mute_adverts(lab, master, False)
+    muted_s = time.monotonic() - t0
+    time.sleep(0.5)   # a few adverts again; the status snapshots are published every 100 ms
+    after = {fw: lab.status(fw) for fw in FWS}
+    if not all(after.values()):
+        raise LabError(f"a node does not answer status after the {label} mute")
+    graces = (counter(before[backup], "vrrp", "alive_graces"),
+              counter(after[backup], "vrrp", "alive_graces"))
+    beats = (counter(before[master], "sync", "heartbeats_sent"),
+             counter(after[master], "sync", "heartbeats_sent"))
+    elapsed = muted_s + 0.5
+    rate = (beats[1] - beats[0]) / elapsed
+    out(f"{label}_mute_s", f"{muted_s:.3f}")
+    out(f"{label}_{backup}_alive_graces", f"{graces[0]} -> {graces[1]}")
+    out(f"{label}_{master}_heartbeats_per_s", f"{rate:.0f}")
+    states = {fw: (after[fw]["group"]["state"], after[fw]["group"].get("transitions"))
+              for fw in FWS}
+    states_before = {fw: (before[fw]["group"]["state"], before[fw]["group"].get("transitions"))
+                     for fw in FWS}
+    out(f"{label}_roles_after", json.dumps(states, sort_keys=True))
+    checks.check(states == states_before, f"{label}: no role change while {master}'s adverts "
+                 "were dropped (it still spoke on the sync link)",
+                 f"{states_before} -> {states}")
+    checks.check(graces[1] > graces[0], f"{label}: {backup} waited for late adverts because "
+                 f"{master} spoke on the sync link (vrrp.alive_graces)",
+                 f"{graces[0]} -> {graces[1]}")
+    return rate
+
+
+def late_adverts_run(lab, args, checks):
+    master, backup = start_pair(lab)
+    out("master_before", master)
+    if args.advert_cs != netlab.ADVERT_INTERVAL_CS:
+        raise LabError("late_adverts is timed for the lab's advert interval "
+                       f"({netlab.ADVERT_INTERVAL_CS} cs)")
+    idle_rate = late_adverts_once(lab, checks, "idle", master, backup)
+    checks.check(idle_rate >= 100, f"idle: {master} sends heartbeats (5 ms apart: ~200/s)",
+                 f"{idle_rate:.0f}/s")
+    count = int(LATE_LOAD_RATE * LATE_LOAD_S)
+    gen = lab.spawn(master, [lab.ct_load(), "gen", "--k0", str(LATE_K0), "--count", str(count),
+                             "--rate", str(LATE_LOAD_RATE), "--max-seconds", "30"],
+                    "ct-load-late")
+    try:
+        time.sleep(0.8)   # the load is on, the event pump busy
+        if gen.popen.poll() is not None:
+            raise LabError(f"ct_load exited early ({gen.popen.returncode}): see {gen.log_path}")
+        load_rate = late_adverts_once(lab, checks, "load", master, backup)
+    finally:
+        try:
+            gen.popen.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            gen.signal(signal.SIGKILL)
+            raise LabError("ct_load did not end") from None
+    out("ct_load_exit", gen.popen.returncode)
+    checks.check(gen.popen.returncode == 0, "ct_load created its entries on the Master")
+    try:   # the status is a snapshot published every 100 ms
+        wait_for(lambda: counter(lab.status(master), "sync", "entries_sent") >= count, 5,
+                 interval=0.1, what="the load's entries sent")
+    except LabTimeout:
+        pass
+    entries = counter(lab.status(master), "sync", "entries_sent")
+    out(f"{master}_entries_sent", entries)
+    checks.check(entries >= count, f"{master} replicated the load ({count} entries)",
+                 str(entries))
+    checks.check(load_rate <= idle_rate / 4, f"load: {master}'s flow frames stood in for most "
+                 "heartbeats", f"{load_rate:.0f}/s under load, {idle_rate:.0f}/s idle")
+    masters = lab.who_is_master()
+    out("master_after", ",".join(masters) or "none")
+    checks.check(masters == [master], "the original Master is still the only Master",
+                 f"{masters}")
+
+
 # --- bad_input -------------------------------------------------------------------------------
 
 def counter(st, section, key):
@@ -981,7 +1104,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario",
                     choices=["crash", "control", "kill", "graceful", "switchover", "freeze",
-                             "carrier", "next_hop", "sync_cut", "bad_input"])
+                             "carrier", "next_hop", "sync_cut", "late_adverts", "bad_input"])
     ap.add_argument("--assert", dest="do_assert", action="store_true",
                     help="exit non-zero when an expectation fails")
     ap.add_argument("--sessions", type=int, default=100)
@@ -1045,6 +1168,8 @@ def main(argv=None):
                     bad_input_run(lab, args, checks)
                 elif args.scenario == "sync_cut":
                     sync_cut_run(lab, args, checks)
+                elif args.scenario == "late_adverts":
+                    late_adverts_run(lab, args, checks)
                 else:
                     failover_run(lab, args, checks, args.scenario)
             except (LabError, LabInterrupted) as e:
