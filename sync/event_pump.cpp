@@ -9,7 +9,10 @@ EventPump::EventPump(boost::asio::io_context& io, Replicator& replicator, size_t
     : io_(io), replicator_(replicator), rcvbuf_bytes_(rcvbuf_bytes), coalesce_(coalesce),
       ticks_(io) {}
 
-EventPump::~EventPump() { stop(); }
+EventPump::~EventPump() {
+  after_round_ = nullptr;  // the owner is going away too
+  stop();
+}
 
 std::error_code EventPump::start() {
   if (events_) return {};

@@ -40,7 +40,8 @@ class EventPump {
   // Reads what is pending right now (used before a graceful handover).
   void drain_now();
   // Busy: events keep coming, and the pump drains them at every tick (`coalesce` apart).
-  bool busy() const { return ticks_.running(); }
+  bool busy() const { return events_ && ticks_.running(); }
+  std::chrono::microseconds coalesce() const { return coalesce_; }
   // Runs after every busy round, after the round that ends a busy spell, and after stop():
   // the owner's other periodic duties ride on the rounds instead of waking the thread
   // themselves (SyncService's heartbeat).

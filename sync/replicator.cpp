@@ -128,15 +128,20 @@ void Replicator::on_local_change(const FlowChange& change) {
 
 void Replicator::flush() {
   if (pending_.empty()) return;
-  send_changes(pending_);
-  pending_.clear();
+  // Taken out first: a send can close the link (SyncLink's queue full), and on_disconnected()
+  // flushes what is pending, which would send these changes a second time.
+  std::swap(pending_, sending_);
+  send_changes(sending_);
+  sending_.clear();
 }
 
-// One Frame for every batch: Clear() keeps the messages and strings it held, so a batch is
-// encoded without a malloc per entry (~6 each: change, flow, tuples, addresses).
+// One Frame for every batch, and the batch inside it cleared, not the Frame: FlowBatch::Clear()
+// keeps the change messages and their strings for the next batch (Frame::Clear() would delete
+// its oneof member), so a batch is encoded without a malloc per entry (~6 each: change, flow,
+// tuples, addresses). What stays allocated is bounded by max_changes_per_frame.
 void Replicator::send_changes(const std::vector<FlowChange>& changes) {
-  batch_frame_.Clear();
   auto* batch = batch_frame_.mutable_flows();
+  batch->Clear();
   batch->set_seq(next_seq_++);
   batch->set_session(session_);
   for (const auto& c : changes) to_wire(c, batch->add_changes());
@@ -148,6 +153,7 @@ void Replicator::send_changes(const std::vector<FlowChange>& changes) {
 // bounded: beyond the bound we give up resuming (the next connect reconciles instead) but
 // still count what is in flight, which paces repairs and measures the lag.
 bool Replicator::send_batch_frame(const wire::Frame& frame) {
+  const uint64_t seq = frame.flows().seq();  // before the send, which may re-enter (flush())
   std::string encoded;
   append_frame(frame, encoded);
   // While the link is down (or the peer's Hello has not come yet) a frame is only kept: the
@@ -166,7 +172,7 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
   inflight_bytes_ += bytes;
   if (resumable_) {
     retained_bytes_ += bytes;
-    unacked_.push_back({frame.flows().seq(), now, bytes, std::move(encoded)});
+    unacked_.push_back({seq, now, bytes, std::move(encoded)});
     if (retained_bytes_ > options_.max_unacked_bytes) {
       ++counters_.unacked_overflows;
       log::warning("sync", "peer is " + std::to_string(retained_bytes_) +
@@ -176,7 +182,7 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
       resumable_ = false;
     }
   } else {
-    unacked_.push_back({frame.flows().seq(), now, bytes, {}});
+    unacked_.push_back({seq, now, bytes, {}});
   }
   return ok;
 }

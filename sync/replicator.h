@@ -229,6 +229,7 @@ class Replicator {
   EchoFilter echo_;
   Role role_ = Role::Sink;
   std::vector<FlowChange> pending_;
+  std::vector<FlowChange> sending_;  // flush(): what is being sent
   wire::Frame batch_frame_;  // reused by send_changes()
 
   // Source state

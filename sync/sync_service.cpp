@@ -307,8 +307,10 @@ void SyncService::heartbeat() {
   beat(std::chrono::steady_clock::now());
   // While the event pump is busy its rounds (every event_coalesce_us) do this instead: under
   // load the flows are the heartbeat, and a timer of its own would wake the thread 200 times
-  // a second (a wake-up costs ~17 us of CPU on the lab's guest: docs/performance.md).
-  if (pump_->busy()) {
+  // a second (a wake-up costs ~17 us of CPU on the lab's guest: docs/performance.md). Not
+  // with rounds longer than half a heartbeat (the window goes up to 100 ms): the Master would
+  // be silent for a round.
+  if (pump_->busy() && pump_->coalesce() <= kHeartbeat / 2) {
     beats_in_rounds_ = true;
     return;
   }

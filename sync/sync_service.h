@@ -99,8 +99,8 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
-  // This node's tracked next-hops fail (any thread): told to the peer within a heartbeat
-  // tick (5 ms), and again after every reconnect.
+  // This node's tracked next-hops fail (any thread): told to the peer within 5 ms (or the
+  // event pump's next round, while it is busy), and again after every reconnect.
   void set_degraded(bool degraded) { degraded_.store(degraded, std::memory_order_relaxed); }
   // What the peer last said of its own (false while the link is down or it never said).
   bool peer_degraded() const { return peer_degraded_.load(std::memory_order_relaxed); }
@@ -112,7 +112,8 @@ class SyncService {
   // The peer's, as it said in its Health frame (true while the link is down or it never said:
   // without knowledge, RFC 5798 decides).
   bool peer_holds_state() const { return peer_holds_state_.load(std::memory_order_relaxed); }
-  // When the peer last sent a heartbeat, i.e. spoke as the Master (any thread; nullopt: never).
+  // When the peer last spoke as the Master: a Heartbeat or a FlowBatch (any thread; nullopt:
+  // never).
   std::optional<std::chrono::steady_clock::time_point> last_master_heartbeat() const;
   // The latest snapshot, published by the sync thread every tick: never blocks the caller
   // (the VRRP loop), even while the sync thread is in a long dump.

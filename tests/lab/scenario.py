@@ -45,7 +45,8 @@ late_adverts
            frames then stand in for the 5 ms heartbeat).
            Asserts, each time: the Backup stays Backup because the Master still speaks on the
            sync link (vrrp.alive_graces rises on fw2, no transition); idle, fw1 sends ~200
-           heartbeats a second; under load under a quarter of that (sync.heartbeats_sent).
+           heartbeats a second; under load under a quarter of that (sync.heartbeats_sent),
+           and ~200/s again once the load has ended (the timer is back).
 bad_input  (a) --check-config rejects a misspelt key and an out-of-range value with exit 2,
            naming the key and the line; (b) a VRRP advert from a stranger (priority 255) is
            counted in vrrp.rejected_source and changes no role; (c) an advert with TTL 64
@@ -776,8 +777,9 @@ LATE_GRACES_END_S = LATE_MDI_S + 3 * LATE_INTERVAL_S
 # (a grace is needed), and an interval plus margin before the graces end (the first advert
 # after the mute is up to an interval later).
 LATE_UNMUTE_S = LATE_MDI_S + LATE_INTERVAL_S / 2
+assert LATE_UNMUTE_S + 1.5 * LATE_INTERVAL_S < LATE_GRACES_END_S
 LATE_LOAD_RATE = 10000    # ct_load entries/s on fw1 while muted the second time
-LATE_LOAD_S = 3.0
+LATE_LOAD_S = 6.0         # outlasts the mute and the status reads around it, on a slow VM too
 LATE_K0 = 12_000_000      # ct_load entry numbers: away from full_table's and the bench's
 
 
@@ -860,6 +862,13 @@ def late_adverts_run(lab, args, checks):
             gen.signal(signal.SIGKILL)
             raise LabError("ct_load did not end") from None
     out("ct_load_exit", gen.popen.returncode)
+    # Idle again: the heartbeat timer must be back (the pump's rounds carried it meanwhile).
+    b0 = counter(lab.status(master), "sync", "heartbeats_sent")
+    time.sleep(1.0)
+    after_rate = counter(lab.status(master), "sync", "heartbeats_sent") - b0
+    out(f"after_load_{master}_heartbeats_per_s", after_rate)
+    checks.check(after_rate >= 100, f"after the load {master} sends heartbeats again (~200/s)",
+                 f"{after_rate}/s")
     checks.check(gen.popen.returncode == 0, "ct_load created its entries on the Master")
     try:   # the status is a snapshot published every 100 ms
         wait_for(lambda: counter(lab.status(master), "sync", "entries_sent") >= count, 5,

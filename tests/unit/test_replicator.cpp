@@ -951,5 +951,53 @@ TEST_F(SinkTest, HelloSaysFlowsAreTakenAsHeartbeats) {
   EXPECT_TRUE(link.sent.front().hello().flows_are_heartbeats());
 }
 
+// A send can close the link from inside (SyncLink's queue over its bound calls its close
+// handler at once): the replicator's on_disconnected() flushes what is pending, and must not
+// find the changes being sent still pending and send them again, out of order.
+TEST_F(PairTest, ALinkClosedInsideASendKeepsEachChangeOnceAndInOrder) {
+  struct ClosingPipe : Pipe {
+    std::function<void()> on_first_flows;
+    bool send_encoded(const std::string& encoded) override {
+      if (on_first_flows) {
+        auto close = std::move(on_first_flows);
+        on_first_flows = nullptr;
+        up = false;
+        close();  // the link's close handler, inside the send
+        return false;
+      }
+      return Pipe::send_encoded(encoded);
+    }
+  } closing;
+  master = std::make_unique<Replicator>(opts("fw1", "fw2"), mtable, mtable, closing);
+  master->set_role(Replicator::Role::Source);
+  closing.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 20 && (!closing.bytes.empty() || !to_master.bytes.empty()); ++i) {
+    closing.deliver(*backup);
+    to_master.deliver(*master);
+  }
+  const auto sent_before = master->counters().entries_sent;
+  closing.on_first_flows = [this] { master->on_disconnected(); };
+  change(FlowChangeKind::New, flow(1));
+  change(FlowChangeKind::New, flow(2));
+  master->flush();
+  EXPECT_EQ(master->counters().entries_sent, sent_before + 2) << "each change in one frame";
+  // Reconnected: the resume (or the round) brings the backup to the master's table, with no
+  // sequence gap from frames kept out of order.
+  closing.bytes.clear();
+  to_master.bytes.clear();
+  backup->on_disconnected();
+  closing.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 20 && (!closing.bytes.empty() || !to_master.bytes.empty()); ++i) {
+    closing.deliver(*backup);
+    to_master.deliver(*master);
+  }
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->counters().sequence_gaps, 0u);
+}
+
 }  // namespace
 }  // namespace fwha::sync
