@@ -783,23 +783,25 @@ LATE_LOAD_S = 6.0         # outlasts the mute and the status reads around it, on
 LATE_K0 = 12_000_000      # ct_load entry numbers: away from full_table's and the bench's
 
 
-def mute_adverts(lab, node, on):
-    """Drops (on) or lets through again (off) every VRRP packet `node` sends: its adverts are
-    late for the peer, while the sync link carries on."""
+def drop_vrrp(lab, node, hook, on):
+    """Drops (on) or lets through again (off) every VRRP packet `node` sends (hook "output":
+    its adverts are late for the peer) or receives ("input": it hears no Master), while the
+    sync link carries on."""
+    table = f"fwha_lab_vrrp_{hook}"
     if on:
-        path = lab.path(f"mute-{node}.nft")
+        path = lab.path(f"{table}-{node}.nft")
         with open(path, "w") as fh:
-            fh.write("table ip fwha_lab_mute {\n  chain output {\n    type filter hook output "
-                     "priority 0; policy accept;\n    ip protocol 112 drop\n  }\n}\n")
+            fh.write(f"table ip {table} {{\n  chain {hook} {{\n    type filter hook {hook} "
+                     "priority -300; policy accept;\n    ip protocol 112 drop\n  }\n}\n")
         lab.nsexec(node, ["nft", "-f", path])
     else:
-        lab.nsexec(node, ["nft", "delete", "table", "ip", "fwha_lab_mute"])
+        lab.nsexec(node, ["nft", "delete", "table", "ip", table])
 
 
 def late_adverts_once(lab, checks, label, master, backup):
     before = {fw: lab.status(fw) for fw in FWS}
     t0 = time.monotonic()
-    mute_adverts(lab, master, True)
+    drop_vrrp(lab, master, "output", True)
     try:
         # Timed from the last advert the Backup heard (its age when asked, with the mute on),
         # not from the mute: the adverts' phase would otherwise move the window by an interval.
@@ -808,7 +810,7 @@ def late_adverts_once(lab, checks, label, master, backup):
         out(f"{label}_last_advert_age_ms_at_mute", round(age_s * 1000))
         time.sleep(max(0.0, LATE_UNMUTE_S - age_s))
     finally:
-        mute_adverts(lab, master, False)
+        drop_vrrp(lab, master, "output", False)
     muted_s = time.monotonic() - t0
     time.sleep(0.5)   # a few adverts again; the status snapshots are published every 100 ms
     after = {fw: lab.status(fw) for fw in FWS}
