@@ -72,14 +72,19 @@ void Replicator::set_role(Role role) {
 
 void Replicator::reset_source_state() {
   pending_.clear();
+  peer_knows_session_ = false;
+  new_numbering(0);
+}
+
+// Source: nothing in flight or kept for a resume, seq from 1 in `session` (0: none yet).
+void Replicator::new_numbering(uint64_t session) {
   unacked_.clear();
   inflight_bytes_ = 0;
   retained_bytes_ = 0;
-  next_seq_ = 1;
   resumable_ = true;
-  peer_knows_session_ = false;
-  session_ = 0;
   deferred_round_.clear();
+  session_ = session;
+  next_seq_ = 1;
 }
 
 void Replicator::bulk_work_starts() {
@@ -298,8 +303,20 @@ void Replicator::on_ack(const wire::Ack& ack) {
 void Replicator::on_connected() {
   peer_hello_seen_ = false;
   acked_seq_ = 0;
+  send_hello(false);
+}
+
+void Replicator::stepped_down() {
+  if (role_ != Role::Sink || !link_ready() || !options_.replicate) return;
+  log::info("sync", "stepped down for the peer's Master: asking " + options_.peer_name +
+                        " for a reconciliation round");
+  send_hello(true);
+}
+
+void Replicator::send_hello(bool stepped_down) {
   wire::Frame hello;
   auto* h = hello.mutable_hello();
+  if (stepped_down) h->set_stepped_down(true);
   h->set_protocol_version(kProtocolVersion);
   h->set_node(options_.node_name);
   h->set_session(role_ == Role::Source ? session_ : 0);
@@ -345,6 +362,15 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   if (hello.has_vrrp_priority() && hello.vrrp_priority() >= 1 && hello.vrrp_priority() <= 255) {
     peer_vrrp_priority_ = hello.vrrp_priority();
   }
+  if (hello.stepped_down()) {
+    if (role_ != Role::Source || !options_.replicate) return true;
+    log::notice("sync", "peer " + hello.node() + " stepped down as Master: reconciling");
+    peer_knows_session_ = true;  // the round's new session from here on
+    new_numbering(options_.new_session());
+    promotion_round_at_.reset();  // this round covers it
+    start_round("peer stepped down");
+    return true;
+  }
   log::notice("sync", "peer " + hello.node() + " connected");
   if (role_ != Role::Source || !options_.replicate) return true;
   // Resume when the peer applied our session up to a seq we still hold everything after.
@@ -367,13 +393,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     return true;
   }
   // Cannot resume: a new numbering, and a round repairs whatever differs.
-  unacked_.clear();
-  inflight_bytes_ = 0;
-  retained_bytes_ = 0;
-  resumable_ = true;
-  deferred_round_.clear();
-  session_ = options_.new_session();
-  next_seq_ = 1;
+  new_numbering(options_.new_session());
   promotion_round_at_.reset();  // this round covers it
   start_round("connect", peer_nearly_empty(hello));
   return true;

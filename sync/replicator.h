@@ -151,6 +151,9 @@ class Replicator {
   // --- link events ---
   void on_connected();
   void on_disconnected();
+  // Sink, just demoted because two Masters met and only the peer holds the state: asks the
+  // peer for a reconciliation round on this connection (Hello.stepped_down).
+  void stepped_down();
   // Returns false when the peer must be disconnected (protocol violation).
   bool on_frame(const wire::Frame& frame);
   void on_bad_frame(const std::string& error);
@@ -206,6 +209,8 @@ class Replicator {
   bool send_batch_frame(const wire::Frame& frame);
   void pump_repair(bool ignore_window = false);
   bool on_hello(const wire::Hello& hello);
+  void send_hello(bool stepped_down);
+  void new_numbering(uint64_t session);
   void on_ack(const wire::Ack& ack);
   bool on_flows(const wire::FlowBatch& batch);
   void apply_changes(const wire::FlowBatch& batch);

@@ -173,8 +173,8 @@ void SyncService::set_filter(LocalFilter filter) {
   });
 }
 
-void SyncService::set_master(bool master) {
-  asio::post(io_, [this, master] {
+void SyncService::set_master(bool master, bool for_peer_state) {
+  asio::post(io_, [this, master, for_peer_state] {
     // Master with no peer holding the state connected: our table is the state from now on.
     if (master && !(link_->connected() && replicator_->peer_hello_seen() &&
                     peer_holds_state_.load(std::memory_order_relaxed))) {
@@ -197,8 +197,10 @@ void SyncService::set_master(bool master) {
     } else {
       pump_->stop();
       expect_pump_->stop();
+      const bool was_source = replicator_->role() == Replicator::Role::Source;
       replicator_->set_role(Replicator::Role::Sink);
       expect_->set_source(false);
+      if (was_source && for_peer_state) replicator_->stepped_down();
     }
   });
 }

@@ -89,7 +89,9 @@ class SyncService {
   void stop();
 
   void set_filter(LocalFilter filter);
-  void set_master(bool master);
+  // `for_peer_state`: demoted because two Masters met and only the peer holds the group's
+  // state: the peer is asked for a reconciliation round at once (Replicator::stepped_down()).
+  void set_master(bool master, bool for_peer_state = false);
   // Handover (switchover, graceful stop, carrier loss): reads the last events, sends them,
   // then a barrier asking the peer to take the group over once it applied them (TCP keeps
   // the order, so it then holds our state). `done` runs on the sync thread when the peer

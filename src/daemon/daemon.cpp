@@ -112,8 +112,9 @@ bool Daemon::open() {
   }
   group_ = std::make_unique<vrrp::VrrpGroup>(
       io_, config_.group, *addresses_,
-      [this](vrrp::State from, vrrp::State to, vrrp::Reason) {
-        on_role_change(static_cast<int>(from), static_cast<int>(to));
+      [this](vrrp::State from, vrrp::State to, vrrp::Reason reason) {
+        on_role_change(static_cast<int>(from), static_cast<int>(to),
+                       reason == vrrp::Reason::PeerHoldsState);
       });
   group_->set_preempt_waits_for_state(config_.sync.conntrack);
   if (config_.group.virtual_mac) {
@@ -246,7 +247,7 @@ int Daemon::run() {
   return exit_code_;
 }
 
-void Daemon::on_role_change(int from, int to) {
+void Daemon::on_role_change(int from, int to, bool for_peer_state) {
   const bool master = static_cast<vrrp::State>(to) == vrrp::State::Master;
   if (static_cast<vrrp::State>(from) == vrrp::State::Master &&
       static_cast<vrrp::State>(to) == vrrp::State::Fault) {
@@ -261,7 +262,12 @@ void Daemon::on_role_change(int from, int to) {
     });
   }
   if (master) sync_->set_filter(local_filter(config_));  // addresses may have changed
-  sync_->set_master(master);
+  // Two Masters met and only the peer holds the group's state: our table is not it. Ask for
+  // a round now. Otherwise it stays unknown until the periodic one (30 s): a failover
+  // meanwhile breaks sessions, and a node waiting to preempt waits that long (lab
+  // rejoin_frozen). Not after an ordinary preemption: the loser's table is the state then,
+  // and the new Master's own round follows its promotion.
+  sync_->set_master(master, !master && for_peer_state);
 }
 
 // A degraded Master asks its peer to take over, unless the peer says it is degraded too (a

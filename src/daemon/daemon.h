@@ -49,7 +49,7 @@ class Daemon {
 
  private:
   bool open();
-  void on_role_change(int from, int to);
+  void on_role_change(int from, int to, bool for_peer_state);
   void begin_stop();
   void finish_stop();
   void handle_control(const std::string& request, std::function<void(std::string)> reply);

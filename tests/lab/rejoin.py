@@ -28,9 +28,11 @@ fw2, Master with no peer connected when fw1 died, holds the group's state (its t
 there was), so fw1 must step down (reason peer_holds_state) and take the group back only once
 its sync from fw2 is complete. Before `c9fdbe9` fw2 said "holds none" for its whole tenure,
 so neither held the state, priorities decided, and fw1 (150) kept the group without the
-state. Asserts: fw2's first sync was under way at the freeze; fw2 took over; fw1 took over
-blind and stepped down for fw2's state; fw1's log says it holds fw2's state before its last
-Backup -> Master; fw1 ends Master, fw2 Backup.
+state. The loser asks for a round at once (Hello.stepped_down); before, its table stayed
+unknown until the periodic round, 30 s later. Asserts: fw2's first sync was under way at the
+freeze; fw2 took over; fw1 took over blind and stepped down for fw2's state; fw1's log says
+it holds fw2's state before its last Backup -> Master, within 15 s of stepping down; fw1
+ends Master, fw2 Backup.
 
 Output: `key: value` lines and `check:` lines (labrun.py has the exit status).
 """
@@ -58,6 +60,7 @@ DOWN_S = 3.0           # fw1 down: fw2 Master, new sessions open
 AFTER_FAILBACK_S = 6.0  # > the 5 s stall limit of the traffic client
 PREEMPT_BOUND_S = 3.0  # from "this node holds fw2's state" to Backup -> Master (fw1's log)
 K0 = 10_000_000        # ct_load entry numbers: far from anything else in the lab
+STEPPED_DOWN_ROUND_BOUND_S = 15.0  # --frozen-first-sync: stepped down -> Master, with the state
 
 
 def fill_table(lab, node, n):
@@ -184,7 +187,7 @@ def wait_fw1_master(lab, start_ns):
 def wait_rejoin(lab, start_ns, log_offset, checks):
     """After fw1's fwhad (re)started: waits until it is Master again, then checks that it had
     fw2's state before it took the group back for good (its log)."""
-    holds_seen, _ = wait_fw1_master(lab, start_ns)
+    holds_seen, master_ns = wait_fw1_master(lab, start_ns)
     lines = log_since(lab, "fw1", log_offset)
     i_state = first_index(lines, r"rejoin: this node holds")
     masters = [i for i, line in enumerate(lines) if re.search(r"Backup -> Master", line)]
@@ -194,7 +197,7 @@ def wait_rejoin(lab, start_ns, log_offset, checks):
     checks.check(i_state is not None and i_master is not None and i_state < i_master,
                  "fw1 had fw2's state before it took the group back for good (log order)",
                  f"state line {i_state}, last Master line {i_master}")
-    return holds_seen
+    return holds_seen, master_ns
 
 
 def frozen_first_sync_run(lab, args, checks):
@@ -255,7 +258,12 @@ def frozen_first_sync_run(lab, args, checks):
     out("fw1_step_down_reason", yielded or "none (fw1 stayed Master)")
     checks.check(yielded == "peer_holds_state", "the two Masters met and fw1, without the state, "
                  "stepped down for fw2, which holds it", yielded or "fw1 stayed Master")
-    holds_seen = wait_rejoin(lab, start_ns, log_offset, checks)
+    _, master_ns = wait_rejoin(lab, start_ns, log_offset, checks)
+    back_s = (master_ns - met_ns) / 1e9
+    out("fw1_master_again_s_after_meeting", f"{back_s:.2f}")
+    checks.check(back_s < STEPPED_DOWN_ROUND_BOUND_S, "fw1 got fw2's state and the group back "
+                 f"within {STEPPED_DOWN_ROUND_BOUND_S:.0f} s: a round at once, not the periodic "
+                 "one (30 s)", f"{back_s:.2f} s")
     states = lab.states()
     checks.check(states == {"fw1": "Master", "fw2": "Backup"}, "fw1 Master, fw2 Backup at the end",
                  json.dumps(states, sort_keys=True))

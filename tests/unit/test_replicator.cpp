@@ -999,5 +999,30 @@ TEST_F(PairTest, ALinkClosedInsideASendKeepsEachChangeOnceAndInOrder) {
   EXPECT_EQ(backup->counters().sequence_gaps, 0u);
 }
 
+// Two Masters met and only the peer holds the state: the loser, now a sink, asks for a round
+// on the same connection (Hello.stepped_down), and gets one at once, never a resume: its
+// table is its own, not the source's (lab rejoin_frozen).
+TEST_F(PairTest, ASinkThatSteppedDownForThePeersStateGetsARoundAtOnce) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  settle();
+  const uint64_t rounds = master->reconcile_counters().rounds_started;
+  btable.apply({FlowChangeKind::New, flow(7)});  // the loser's own, from its time as Master
+  backup->stepped_down();
+  ASSERT_FALSE(to_master.kinds.empty());
+  EXPECT_EQ(to_master.kinds.back(), wire::Frame::kHello);
+  settle();
+  EXPECT_EQ(master->reconcile_counters().rounds_started, rounds + 1);
+  EXPECT_EQ(master->reconcile_counters().causes.at("peer stepped down"), 1u);
+  EXPECT_EQ(master->counters().resumes, 0u);
+  EXPECT_FALSE(btable.has(flow(7))) << "the round removed what the source does not hold";
+  EXPECT_TRUE(btable.same_as(mtable));
+  // A source does not ask: nothing is sent.
+  const size_t sent = to_backup.kinds.size();
+  master->stepped_down();
+  EXPECT_EQ(to_backup.kinds.size(), sent);
+}
+
 }  // namespace
 }  // namespace fwha::sync
