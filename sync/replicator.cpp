@@ -307,7 +307,18 @@ void Replicator::on_connected() {
 }
 
 void Replicator::stepped_down() {
-  if (role_ != Role::Sink || !link_ready() || !options_.replicate) return;
+  if (role_ != Role::Sink || !options_.replicate) return;
+  // Our table is our own, not the peer's: nothing of its session is to be resumed. Its frames
+  // still in flight are dropped (the round covers them; applied, the first would leave a gap
+  // and a reconnect), and every Hello from now on, this one or a reconnect's, or one to an
+  // older peer that ignores stepped_down, offers no resume and so gets a round.
+  discard_session_ = ignored_session_ != 0 ? ignored_session_ : applied_session_;
+  applied_session_ = 0;
+  applied_seq_ = 0;
+  acked_seq_ = 0;
+  ignored_session_ = 0;
+  ignored_from_seq_ = 0;
+  if (!link_ready()) return;  // the reconnect's Hello asks
   log::info("sync", "stepped down for the peer's Master: asking " + options_.peer_name +
                         " for a reconciliation round");
   send_hello(true);
@@ -369,6 +380,8 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     new_numbering(options_.new_session());
     promotion_round_at_.reset();  // this round covers it
     start_round("peer stepped down");
+    // It dropped our expectations too while it was Master.
+    if (options_.on_peer_stepped_down) options_.on_peer_stepped_down();
     return true;
   }
   log::notice("sync", "peer " + hello.node() + " connected");
@@ -530,6 +543,10 @@ bool Replicator::on_flows(const wire::FlowBatch& batch) {
   }
   // Only a source sends flows: the peer's Master is alive (our Hello said we take them so).
   if (options_.on_heartbeat) options_.on_heartbeat();
+  if (discard_session_ != 0) {
+    if (batch.session() == discard_session_) return true;  // stepped_down(): the round's
+    discard_session_ = 0;                                   // new session has begun
+  }
   if (batch.session() != applied_session_) {
     if (batch.session() == ignored_session_ && ignored_from_seq_ > 0) {
       // We dropped this session's frames from ignored_from_seq_ on while we were Master. Taking

@@ -130,7 +130,9 @@ class Replicator {
     std::function<void()> on_heartbeat = nullptr;
     // The peer's Health frame: whether its tracked next-hops fail (sync_service.h).
     std::function<void(bool degraded, bool holds_state)> on_health = nullptr;
-    // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
+    // Source: the peer stepped down for our state (Hello.stepped_down); a round has started.
+  std::function<void()> on_peer_stepped_down = nullptr;
+  // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
 
@@ -260,6 +262,9 @@ class Replicator {
   // that session's frames from there on are still to apply (on_flows).
   uint64_t ignored_session_ = 0;
   uint64_t ignored_from_seq_ = 0;
+  // stepped_down(): the peer's session whose frames in flight are dropped, until another
+  // session's first frame.
+  uint64_t discard_session_ = 0;
   uint64_t applied_seq_ = 0;
   uint64_t acked_seq_ = 0;
   Clock::time_point last_ack_at_{};

@@ -102,6 +102,9 @@ std::error_code SyncService::start(std::string& what_failed) {
     holds_state_.store(true, std::memory_order_relaxed);
     if (options_.on_synced) options_.on_synced();
   };
+  ro.on_peer_stepped_down = [this] {
+    if (options_.replicate) expect_->on_connected();  // the snapshot, as on a new connection
+  };
   ro.on_expect_batch = [this](const wire::ExpectBatch& b) {
     if (options_.replicate) expect_->on_batch(b);
   };

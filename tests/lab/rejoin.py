@@ -31,8 +31,8 @@ so neither held the state, priorities decided, and fw1 (150) kept the group with
 state. The loser asks for a round at once (Hello.stepped_down); before, its table stayed
 unknown until the periodic round, 30 s later. Asserts: fw2's first sync was under way at the
 freeze; fw2 took over; fw1 took over blind and stepped down for fw2's state; fw1's log says
-it holds fw2's state before its last Backup -> Master, within 15 s of stepping down; fw1
-ends Master, fw2 Backup.
+it holds fw2's state before its last Backup -> Master, within 15 s of the two Masters
+meeting; fw1 ends Master, fw2 Backup.
 
 Output: `key: value` lines and `check:` lines (labrun.py has the exit status).
 """
@@ -240,6 +240,11 @@ def frozen_first_sync_run(lab, args, checks):
         wait_for(lambda: lab.state("fw1") == "Master", 15, interval=0.02,
                  what="the restarted fw1, deaf to adverts, to take over too")
         out("fw1_blind_takeover_s_after_start", f"{(mono_ns() - start_ns) / 1e9:.2f}")
+        st1 = lab.status("fw1") or {}
+        blind = not (st1.get("sync") or {}).get("holds_peer_state")
+        out("fw1_without_state_at_blind_takeover", blind)
+        checks.check(blind, "fw1 took over blind before its sync from fw2 ended (else both hold "
+                     "the state and priority rightly decides: the scenario did not happen)")
         time.sleep(0.3)
     finally:
         drop_vrrp(lab, "fw1", "input", False)

@@ -1012,12 +1012,25 @@ TEST_F(PairTest, ASinkThatSteppedDownForThePeersStateGetsARoundAtOnce) {
   backup->stepped_down();
   ASSERT_FALSE(to_master.kinds.empty());
   EXPECT_EQ(to_master.kinds.back(), wire::Frame::kHello);
+  // The source sends a frame of its old session before it reads the Hello: dropped, no gap,
+  // no disconnect (the round covers it).
+  change(FlowChangeKind::New, flow(2));
+  master->flush();
+  EXPECT_TRUE(to_backup.deliver(*backup));
+  EXPECT_FALSE(btable.has(flow(2)));
   settle();
   EXPECT_EQ(master->reconcile_counters().rounds_started, rounds + 1);
   EXPECT_EQ(master->reconcile_counters().causes.at("peer stepped down"), 1u);
   EXPECT_EQ(master->counters().resumes, 0u);
   EXPECT_FALSE(btable.has(flow(7))) << "the round removed what the source does not hold";
+  EXPECT_TRUE(btable.has(flow(2)));
   EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->counters().sequence_gaps, 0u);
+  // Later changes go in the round's new session, applied as usual.
+  change(FlowChangeKind::New, flow(3));
+  master->flush();
+  settle();
+  EXPECT_TRUE(btable.has(flow(3)));
   // A source does not ask: nothing is sent.
   const size_t sent = to_backup.kinds.size();
   master->stepped_down();
