@@ -373,21 +373,15 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   if (hello.has_vrrp_priority() && hello.vrrp_priority() >= 1 && hello.vrrp_priority() <= 255) {
     peer_vrrp_priority_ = hello.vrrp_priority();
   }
-  if (hello.stepped_down()) {
-    if (role_ != Role::Source || !options_.replicate) return true;
-    log::notice("sync", "peer " + hello.node() + " stepped down as Master: reconciling");
-    peer_knows_session_ = true;  // the round's new session from here on
-    new_numbering(options_.new_session());
-    promotion_round_at_.reset();  // this round covers it
-    start_round("peer stepped down");
-    // It dropped our expectations too while it was Master.
-    if (options_.on_peer_stepped_down) options_.on_peer_stepped_down();
-    return true;
-  }
-  log::notice("sync", "peer " + hello.node() + " connected");
+  // Sent again by a peer that gave way to our state (stepped_down()): its table is its own, so
+  // it gets a round, never a resume, as a new connection that cannot resume does.
+  const bool stepped_down = hello.stepped_down();
+  log::notice("sync", "peer " + hello.node() +
+                          (stepped_down ? " stepped down as Master: reconciling" : " connected"));
   if (role_ != Role::Source || !options_.replicate) return true;
   // Resume when the peer applied our session up to a seq we still hold everything after.
-  const bool same_session = hello.applied_session() == session_ && session_ != 0;
+  const bool same_session =
+      !stepped_down && hello.applied_session() == session_ && session_ != 0;
   const bool have_rest =
       unacked_.empty() ? hello.applied_seq() + 1 == next_seq_
                        : unacked_.front().seq <= hello.applied_seq() + 1;
@@ -408,7 +402,9 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   // Cannot resume: a new numbering, and a round repairs whatever differs.
   new_numbering(options_.new_session());
   promotion_round_at_.reset();  // this round covers it
-  start_round("connect", peer_nearly_empty(hello));
+  start_round(stepped_down ? "peer stepped down" : "connect", peer_nearly_empty(hello));
+  // It dropped our expectations too while it was Master.
+  if (stepped_down && options_.on_peer_stepped_down) options_.on_peer_stepped_down();
   return true;
 }
 

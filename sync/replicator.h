@@ -131,8 +131,8 @@ class Replicator {
     // The peer's Health frame: whether its tracked next-hops fail (sync_service.h).
     std::function<void(bool degraded, bool holds_state)> on_health = nullptr;
     // Source: the peer stepped down for our state (Hello.stepped_down); a round has started.
-  std::function<void()> on_peer_stepped_down = nullptr;
-  // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
+    std::function<void()> on_peer_stepped_down = nullptr;
+    // Receives the peer's ExpectBatch frames (helper expectations, expect_sync.h).
     std::function<void(const wire::ExpectBatch&)> on_expect_batch = nullptr;
   };
 
