@@ -51,7 +51,8 @@ size_t EventPump::drain_count() {
   if (ec == std::errc::no_buffer_space) {
     replicator_.on_overrun();
   } else if (ec) {
-    log::error("sync", "reading conntrack events failed: " + ec.message());
+    // Whatever the socket held may be gone with the failed read: repaired like an overrun.
+    replicator_.on_overrun("reading them failed: " + ec.message());
   }
   replicator_.flush();
   return n;

@@ -36,7 +36,9 @@ void ExpectPump::drain_now() {
   if (ec == std::errc::no_buffer_space) {
     sync_.on_overrun();
   } else if (ec) {
+    // What the socket held may be gone with the failed read: a snapshot, as for an overrun.
     log::error("sync", "reading expectation events failed: " + ec.message());
+    sync_.on_overrun();
   }
   sync_.flush();
 }

@@ -159,7 +159,10 @@ bool Reconciler::pump_answer(size_t max_per_frame, const SendChanges& send_chang
 // RepairEnd.
 void Reconciler::finish_answer(std::vector<FlowChange>& batch, const SendChanges& send_changes,
                                const SendControl& send_control) {
-  Answer& a = *answer_;
+  // Taken out first: the sends below may end in the link's close handler, whose reset()
+  // would otherwise free the answer while it is read here.
+  const std::unique_ptr<Answer> owned = std::move(answer_);
+  Answer& a = *owned;
   if (!a.dump_failed) {
     for (const FlowKey& k : a.expiring) {
       FlowEntry gone;
@@ -180,7 +183,7 @@ void Reconciler::finish_answer(std::vector<FlowChange>& batch, const SendChanges
   send_control(end);
   counters_.buckets_repaired += a.buckets;
   counters_.entries_repaired += a.sent;
-  answer_.reset();
+  ++counters_.answers_completed;
 }
 
 wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,

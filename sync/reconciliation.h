@@ -38,6 +38,7 @@ struct LocalFilter;
 
 struct ReconcileCounters {
   uint64_t rounds_started = 0;      // source: summaries sent
+  uint64_t answers_completed = 0;   // source: repair answers that reached RepairEnd
   uint64_t rounds_completed = 0;    // sink: RepairEnd handled (or nothing to repair)
   uint64_t rounds_incomplete = 0;   // sink: of those, ended by a source whose dump failed
   uint64_t buckets_repaired = 0;

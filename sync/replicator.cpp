@@ -83,6 +83,7 @@ void Replicator::new_numbering(uint64_t session) {
   retained_bytes_ = 0;
   resumable_ = true;
   deferred_round_.clear();
+  round_owed_.clear();  // a new numbering comes with a round of its own
   session_ = session;
   next_seq_ = 1;
 }
@@ -192,17 +193,21 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
   return ok;
 }
 
-void Replicator::on_overrun() {
+void Replicator::on_overrun(const std::string& what) {
   ++counters_.overruns;
-  log::warning("sync", "conntrack events lost (ENOBUFS overrun): reconciling with the peer");
-  if (role_ == Role::Source && transport_.connected() && peer_hello_seen_) {
+  log::warning("sync", "conntrack events lost (" + what + "): reconciling with the peer");
+  if (role_ != Role::Source) return;
+  if (transport_.connected() && peer_hello_seen_) {
     flush();
     start_round("overrun");
+  } else if (round_owed_.empty()) {
+    round_owed_ = "overrun";  // the reconnect's round, or the one after its resume
   }
 }
 
 void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.replicate) return;
+  round_owed_ = cause;
   last_round_ = options_.now();
   if (reconcile_.answering() || reconcile_.digesting()) {
     // One round at a time: a new summary now would make the sink compare against a table
@@ -249,10 +254,12 @@ void Replicator::pump_repair(bool ignore_window) {
   if (role_ != Role::Source) return;
   const auto send = [this](std::vector<FlowChange>& changes) { send_changes(changes); };
   const auto control = [this](const wire::Frame& f) { transport_.send(f); };
+  const uint64_t answered = reconcile_.counters().answers_completed;
   while (reconcile_.answering() && transport_.connected() &&
          (ignore_window || inflight_bytes_ < options_.repair_window_bytes)) {
     if (!reconcile_.pump_answer(options_.max_changes_per_frame, send, control)) break;
   }
+  if (reconcile_.counters().answers_completed != answered) round_owed_.clear();
   if (!reconcile_.answering() && !reconcile_.digesting() && !deferred_round_.empty()) {
     const std::string cause = std::move(deferred_round_);
     deferred_round_.clear();
@@ -397,6 +404,16 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     ++counters_.resumes;
     log::notice("sync", "resumed after seq " + std::to_string(hello.applied_seq()) + ", resent " +
                             std::to_string(unacked_.size()) + " frames");
+    // The resent frames carry changes, not a round's repair: a round the disconnect cut
+    // short (the first sync's answer, say), or an overrun while the link was down, would
+    // otherwise wait for the periodic round, and a failover meanwhile breaks its sessions.
+    if (!round_owed_.empty()) {
+      const std::string cause = round_owed_;
+      deferred_round_.clear();  // this round covers one asked for meanwhile
+      log::notice("sync", "the round of cause " + cause +
+                              " did not end before the link went down: running it again");
+      start_round(cause);
+    }
     return true;
   }
   // Cannot resume: a new numbering, and a round repairs whatever differs.
@@ -427,6 +444,19 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kHello: return on_hello(frame.hello());
     case wire::Frame::kFlows: return on_flows(frame.flows());
     case wire::Frame::kAck:
+      // An ack of another session (one in flight across a new numbering) or past what we
+      // sent (garbage) is not the peer's word on our frames: it must not release frames kept
+      // for a resume.
+      if ((frame.ack().session() != 0 && frame.ack().session() != session_) ||
+          frame.ack().seq() >= next_seq_) {
+        if (log::should_log(++counters_.frames_rejected)) {
+          log::warning("sync", "ack for session " + std::to_string(frame.ack().session()) +
+                                   " seq " + std::to_string(frame.ack().seq()) +
+                                   " ignored: ours is session " + std::to_string(session_) +
+                                   ", last seq sent " + std::to_string(next_seq_ - 1));
+        }
+        return true;
+      }
       on_ack(frame.ack());
       pump_repair();
       return true;
@@ -451,7 +481,10 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kRepairRequest:
       if (role_ == Role::Source) {
         const auto& r = frame.repair_request();
-        if (r.buckets_size() == 0 && r.expiring_size() == 0) return true;  // in line
+        if (r.buckets_size() == 0 && r.expiring_size() == 0) {  // in line
+          round_owed_.clear();
+          return true;
+        }
         if (reconcile_.answering()) {
           log::warning("sync", "repair request while the previous answer is running: "
                                "answering the new one");
@@ -525,6 +558,16 @@ bool Replicator::on_frame(const wire::Frame& frame) {
 // --- sink ----------------------------------------------------------------------------------
 
 bool Replicator::on_flows(const wire::FlowBatch& batch) {
+  // A source numbers from 1 in a session that is never 0. Seq 0 would make every later frame
+  // of its session look applied already (applied_seq_ = seq - 1 wraps), skipped unacked, and
+  // a later round's RepairEnd would then remove copies the Master still has alive.
+  if (batch.session() == 0 || batch.seq() == 0) {
+    ++counters_.frames_rejected;
+    log::warning("sync", "flow batch with session=" + std::to_string(batch.session()) +
+                             " seq=" + std::to_string(batch.seq()) +
+                             " (neither may be 0): disconnecting");
+    return false;
+  }
   if (role_ == Role::Source) {
     // Both sides believe they are Master; the election settles it. Writing the peer's view
     // over ours now could undo live state.
@@ -648,6 +691,7 @@ void Replicator::send_ack() {
   if (role_ != Role::Sink || applied_seq_ == acked_seq_ || !peer_hello_seen_) return;
   wire::Frame f;
   f.mutable_ack()->set_seq(applied_seq_);
+  f.mutable_ack()->set_session(applied_session_);
   if (transport_.send(f)) {
     acked_seq_ = applied_seq_;
     last_ack_at_ = options_.now();

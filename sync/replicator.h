@@ -146,7 +146,8 @@ class Replicator {
   // --- Source side ---
   void on_local_change(const FlowChange& change);  // buffered until flush()
   void flush();
-  void on_overrun();  // events were lost: reconcile now
+  // Events were lost (`what`: how): reconcile now, or once the link is back.
+  void on_overrun(const std::string& what = "ENOBUFS overrun");
   // Periodic work: reconciliation rounds, lag and stall alerts. Call about once a second.
   void tick();
 
@@ -250,6 +251,10 @@ class Replicator {
   // resume it, so changes made while the link is down are kept in frames for the resume.
   bool peer_knows_session_ = false;
   std::string deferred_round_;      // a round asked for while a repair answer was running
+  // Source: the cause of a round not yet answered to its end (summary, request, RepairEnd),
+  // or of an overrun while the link was not ready. A resume resends frames, not a round's
+  // repair: after one, this round runs again (on_hello).
+  std::string round_owed_;
   std::optional<Clock::time_point> promotion_round_at_;  // set_role(Source): when tick() starts it
   Clock::time_point last_round_{};
   bool lag_alerted_ = false;

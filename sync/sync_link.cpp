@@ -86,6 +86,7 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   size_t queue_bytes = 0;
+  bool doomed = false;  // over the queue's bound: closed from the loop (SyncLink::queue)
 
   size_t unread() const {
     boost::system::error_code ec;
@@ -209,11 +210,20 @@ bool SyncLink::send_encoded(const std::string& bytes) {
   return queue(bytes);
 }
 
+// Over the bound the connection is reset, from the loop and not from here, as a failed
+// send() is: the caller is inside the replicator (a repair answer's last frame, a flush), and
+// tearing the link down under it would free the answer it is still reading. Until the close
+// runs, every send on the doomed connection fails, so nothing goes out after a gap.
 bool SyncLink::queue(std::string bytes) {
+  if (current_->doomed) return false;
   if (current_->queue_bytes + bytes.size() > max_queue_bytes_) {
     ++counters_.queue_overflows;
-    on_connection_closed(current_.get(), "send queue over " + std::to_string(max_queue_bytes_) +
-                                             " bytes: resetting the link to resync");
+    current_->doomed = true;
+    const std::string why =
+        "send queue over " + std::to_string(max_queue_bytes_) + " bytes: resetting the link to resync";
+    asio::post(io_, [this, conn = std::weak_ptr<Connection>(current_), why] {
+      if (auto c = conn.lock()) on_connection_closed(c.get(), why);
+    });
     return false;
   }
   current_->queue_bytes += bytes.size();

@@ -14,6 +14,7 @@
 #include "flow_samples.h"
 #include "sync/flow_wire.h"
 #include "sync/frame_codec.h"
+#include "sync/reconciliation.h"
 #include "sync/replicator.h"
 
 namespace fwha::sync {
@@ -1015,6 +1016,109 @@ TEST_F(PairTest, ASinkThatSteppedDownForThePeersStateGetsARoundAtOnce) {
   const size_t sent = to_backup.kinds.size();
   master->stepped_down();
   EXPECT_EQ(to_backup.kinds.size(), sent);
+}
+
+// A resume resends frames, not a round's repair. Events lost in an overrun while the link was
+// down (nobody to reconcile with then) are repaired by a round right after the resume, not by
+// the periodic one 30 s later.
+TEST_F(PairTest, AnOverrunWhileTheLinkIsDownIsRepairedAfterTheResume) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  settle();  // applied: the reconnect can resume
+  disconnect();
+  mtable.put(flow(2));  // an event lost in the overrun
+  master->on_overrun();
+  connect();
+  EXPECT_EQ(master->counters().resumes, 1u);
+  EXPECT_EQ(master->reconcile_counters().causes.at("overrun"), 1u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+// The link drops in the middle of the first sync's answer. The reconnect resumes (the answer's
+// frames are in the session), and the round runs again: the rest of the answer, and its
+// RepairEnd, would otherwise never come, and the sink would hold part of the table.
+TEST_F(PacedRepairTest, ARepairCutShortByADisconnectRunsAgainAfterTheResume) {
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 3; ++i) exchange();
+  ASSERT_TRUE(master->repairing());
+  disconnect();
+  connect();
+  run(2000);
+  EXPECT_EQ(master->counters().resumes, 1u);
+  EXPECT_EQ(master->reconcile_counters().causes.at("connect"), 2u) << "the cut round again";
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_TRUE(backup->holds_source_state());
+  // Once a round has ended, a resume runs none.
+  disconnect();
+  connect();
+  run(2000);
+  EXPECT_EQ(master->counters().resumes, 2u);
+  EXPECT_EQ(master->reconcile_counters().rounds_started, 2u);
+}
+
+// The link's close handler ran inside the send of an answer's last frame (SyncLink's queue
+// over its bound closed at once, before it deferred the close), and on_disconnected() resets
+// the reconciler: finish_answer() then read the answer it had just freed. The sanitizer
+// build of the unit tests (scripts/test) turns that into a failure.
+TEST(ReconcilerAnswer, ALinkClosedInsideTheLastFrameLeavesNothingDangling) {
+  FakeTable table;
+  table.put(flow(1));
+  table.put(flow(2));
+  LocalFilter filter;
+  Reconciler r(table, table, filter);
+  wire::RepairRequest request;
+  request.set_round(9);
+  for (uint32_t b = 0; b < kBuckets; ++b) request.add_buckets(b);
+  std::vector<wire::Frame> control;
+  r.start_answer(request, [&](const wire::Frame& f) { control.push_back(f); });
+  size_t changes_sent = 0;
+  const auto close_inside = [&](std::vector<FlowChange>& changes) {
+    changes_sent += changes.size();
+    r.reset();  // the close handler, from inside the send
+  };
+  // Both entries fit one frame (of 3), so it goes out in finish_answer.
+  EXPECT_FALSE(r.pump_answer(3, close_inside, [&](const wire::Frame& f) { control.push_back(f); }));
+  EXPECT_FALSE(r.answering());
+  EXPECT_EQ(changes_sent, 2u);
+  ASSERT_EQ(control.size(), 2u);  // RepairBegin, RepairEnd
+  EXPECT_EQ(control[1].repair_end().round(), 9u);
+  EXPECT_EQ(control[1].repair_end().entries(), 2u);
+}
+
+// A FlowBatch numbered 0 (session or seq) is no source's: rejected, and the link reset. Seq 0
+// would make every later frame of its session look applied already.
+TEST_F(SinkTest, FlowBatchNumberedZeroIsRejected) {
+  EXPECT_FALSE(rep.on_frame(batch_of(7, 0, {{FlowChangeKind::New, flow(1)}})));
+  EXPECT_FALSE(rep.on_frame(batch_of(0, 1, {{FlowChangeKind::New, flow(1)}})));
+  EXPECT_EQ(rep.counters().frames_rejected, 2u);
+  EXPECT_FALSE(table.has(flow(1)));
+  EXPECT_TRUE(rep.on_frame(batch_of(7, 1, {{FlowChangeKind::New, flow(1)}})));
+  EXPECT_TRUE(table.has(flow(1)));
+}
+
+// An ack of another session, or past the last frame sent, releases nothing kept for a resume.
+TEST_F(PairTest, AnAckOfAnotherSessionOrOfFramesNeverSentIsIgnored) {
+  connect();  // an empty table: the connect round sends no FlowBatch, the next one is seq 1
+  change(FlowChangeKind::New, flow(1));
+  master->flush();  // sent, not yet delivered
+  const size_t kept = master->unacked_bytes();
+  ASSERT_GT(kept, 0u);
+  const uint64_t rejected = master->counters().frames_rejected;
+  wire::Frame stale;  // seq 1 of an earlier session, in flight across a new numbering
+  stale.mutable_ack()->set_seq(1);
+  stale.mutable_ack()->set_session(12345);
+  EXPECT_TRUE(master->on_frame(stale));
+  wire::Frame beyond;  // past the last frame sent
+  beyond.mutable_ack()->set_seq(1000);
+  EXPECT_TRUE(master->on_frame(beyond));
+  EXPECT_EQ(master->unacked_bytes(), kept);
+  EXPECT_EQ(master->counters().frames_rejected, rejected + 2);
+  settle();  // the backup's own ack, of our session, releases it
+  EXPECT_EQ(master->unacked_bytes(), 0u);
+  EXPECT_TRUE(btable.same_as(mtable));
 }
 
 }  // namespace
