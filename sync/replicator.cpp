@@ -84,6 +84,7 @@ void Replicator::new_numbering(uint64_t session) {
   resumable_ = true;
   deferred_round_.clear();
   round_owed_.clear();  // a new numbering comes with a round of its own
+  unresumable_cause_.clear();
   session_ = session;
   next_seq_ = 1;
 }
@@ -186,6 +187,7 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
       for (Unacked& u : unacked_) std::string().swap(u.encoded);
       retained_bytes_ = 0;
       resumable_ = false;
+      unresumable_cause_ = "peer too far behind";
     }
   } else {
     unacked_.push_back({seq, now, bytes, {}});
@@ -417,9 +419,15 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     return true;
   }
   // Cannot resume: a new numbering, and a round repairs whatever differs.
+  std::string cause = "connect";
+  if (stepped_down) {
+    cause = "peer stepped down";
+  } else if (!resumable_ && !unresumable_cause_.empty()) {
+    cause = unresumable_cause_;
+  }
   new_numbering(options_.new_session());
   promotion_round_at_.reset();  // this round covers it
-  start_round(stepped_down ? "peer stepped down" : "connect", peer_nearly_empty(hello));
+  start_round(cause, peer_nearly_empty(hello));
   // It dropped our expectations too while it was Master.
   if (stepped_down && options_.on_peer_stepped_down) options_.on_peer_stepped_down();
   return true;

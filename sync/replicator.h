@@ -255,6 +255,9 @@ class Replicator {
   // or of an overrun while the link was not ready. A resume resends frames, not a round's
   // repair: after one, this round runs again (on_hello).
   std::string round_owed_;
+  // Source: why the peer can no longer resume our session, when it is our doing (it fell too
+  // far behind): the cause of the reconnect's round, so status says more than "connect".
+  std::string unresumable_cause_;
   std::optional<Clock::time_point> promotion_round_at_;  // set_role(Source): when tick() starts it
   Clock::time_point last_round_{};
   bool lag_alerted_ = false;

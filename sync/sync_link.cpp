@@ -108,8 +108,16 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
 
   void on_read(boost::system::error_code ec, size_t n) {
     if (!current()) return;
-    if (ec) return link_.on_connection_closed(this, ec == asio::error::eof ? "peer closed"
-                                                                              : ec.message());
+    if (ec) {
+      // A frame the stream ended inside of is lost with the connection: counted, as any
+      // frame we could not use (the reconnect resumes from what was applied).
+      if (decoder_.buffered() > 0) {
+        link_.handlers_.bad_frame("the stream ended inside a frame (" +
+                                  std::to_string(decoder_.buffered()) + " bytes of it)");
+      }
+      return link_.on_connection_closed(this, ec == asio::error::eof ? "peer closed"
+                                                                        : ec.message());
+    }
     decoder_.feed(buffer_.data(), n);
     for (;;) {
       auto r = decoder_.next();

@@ -390,6 +390,7 @@ void SyncService::publish() {
   s.lag_ms = replicator_->lag().count();
   s.connects = link_->counters().connects;
   s.rejected_connections = link_->counters().rejected_connections;
+  s.link_queue_overflows = link_->counters().queue_overflows;
   s.counters = replicator_->counters();
   s.reconcile = replicator_->reconcile_counters();
   s.writer = writer_->counters();

@@ -71,6 +71,7 @@ class SyncService {
     int64_t lag_ms = 0;
     uint64_t connects = 0;
     uint64_t rejected_connections = 0;
+    uint64_t link_queue_overflows = 0;  // link resets: the send queue passed its bound
     ReplicatorCounters counters;
     ReconcileCounters reconcile;
     WriterCounters writer;

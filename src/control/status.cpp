@@ -69,7 +69,8 @@ std::string render_text(const StatusSnapshot& s) {
   o << "resyncs (reconciliation rounds): " << y.reconcile.rounds_started << " started ("
     << causes_text(y.reconcile) << "), " << y.reconcile.rounds_completed << " completed, "
     << y.reconcile.entries_repaired << " entries repaired, " << y.reconcile.entries_removed
-    << " stale removed; resumes " << c.resumes << ", overruns " << c.overruns << "\n";
+    << " stale removed; resumes " << c.resumes << ", overruns " << c.overruns
+    << ", link resets for a full send queue " << y.link_queue_overflows << "\n";
   o << "expectations: sent " << y.expect.sent << ", received " << y.expect.received
     << ", applied " << y.expect.applied << ", waiting for their master " << y.expect.waiting
     << ", apply errors " << y.expect.apply_errors << "\n";
@@ -129,6 +130,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"heartbeats_sent\": " << y.heartbeats_sent
     << ", \"connects\": " << y.connects
     << ", \"rejected_connections\": " << y.rejected_connections
+    << ", \"link_queue_overflows\": " << y.link_queue_overflows
     << ", \"resyncs\": " << r.rounds_started << ", \"resync_causes\": " << causes_json(r)
     << ", \"last_resync_cause\": " << quote(r.last_cause)
     << ", \"rounds_completed\": " << r.rounds_completed

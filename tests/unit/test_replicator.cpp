@@ -524,6 +524,8 @@ TEST_F(PairTest, PeerTooFarBehindIsReconciledInsteadOfResumed) {
   disconnect();
   connect();
   EXPECT_EQ(master->counters().resumes, 0u);
+  EXPECT_EQ(master->reconcile_counters().causes.count("peer too far behind"), 1u)
+      << "the round says why it could not resume";
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
@@ -534,6 +536,29 @@ TEST_F(PairTest, LagAndStallAreMeasured) {
   clock.advance(std::chrono::milliseconds(3500));
   master->tick();
   EXPECT_EQ(master->lag(), std::chrono::milliseconds(3500));
+}
+
+// The alerts themselves (warnings and errors also go to syslog): lagging past lag_alert (1 s),
+// stalled past stall_after (3 s), each once, and "caught up" when the acks come again.
+TEST_F(PairTest, LagAndStallRaiseAlertsOnceAndSayWhenCaughtUp) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();  // sent, not acknowledged
+  const auto tick_after = [this](int ms) {
+    clock.advance(std::chrono::milliseconds(ms));
+    ::testing::internal::CaptureStderr();
+    master->tick();
+    return ::testing::internal::GetCapturedStderr();
+  };
+  EXPECT_EQ(tick_after(900), "") << "under lag_alert: quiet";
+  EXPECT_THAT(tick_after(200), ::testing::HasSubstr("replication lagging: oldest unacknowledged"));
+  EXPECT_EQ(tick_after(100), "") << "once, not every tick";
+  EXPECT_THAT(tick_after(2000),
+              ::testing::HasSubstr("replication stalled: the peer acknowledged nothing for 3200"));
+  EXPECT_EQ(tick_after(1000), "");
+  settle();  // the acks come
+  EXPECT_THAT(tick_after(10), ::testing::HasSubstr("replication caught up"));
+  EXPECT_EQ(tick_after(10), "");
 }
 
 TEST_F(PairTest, OwnFlowsAreNotReplicated) {
