@@ -127,13 +127,45 @@ def cmd_vrrp6(a):
     return 0
 
 
+# Protobuf by hand (sync/proto/fwha_sync.proto; no protobuf module needed in the lab):
+# varints, and fields keyed (number << 3 | wire type), 0 = varint, 2 = length-delimited.
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(number, value):
+    if isinstance(value, int):
+        return pb_varint(number << 3) + pb_varint(value)
+    return pb_varint(number << 3 | 2) + pb_varint(len(value)) + value
+
+
+def sync_frame(body_field, body):
+    frame = pb_field(body_field, body)  # Frame.hello = 1, Frame.flows = 2
+    return struct.pack("!I", len(frame)) + frame
+
+
 def cmd_sync_garbage(a):
     if a.kind == "bad-length":
         data = b"\xff\xff\xff\xff" + b"\x00" * 16
-    else:
+    elif a.kind == "junk-protobuf":
         # 0xff bytes form a varint longer than 10 bytes: no protobuf parser accepts it.
         junk = b"\xff" * 24
         data = struct.pack("!I", len(junk)) + junk
+    elif a.kind == "truncated":
+        # A length prefix of 100 bytes, 10 of them, and the end of the stream.
+        data = struct.pack("!I", 100) + b"\x0a" * 10
+    else:  # out-of-order: a valid Hello in the peer's name (protocol 2), then FlowBatch seq 5
+        # of a session, which starts its numbering, and seq 7: a gap.
+        hello = pb_field(1, 2) + pb_field(2, a.node.encode())
+        data = sync_frame(1, hello)
+        for seq in (5, 7):
+            data += sync_frame(2, pb_field(1, seq) + pb_field(3, 77))
     result = {"kind": a.kind, "src": a.src, "dst": f"{a.dst}:{a.port}", "connected": False,
               "sent": 0, "peer_closed": None, "error": None}
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -144,6 +176,8 @@ def cmd_sync_garbage(a):
         result["connected"] = True
         s.sendall(data)
         result["sent"] = len(data)
+        if a.kind == "truncated":
+            s.shutdown(socket.SHUT_WR)  # the stream ends inside the frame
         deadline = time.monotonic() + a.timeout
         while time.monotonic() < deadline:
             s.settimeout(max(0.01, deadline - time.monotonic()))
@@ -196,7 +230,9 @@ def main(argv=None):
     g.add_argument("--src", required=True)
     g.add_argument("--dst", required=True)
     g.add_argument("--port", type=int, default=7788)
-    g.add_argument("--kind", choices=["bad-length", "junk-protobuf"], required=True)
+    g.add_argument("--kind", choices=["bad-length", "junk-protobuf", "truncated", "out-of-order"],
+                   required=True)
+    g.add_argument("--node", default="fw1", help="out-of-order: the name its Hello gives")
     g.add_argument("--timeout", type=float, default=3.0)
     a = ap.parse_args(argv)
     return {"vrrp": cmd_vrrp, "vrrp6": cmd_vrrp6, "sync-garbage": cmd_sync_garbage}[a.cmd](a)

@@ -54,8 +54,11 @@ bad_input  (a) --check-config rejects a misspelt key and an out-of-range value w
            changes no role; (d) a rogue on the LAN (the client) sends priority-255 adverts
            with fw2's address and TTL 255: fw1 refuses them (vrrp.rejected_priority: fw2
            told fw1 its priority on the sync link), no role changes, the VIP stays; (e)
-           malformed sync frames are counted in sync.frames_rejected, fwhad survives and the
-           sync connection comes back.
+           sync frames with a 4 GiB length, an unparsable body, a stream ending inside a
+           frame, and a gap in a FlowBatch numbering (after a valid Hello in the peer's
+           name) are counted in sync.frames_rejected (the gap in sync.sequence_gaps too),
+           fwhad survives, the sync connection comes back, and the Master resyncs the sink,
+           which completes the round and holds the state again.
 
 Output is `key: value` lines; every assertion prints a `check:` line saying what it checked.
 Exit status: 0 = pass (or no --assert), 1 = an assertion failed, 2 = the lab itself failed,
@@ -1028,13 +1031,22 @@ def sync_cases(lab, checks):
     before_all = {fw: lab.status(fw) for fw in FWS}
     if any(st is None for st in before_all.values()):
         raise LabError("a node does not answer status before the sync garbage test")
-    for kind in ("bad-length", "junk-protobuf"):
+    # Each connects from the peer's sync address, so fwhad takes it for the peer reconnecting
+    # (it replaces the real connection, and the real peer dials again within 200 ms):
+    # bad-length (a 4 GiB frame: the stream cannot be trusted, closed), junk-protobuf (a
+    # frame whose body does not parse: skipped), truncated (the stream ends inside a frame),
+    # out-of-order (a valid Hello in the peer's name, FlowBatch seq 5 of a new session, then
+    # seq 7: a gap, closed; the sink then holds that session's numbering, so the real
+    # peer's reconnect cannot resume and must resync).
+    for kind in ("bad-length", "junk-protobuf", "truncated", "out-of-order"):
         log_size = os.path.getsize(lab.log_path(target))
         before = lab.status(target)
+        if kind == "out-of-order":
+            before_resync = {fw: lab.status(fw) for fw in FWS}
         cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
                                  netlab.ADDR[sender]["sync"], "--dst",
                                  netlab.ADDR[target]["sync"], "--port", str(netlab.SYNC_PORT),
-                                 "--kind", kind], check=False, timeout=20)
+                                 "--kind", kind, "--node", sender], check=False, timeout=20)
         res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
         if not res.get("connected") and target == "fw2" and kind == "bad-length":
             # fw2 may be the side that connects; then fw1 is the listener to attack.
@@ -1046,8 +1058,8 @@ def sync_cases(lab, checks):
             cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
                                      netlab.ADDR[sender]["sync"], "--dst",
                                      netlab.ADDR[target]["sync"], "--port",
-                                     str(netlab.SYNC_PORT), "--kind", kind], check=False,
-                            timeout=20)
+                                     str(netlab.SYNC_PORT), "--kind", kind, "--node", sender],
+                            check=False, timeout=20)
             res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
         lab.log(f"sync garbage ({kind}) {peer_of[target]} -> {target}: {res}")
         checks.check(bool(res.get("connected")), f"garbage connection ({kind}) reached "
@@ -1066,14 +1078,22 @@ def sync_cases(lab, checks):
         out(f"{target}_frames_rejected_{kind}", f"{b} -> {a}")
         checks.check(a > b, f"{target} counts the {kind} frame in sync.frames_rejected",
                      f"{b} -> {a}")
-        checks.check(res.get("peer_closed") in ("eof", "reset"),
-                     f"{target} closes the connection that sent the {kind} frame",
-                     f"peer_closed={res.get('peer_closed')}")
+        if kind in ("bad-length", "out-of-order"):
+            # (junk-protobuf's frame is skipped and its connection kept until the real peer's
+            # replaces it; truncated's ends by itself.)
+            checks.check(res.get("peer_closed") in ("eof", "reset"),
+                         f"{target} closes the connection that sent the {kind} frame",
+                         f"peer_closed={res.get('peer_closed')}")
+        if kind == "out-of-order":
+            b, a = counter(before, "sync", "sequence_gaps"), counter(after, "sync",
+                                                                      "sequence_gaps")
+            out(f"{target}_sequence_gaps", f"{b} -> {a}")
+            checks.check(a > b, f"{target} counts the gap in sync.sequence_gaps", f"{b} -> {a}")
         with open(lab.log_path(target), errors="replace") as fh:
             fh.seek(log_size)
             new_lines = fh.read()
-        logged = re.search(r"reject|malformed|invalid|too large|oversize|bad frame|parse",
-                           new_lines, re.I)
+        logged = re.search(r"reject|malformed|invalid|too large|oversize|bad frame|parse|"
+                           r"frames missing|ended inside", new_lines, re.I)
         checks.check(logged is not None, f"{target} logs the rejection",
                      logged.group(0) if logged else "no matching log line")
         results.append(res)
@@ -1086,6 +1106,34 @@ def sync_cases(lab, checks):
     except LabTimeout:
         ok = False
     checks.check(ok, "sync connection is up again on both nodes (within 20 s)")
+    # The out-of-order case left the sink with another session's numbering: the real
+    # peer's reconnect cannot resume, so the Master resyncs, and the sink completes a round.
+    master_fw = next((fw for fw in FWS if before_all[fw]["group"]["state"] == "Master"), "fw1")
+    sink_fw = peer_of[master_fw]
+
+    def resynced():
+        m, s = lab.status(master_fw) or {}, lab.status(sink_fw) or {}
+        done = (counter(m, "sync", "resyncs") > counter(before_resync[master_fw], "sync",
+                                                         "resyncs")
+                and counter(s, "sync", "rounds_completed") > counter(before_resync[sink_fw],
+                                                                     "sync", "rounds_completed")
+                and s.get("sync", {}).get("holds_peer_state"))
+        return (m, s) if done else None
+    try:
+        m_after, s_after = wait_for(resynced, 20, interval=0.2, what="a resync after the garbage")
+        ok = True
+    except LabTimeout:
+        m_after, s_after = lab.status(master_fw) or {}, lab.status(sink_fw) or {}
+        ok = False
+    out("resync_after_garbage", json.dumps({
+        f"{master_fw}_resyncs": f"{counter(before_resync[master_fw], 'sync', 'resyncs')} -> "
+                                f"{counter(m_after, 'sync', 'resyncs')}",
+        f"{master_fw}_last_resync_cause": m_after.get("sync", {}).get("last_resync_cause"),
+        f"{sink_fw}_rounds_completed":
+            f"{counter(before_resync[sink_fw], 'sync', 'rounds_completed')} -> "
+            f"{counter(s_after, 'sync', 'rounds_completed')}"}, sort_keys=True))
+    checks.check(ok, f"after the garbage {master_fw} resyncs {sink_fw}, which completes the "
+                 "round and holds the state again (within 20 s)")
     after_all = {fw: lab.status(fw) or {} for fw in FWS}
     for fw in FWS:
         out(f"{fw}_sync_connects", f"{counter(before_all[fw], 'sync', 'connects')} -> "
