@@ -184,6 +184,7 @@ void Reconciler::finish_answer(std::vector<FlowChange>& batch, const SendChanges
   counters_.buckets_repaired += a.buckets;
   counters_.entries_repaired += a.sent;
   ++counters_.answers_completed;
+  last_round_answered_ = std::max(last_round_answered_, a.round);
 }
 
 wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,

@@ -82,6 +82,10 @@ class Reconciler {
   bool pump_answer(size_t max_per_frame, const SendChanges& send_changes,
                    const SendControl& send_control);
   bool answering() const { return answer_ != nullptr; }
+  // The id of the round opened last (0: none yet), and of the last answer that reached its
+  // RepairEnd: the replicator knows from them whether the round it owes has ended.
+  uint64_t last_round_opened() const { return next_round_ - 1; }
+  uint64_t last_round_answered() const { return last_round_answered_; }
 
   // --- sink ---
   // Dumps the sink's table, compares, and returns the RepairRequest to send. Entries with
@@ -120,6 +124,7 @@ class Reconciler {
   ConntrackReader& reader_;
   const LocalFilter& filter_;
   uint64_t next_round_ = 1;
+  uint64_t last_round_answered_ = 0;
   ReconcileCounters counters_;
 
   // source: the answer in progress

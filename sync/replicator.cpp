@@ -84,6 +84,7 @@ void Replicator::new_numbering(uint64_t session) {
   resumable_ = true;
   deferred_round_.clear();
   round_owed_.clear();  // a new numbering comes with a round of its own
+  owed_round_id_ = 0;
   unresumable_cause_.clear();
   session_ = session;
   next_seq_ = 1;
@@ -195,6 +196,14 @@ bool Replicator::send_batch_frame(const wire::Frame& frame) {
   return ok;
 }
 
+void Replicator::round_ended(uint64_t round) {
+  // An older round's end (its summary was out when this one started) does not end this one.
+  if (owed_round_id_ != 0 && round >= owed_round_id_) {
+    round_owed_.clear();
+    owed_round_id_ = 0;
+  }
+}
+
 void Replicator::on_overrun(const std::string& what) {
   ++counters_.overruns;
   log::warning("sync", "conntrack events lost (" + what + "): reconciling with the peer");
@@ -204,12 +213,14 @@ void Replicator::on_overrun(const std::string& what) {
     start_round("overrun");
   } else if (round_owed_.empty()) {
     round_owed_ = "overrun";  // the reconnect's round, or the one after its resume
+    owed_round_id_ = 0;       // not opened yet
   }
 }
 
 void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.replicate) return;
   round_owed_ = cause;
+  owed_round_id_ = 0;
   last_round_ = options_.now();
   if (reconcile_.answering() || reconcile_.digesting()) {
     // One round at a time: a new summary now would make the sink compare against a table
@@ -217,6 +228,7 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
     if (deferred_round_.empty()) deferred_round_ = cause;
     return;
   }
+  owed_round_id_ = reconcile_.last_round_opened() + 1;  // the id open_round/begin_round take
   bulk_work_starts();
   if (options_.before_dump) options_.before_dump();
   flush();
@@ -261,7 +273,11 @@ void Replicator::pump_repair(bool ignore_window) {
          (ignore_window || inflight_bytes_ < options_.repair_window_bytes)) {
     if (!reconcile_.pump_answer(options_.max_changes_per_frame, send, control)) break;
   }
-  if (reconcile_.counters().answers_completed != answered) round_owed_.clear();
+  // Ended, and its RepairEnd went out: the link is still up (a send over the queue's bound
+  // dooms the connection, and connected() says so at once).
+  if (reconcile_.counters().answers_completed != answered && transport_.connected()) {
+    round_ended(reconcile_.last_round_answered());
+  }
   if (!reconcile_.answering() && !reconcile_.digesting() && !deferred_round_.empty()) {
     const std::string cause = std::move(deferred_round_);
     deferred_round_.clear();
@@ -410,10 +426,14 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     // short (the first sync's answer, say), or an overrun while the link was down, would
     // otherwise wait for the periodic round, and a failover meanwhile breaks its sessions.
     if (!round_owed_.empty()) {
-      const std::string cause = round_owed_;
-      deferred_round_.clear();  // this round covers one asked for meanwhile
-      log::notice("sync", "the round of cause " + cause +
-                              " did not end before the link went down: running it again");
+      // (Never opened: an overrun while the link was down, or a round deferred behind an
+      // answer. Opened: cut short, so it runs again, and status says so.)
+      const std::string cause =
+          owed_round_id_ == 0 ? round_owed_ : round_owed_ + ", again after a resume";
+      deferred_round_.clear();      // this round covers one asked for meanwhile
+      promotion_round_at_.reset();  // and a promotion's
+      log::notice("sync", "the round of cause " + round_owed_ +
+                              " did not end before the link went down: running it now");
       start_round(cause);
     }
     return true;
@@ -422,7 +442,8 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   std::string cause = "connect";
   if (stepped_down) {
     cause = "peer stepped down";
-  } else if (!resumable_ && !unresumable_cause_.empty()) {
+  } else if (!resumable_ && !unresumable_cause_.empty() && hello.applied_session() != 0) {
+    // (A peer that restarted could not resume anyway: its round is a connect's.)
     cause = unresumable_cause_;
   }
   new_numbering(options_.new_session());
@@ -452,16 +473,19 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kHello: return on_hello(frame.hello());
     case wire::Frame::kFlows: return on_flows(frame.flows());
     case wire::Frame::kAck:
-      // An ack of another session (one in flight across a new numbering) or past what we
-      // sent (garbage) is not the peer's word on our frames: it must not release frames kept
-      // for a resume.
-      if ((frame.ack().session() != 0 && frame.ack().session() != session_) ||
-          frame.ack().seq() >= next_seq_) {
+      // Only a source's frames are acknowledged, and an ack of another session (in flight
+      // across a new numbering or a step-down: routine) must not release frames of this one
+      // kept for a resume: both ignored quietly. An ack past the last frame sent is no
+      // peer's word on our frames: rejected.
+      if (role_ != Role::Source ||
+          (frame.ack().session() != 0 && frame.ack().session() != session_)) {
+        return true;
+      }
+      if (frame.ack().seq() >= next_seq_) {
         if (log::should_log(++counters_.frames_rejected)) {
-          log::warning("sync", "ack for session " + std::to_string(frame.ack().session()) +
-                                   " seq " + std::to_string(frame.ack().seq()) +
-                                   " ignored: ours is session " + std::to_string(session_) +
-                                   ", last seq sent " + std::to_string(next_seq_ - 1));
+          log::warning("sync", "ack for seq " + std::to_string(frame.ack().seq()) +
+                                   " ignored: the last frame sent is seq " +
+                                   std::to_string(next_seq_ - 1));
         }
         return true;
       }
@@ -490,7 +514,7 @@ bool Replicator::on_frame(const wire::Frame& frame) {
       if (role_ == Role::Source) {
         const auto& r = frame.repair_request();
         if (r.buckets_size() == 0 && r.expiring_size() == 0) {  // in line
-          round_owed_.clear();
+          round_ended(r.round());
           return true;
         }
         if (reconcile_.answering()) {

@@ -255,6 +255,8 @@ class Replicator {
   // or of an overrun while the link was not ready. A resume resends frames, not a round's
   // repair: after one, this round runs again (on_hello).
   std::string round_owed_;
+  uint64_t owed_round_id_ = 0;  // its summary's round id once opened (0: deferred, not yet)
+  void round_ended(uint64_t round);  // clears round_owed_ if `round` is the owed one or later
   // Source: why the peer can no longer resume our session, when it is our doing (it fell too
   // far behind): the cause of the reconnect's round, so status says more than "connect".
   std::string unresumable_cause_;

@@ -69,10 +69,7 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
                                MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
           errno != ENOBUFS) {
-        const std::string why = "write failed: " + std::system_category().message(errno);
-        asio::post(socket_.get_executor(), [self = shared_from_this(), why] {
-          self->link_.on_connection_closed(self.get(), why);
-        });
+        close_later("write failed: " + std::system_category().message(errno));
         return;
       }
       if (n > 0) {
@@ -86,7 +83,17 @@ class SyncLink::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   size_t queue_bytes = 0;
-  bool doomed = false;  // over the queue's bound: closed from the loop (SyncLink::queue)
+  // Closing from the loop (close_later): sends fail, and connected() says down already.
+  bool doomed = false;
+
+  // The close runs from the loop, not from here: the caller is inside the replicator (a
+  // flush, a repair answer's last frame), which must not see the link torn down under it.
+  void close_later(const std::string& why) {
+    doomed = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this(), why] {
+      self->link_.on_connection_closed(self.get(), why);
+    });
+  }
 
   size_t unread() const {
     boost::system::error_code ec;
@@ -202,7 +209,9 @@ void SyncLink::stop() {
   current_.reset();
 }
 
-bool SyncLink::connected() const { return current_ != nullptr; }
+// A connection being closed from the loop is down already: the replicator then keeps its
+// frames for the resume instead of counting failed sends, and stops a repair answer.
+bool SyncLink::connected() const { return current_ != nullptr && !current_->doomed; }
 
 size_t SyncLink::unread_bytes() const { return current_ ? current_->unread() : 0; }
 
@@ -226,12 +235,8 @@ bool SyncLink::queue(std::string bytes) {
   if (current_->doomed) return false;
   if (current_->queue_bytes + bytes.size() > max_queue_bytes_) {
     ++counters_.queue_overflows;
-    current_->doomed = true;
-    const std::string why =
-        "send queue over " + std::to_string(max_queue_bytes_) + " bytes: resetting the link to resync";
-    asio::post(io_, [this, conn = std::weak_ptr<Connection>(current_), why] {
-      if (auto c = conn.lock()) on_connection_closed(c.get(), why);
-    });
+    current_->close_later("send queue over " + std::to_string(max_queue_bytes_) +
+                          " bytes: resetting the link to resync");
     return false;
   }
   current_->queue_bytes += bytes.size();

@@ -1038,16 +1038,23 @@ def sync_cases(lab, checks):
     # out-of-order (a valid Hello in the peer's name, FlowBatch seq 5 of a new session, then
     # seq 7: a gap, closed; the sink then holds that session's numbering, so the real
     # peer's reconnect cannot resume and must resync).
-    for kind in ("bad-length", "junk-protobuf", "truncated", "out-of-order"):
-        log_size = os.path.getsize(lab.log_path(target))
-        before = lab.status(target)
-        if kind == "out-of-order":
-            before_resync = {fw: lab.status(fw) for fw in FWS}
+    def inject(kind, sender, target):
         cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
                                  netlab.ADDR[sender]["sync"], "--dst",
                                  netlab.ADDR[target]["sync"], "--port", str(netlab.SYNC_PORT),
                                  "--kind", kind, "--node", sender], check=False, timeout=20)
-        res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+        return json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+
+    for kind in ("bad-length", "junk-protobuf", "truncated", "out-of-order"):
+        if kind == "out-of-order" and before_all[target]["group"]["state"] != "Backup":
+            # A Master ignores flows from its peer (both would be Master): the gap needs the
+            # sink, fw2, whether or not it accepted the earlier kinds.
+            raise LabError(f"out-of-order needs the Backup as target, not {target}")
+        log_size = os.path.getsize(lab.log_path(target))
+        before = lab.status(target)
+        if kind == "out-of-order":
+            before_resync = {fw: lab.status(fw) for fw in FWS}
+        res = inject(kind, sender, target)
         if not res.get("connected") and target == "fw2" and kind == "bad-length":
             # fw2 may be the side that connects; then fw1 is the listener to attack.
             lab.log(f"fw2 does not accept on {netlab.SYNC_PORT} ({res.get('error')}); "
@@ -1055,12 +1062,7 @@ def sync_cases(lab, checks):
             target, sender = "fw1", "fw2"
             log_size = os.path.getsize(lab.log_path(target))
             before = lab.status(target)
-            cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
-                                     netlab.ADDR[sender]["sync"], "--dst",
-                                     netlab.ADDR[target]["sync"], "--port",
-                                     str(netlab.SYNC_PORT), "--kind", kind, "--node", sender],
-                            check=False, timeout=20)
-            res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+            res = inject(kind, sender, target)
         lab.log(f"sync garbage ({kind}) {peer_of[target]} -> {target}: {res}")
         checks.check(bool(res.get("connected")), f"garbage connection ({kind}) reached "
                      f"{target}:{netlab.SYNC_PORT}", res.get("error") or "")
