@@ -349,6 +349,23 @@ void Replicator::stepped_down() {
   send_hello(true);
 }
 
+void Replicator::ask_for_what_was_ignored() {
+  if (role_ != Role::Sink || !options_.replicate || ignored_session_ == 0 ||
+      ignored_from_seq_ == 0 || !link_ready()) {
+    return;
+  }
+  // The anchors on_flows() would take from the peer's next frame, taken now.
+  applied_session_ = ignored_session_;
+  applied_seq_ = ignored_from_seq_ - 1;
+  acked_seq_ = applied_seq_;
+  ignored_session_ = 0;
+  ignored_from_seq_ = 0;
+  log::info("sync", "stepped down: asking " + options_.peer_name +
+                        " to resend its frames from seq " + std::to_string(applied_seq_ + 1) +
+                        ", dropped while both were Master");
+  send_hello(false);
+}
+
 void Replicator::send_hello(bool stepped_down) {
   wire::Frame hello;
   auto* h = hello.mutable_hello();

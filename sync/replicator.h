@@ -157,6 +157,11 @@ class Replicator {
   // Sink, just demoted because two Masters met and only the peer holds the state: asks the
   // peer for a reconciliation round on this connection (Hello.stepped_down).
   void stepped_down();
+  // Sink, just demoted otherwise (a better Master's advert, a stall): if we dropped the peer's
+  // flows while both were Master, asks it now to resend them (a Hello, as a reconnect's),
+  // instead of waiting for its next frame to show the gap: an idle pair would otherwise
+  // wait for the periodic round.
+  void ask_for_what_was_ignored();
   // Returns false when the peer must be disconnected (protocol violation).
   bool on_frame(const wire::Frame& frame);
   void on_bad_frame(const std::string& error);

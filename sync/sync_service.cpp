@@ -203,7 +203,11 @@ void SyncService::set_master(bool master, bool for_peer_state) {
       const bool was_source = replicator_->role() == Replicator::Role::Source;
       replicator_->set_role(Replicator::Role::Sink);
       expect_->set_source(false);
-      if (was_source && for_peer_state) replicator_->stepped_down();
+      if (was_source && for_peer_state) {
+        replicator_->stepped_down();
+      } else if (was_source) {
+        replicator_->ask_for_what_was_ignored();
+      }
     }
   });
 }

@@ -1063,6 +1063,32 @@ TEST_F(PairTest, AnOverrunWhileTheLinkIsDownIsRepairedAfterTheResume) {
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
+// The same on an idle pair: no frame of the peer's shows the gap after the step-down, so the
+// node that stepped down asks at once (a Hello, as a reconnect's) and the peer resumes from
+// the first frame it dropped, on the same connection.
+TEST_F(PairTest, AnIdleNodeThatSteppedDownAsksForWhatItDroppedAtOnce) {
+  for (uint16_t p = 1; p <= 5; ++p) mtable.put(flow(p));
+  connect();
+  backup->set_role(Replicator::Role::Source);  // fw2 took over; fw1 (master) does not know yet
+  for (const auto& [kind, e] : {std::pair{FlowChangeKind::Destroy, flow(2)},
+                                std::pair{FlowChangeKind::New, flow(30)}}) {
+    btable.apply({kind, e});
+    backup->on_local_change({kind, e});
+    backup->flush();
+  }
+  settle();
+  ASSERT_EQ(master->counters().flows_ignored_as_master, 2u);
+  master->set_role(Replicator::Role::Sink);  // fw1 steps down; fw2 sends nothing more
+  master->ask_for_what_was_ignored();
+  settle();
+  EXPECT_EQ(backup->counters().resumes, 1u);
+  EXPECT_EQ(backup->counters().frames_resent, 2u);
+  EXPECT_EQ(master->counters().sequence_gaps, 0u) << "no reconnect needed";
+  EXPECT_FALSE(mtable.has(flow(2)));
+  EXPECT_TRUE(mtable.has(flow(30)));
+  EXPECT_TRUE(mtable.same_as(btable));
+}
+
 // The link drops after an overrun's summary went out, before the sink's request came back: the
 // resume runs the round again (the event lost in the overrun would wait 30 s otherwise).
 TEST_F(PairTest, ARoundWhoseSummaryWasCutOffRunsAgainAfterTheResume) {
