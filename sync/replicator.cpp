@@ -445,8 +445,10 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     if (!round_owed_.empty()) {
       // (Never opened: an overrun while the link was down, or a round deferred behind an
       // answer. Opened: cut short, so it runs again, and status says so.)
-      const std::string cause =
-          owed_round_id_ == 0 ? round_owed_ : round_owed_ + ", again after a resume";
+      const std::string again = ", again after a resume";
+      const std::string cause = owed_round_id_ == 0 || round_owed_.ends_with(again)
+                                    ? round_owed_
+                                    : round_owed_ + again;
       deferred_round_.clear();      // this round covers one asked for meanwhile
       promotion_round_at_.reset();  // and a promotion's
       log::notice("sync", "the round of cause " + round_owed_ +

@@ -1107,6 +1107,28 @@ TEST_F(PairTest, ARoundWhoseSummaryWasCutOffRunsAgainAfterTheResume) {
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
+// A rerun cut short too runs once more, named as the first rerun was.
+TEST_F(PacedRepairTest, ARoundCutTwiceRunsAgainNamedOnce) {
+  to_backup.up = to_master.up = true;
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 3; ++i) exchange();
+  ASSERT_TRUE(master->repairing());
+  disconnect();
+  to_backup.up = to_master.up = true;  // reconnected: Hellos, the resume, the rerun's start
+  master->on_connected();
+  backup->on_connected();
+  for (int i = 0; i < 4; ++i) exchange();
+  ASSERT_TRUE(master->repairing()) << "the rerun must still be running for this test";
+  disconnect();
+  connect();
+  run(2000);
+  EXPECT_EQ(master->counters().resumes, 2u);
+  EXPECT_EQ(master->reconcile_counters().causes.at("connect, again after a resume"), 2u);
+  EXPECT_EQ(master->reconcile_counters().causes.size(), 2u) << "connect, and its rerun";
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
 // The link drops in the middle of the first sync's answer. The reconnect resumes (the answer's
 // frames are in the session), and the round runs again: the rest of the answer, and its
 // RepairEnd, would otherwise never come, and the sink would hold part of the table.
