@@ -228,15 +228,17 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
     if (deferred_round_.empty()) deferred_round_ = cause;
     return;
   }
-  owed_round_id_ = reconcile_.last_round_opened() + 1;  // the id open_round/begin_round take
   bulk_work_starts();
   if (options_.before_dump) options_.before_dump();
   flush();
   if (!options_.defer) {
-    transport_.send(reconcile_.begin_round(cause, all_differ));
+    const wire::Frame summary = reconcile_.begin_round(cause, all_differ);
+    owed_round_id_ = reconcile_.last_round_opened();
+    transport_.send(summary);
     return;
   }
   reconcile_.open_round(cause, all_differ);
+  owed_round_id_ = reconcile_.last_round_opened();
   step_round();
 }
 

@@ -216,23 +216,20 @@ bool SyncLink::connected() const { return current_ != nullptr && !current_->doom
 size_t SyncLink::unread_bytes() const { return current_ ? current_->unread() : 0; }
 
 bool SyncLink::send(const wire::Frame& frame) {
-  if (!current_) return false;
+  if (!connected()) return false;
   std::string bytes;
   append_frame(frame, bytes);
   return queue(std::move(bytes));
 }
 
 bool SyncLink::send_encoded(const std::string& bytes) {
-  if (!current_) return false;
+  if (!connected()) return false;
   return queue(bytes);
 }
 
-// Over the bound the connection is reset, from the loop and not from here, as a failed
-// send() is: the caller is inside the replicator (a repair answer's last frame, a flush), and
-// tearing the link down under it would free the answer it is still reading. Until the close
-// runs, every send on the doomed connection fails, so nothing goes out after a gap.
+// Over the bound the connection is reset as a failed send() is, from the loop (close_later);
+// until then it counts as down, and nothing goes out on it after the gap.
 bool SyncLink::queue(std::string bytes) {
-  if (current_->doomed) return false;
   if (current_->queue_bytes + bytes.size() > max_queue_bytes_) {
     ++counters_.queue_overflows;
     current_->close_later("send queue over " + std::to_string(max_queue_bytes_) +

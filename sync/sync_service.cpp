@@ -203,10 +203,12 @@ void SyncService::set_master(bool master, bool for_peer_state) {
       const bool was_source = replicator_->role() == Replicator::Role::Source;
       replicator_->set_role(Replicator::Role::Sink);
       expect_->set_source(false);
-      if (was_source && for_peer_state) {
-        replicator_->stepped_down();
-      } else if (was_source) {
-        replicator_->ask_for_what_was_ignored();
+      if (was_source) {
+        if (for_peer_state) {
+          replicator_->stepped_down();  // a round: our table is not the state
+        } else {
+          replicator_->ask_for_what_was_ignored();  // a resume of what we dropped as Master
+        }
       }
     }
   });

@@ -89,10 +89,14 @@ class PairTest : public ::testing::Test {
     master->set_role(Replicator::Role::Source);
   }
   // Connects and runs the exchange until both directions are quiet.
-  void connect() {
+  // The link comes up and both sides send their Hello; nothing is delivered yet.
+  void link_up() {
     to_backup.up = to_master.up = true;
     master->on_connected();
     backup->on_connected();
+  }
+  void connect() {
+    link_up();
     settle();
   }
   void disconnect() {
@@ -308,9 +312,7 @@ class DeferredPairTest : public PairTest {
 TEST_F(DeferredPairTest, RoundsGoInPartsAndConverge) {
   for (uint16_t p = 1; p <= 6000; ++p) mtable.put(flow(p));
   for (uint16_t p = 1; p <= 3000; ++p) btable.put(flow(p));  // a peer half there: compared
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
+  link_up();
   to_backup.deliver(*backup);
   to_master.deliver(*master);
   EXPECT_FALSE(deferred.empty()) << "the connect round's dump waits for the loop";
@@ -329,9 +331,7 @@ TEST_F(DeferredPairTest, RoundsGoInPartsAndConverge) {
 
 TEST_F(DeferredPairTest, AChangeAppliedWhileTheSinkComparesIsKept) {
   for (uint16_t p = 1; p <= 6000; ++p) mtable.put(flow(p));
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
+  link_up();
   run();
   ASSERT_TRUE(btable.same_as(mtable));
   btable.put(flow(6500));  // stale on the backup: its bucket will be repaired
@@ -763,12 +763,16 @@ class PacedRepairTest : public PairTest {
       exchange();
     }
   }
+  // The first sync's answer, a few frames in: true while it is still running.
+  bool into_the_answer() {
+    link_up();
+    for (int i = 0; i < 3; ++i) exchange();
+    return master->repairing();
+  }
 };
 
 TEST_F(PacedRepairTest, AnswerGoesOutAtThePaceOfAcks) {
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
+  link_up();
   size_t most = 0;
   for (int i = 0; i < 2000 && (!to_backup.bytes.empty() || !to_master.bytes.empty()); ++i) {
     most = std::max(most, exchange());
@@ -781,11 +785,7 @@ TEST_F(PacedRepairTest, AnswerGoesOutAtThePaceOfAcks) {
 }
 
 TEST_F(PacedRepairTest, EventsDuringARepairAreNotHeldBehindIt) {
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
-  for (int i = 0; i < 3; ++i) exchange();
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(into_the_answer());
   FlowEntry fresh = flow(9000);
   change(FlowChangeKind::New, fresh);
   master->flush();
@@ -797,11 +797,7 @@ TEST_F(PacedRepairTest, EventsDuringARepairAreNotHeldBehindIt) {
 }
 
 TEST_F(PacedRepairTest, RoundsAskedForDuringARepairWaitForItsEnd) {
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
-  for (int i = 0; i < 3; ++i) exchange();
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(into_the_answer());
   clock.advance(std::chrono::seconds(11));
   master->tick();
   master->on_overrun();
@@ -812,11 +808,7 @@ TEST_F(PacedRepairTest, RoundsAskedForDuringARepairWaitForItsEnd) {
 }
 
 TEST_F(PacedRepairTest, BarrierSendsTheRestOfTheRepairFirst) {
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
-  for (int i = 0; i < 3; ++i) exchange();
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(into_the_answer());
   bool done = false;
   ASSERT_TRUE(master->request_barrier([&](bool) { done = true; }));
   EXPECT_FALSE(master->repairing());
@@ -832,9 +824,7 @@ TEST_F(PacedRepairTest, FailedDumpRemovesNothingOnTheSink) {
   btable.put(flow(1));
   btable.count_known = false;  // so the master compares digests (one dump) before answering
   mtable.fail_dump_number = mtable.dumps + 2;  // the digest dump works, the answer's fails
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
+  link_up();
   run(2000);
   EXPECT_TRUE(btable.has(only_on_backup)) << "an incomplete answer proves nothing stale";
   EXPECT_EQ(backup->reconcile_counters().entries_removed, 0u);
@@ -845,9 +835,7 @@ TEST_F(PacedRepairTest, NearlyEmptySinkGetsEverythingWithoutADigestDump) {
   FlowEntry stale = flow(5000);
   btable.put(stale);
   const size_t dumps_before = mtable.dumps;
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
+  link_up();
   run(2000);
   EXPECT_EQ(mtable.dumps - dumps_before, 1u) << "the answer's dump only";
   EXPECT_TRUE(btable.same_as(mtable)) << "everything sent, the stale entry removed";
@@ -857,9 +845,7 @@ TEST_F(PacedRepairTest, NearlyEmptySinkGetsEverythingWithoutADigestDump) {
 TEST_F(PacedRepairTest, SinkHoldingATenthOrMoreIsCompared) {
   for (uint16_t p = 1; p <= 100; ++p) btable.put(flow(p));
   const size_t dumps_before = mtable.dumps;
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
+  link_up();
   run(2000);
   EXPECT_EQ(mtable.dumps - dumps_before, 2u) << "digest, then the answer";
   EXPECT_TRUE(btable.same_as(mtable));
@@ -1109,15 +1095,9 @@ TEST_F(PairTest, ARoundWhoseSummaryWasCutOffRunsAgainAfterTheResume) {
 
 // A rerun cut short too runs once more, named as the first rerun was.
 TEST_F(PacedRepairTest, ARoundCutTwiceRunsAgainNamedOnce) {
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
-  for (int i = 0; i < 3; ++i) exchange();
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(into_the_answer());
   disconnect();
-  to_backup.up = to_master.up = true;  // reconnected: Hellos, the resume, the rerun's start
-  master->on_connected();
-  backup->on_connected();
+  link_up();  // reconnected: Hellos, the resume, the rerun's start
   for (int i = 0; i < 4; ++i) exchange();
   ASSERT_TRUE(master->repairing()) << "the rerun must still be running for this test";
   disconnect();
@@ -1133,11 +1113,7 @@ TEST_F(PacedRepairTest, ARoundCutTwiceRunsAgainNamedOnce) {
 // frames are in the session), and the round runs again: the rest of the answer, and its
 // RepairEnd, would otherwise never come, and the sink would hold part of the table.
 TEST_F(PacedRepairTest, ARepairCutShortByADisconnectRunsAgainAfterTheResume) {
-  to_backup.up = to_master.up = true;
-  master->on_connected();
-  backup->on_connected();
-  for (int i = 0; i < 3; ++i) exchange();
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(into_the_answer());
   disconnect();
   connect();
   run(2000);
