@@ -5,8 +5,12 @@
 namespace fwha::sync {
 
 EventPump::EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
-                     std::chrono::microseconds coalesce)
-    : io_(io), replicator_(replicator), rcvbuf_bytes_(rcvbuf_bytes), coalesce_(coalesce),
+                     std::chrono::microseconds coalesce, size_t hold_entries)
+    : io_(io),
+      replicator_(replicator),
+      rcvbuf_bytes_(rcvbuf_bytes),
+      coalesce_(coalesce),
+      hold_(hold_entries, coalesce),
       ticks_(io) {}
 
 EventPump::~EventPump() {
@@ -17,7 +21,7 @@ EventPump::~EventPump() {
 std::error_code EventPump::start() {
   if (events_) return {};
   std::error_code ec;
-  if (coalesce_.count() > 0 && !ticks_.is_open()) {
+  if (!hold_.enabled() && coalesce_.count() > 0 && !ticks_.is_open()) {
     if (auto tec = ticks_.open()) return tec;
   }
   events_ = make_netlink_events(rcvbuf_bytes_, ec);
@@ -35,13 +39,27 @@ void EventPump::stop() {
   }
   unwatch();
   events_.reset();
+  hold_.sent();  // what was held goes with the role (the replicator's own business now)
   log::info("sync", "stopped listening to conntrack events");
   if (after_round_) after_round_();
 }
 
 void EventPump::drain_now() { drain_count(); }
 
+void EventPump::send_held() {
+  if (!hold_.holding()) return;
+  hold_.sent();
+  replicator_.flush();
+}
+
 size_t EventPump::drain_count() {
+  const size_t n = read_events();
+  hold_.sent();
+  replicator_.flush();
+  return n;
+}
+
+size_t EventPump::read_events() {
   if (!events_) return 0;
   size_t n = 0;
   auto ec = events_->drain([this, &n](const FlowChange& c) {
@@ -54,7 +72,6 @@ size_t EventPump::drain_count() {
     // Whatever the socket held may be gone with the failed read: repaired like an overrun.
     replicator_.on_overrun("reading them failed: " + ec.message());
   }
-  replicator_.flush();
   return n;
 }
 
@@ -75,12 +92,22 @@ void EventPump::unwatch() {
   descriptor_.reset();
 }
 
-// Idle: wait until an event arrives, send it at once, then coalesce.
+// Idle: wait until an event arrives, send it at once, then coalesce. Holding: read at
+// every arrival, and send when the hold says so.
 void EventPump::wait() {
   watch();
   descriptor_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                           [this](boost::system::error_code ec) {
                             if (ec || !events_) return;
+                            if (hold_.enabled()) {
+                              const size_t n = read_events();
+                              if (hold_.send_now(EventHold::Clock::now(), n,
+                                                 replicator_.pending_count())) {
+                                replicator_.flush();
+                              }
+                              if (events_) wait();
+                              return;
+                            }
                             drain_now();
                             if (events_) wait_then_drain();
                           });

@@ -13,6 +13,11 @@
 // util/periodic_timer.h; before, the timer was re-armed each round, each drain ended with a
 // read that failed, and the send's completion cost a poll of its own);
 // docs/performance.md has the trade-off measured.
+//
+// Holding (`hold_entries` >= 2, sync/event_hold.h) replaces the window: the pump waits for
+// readability at all times, reads at every wake-up, and sends once that many changes are
+// pending while the stream is dense (events less than `coalesce` apart). No timer runs; the
+// owner's heartbeat sends what a spell's last event left held (send_held()).
 #pragma once
 
 #include <chrono>
@@ -22,6 +27,7 @@
 #include "fwha/asio.h"
 #include "fwha/sync_defaults.h"
 #include "sync/conntrack_port.h"
+#include "sync/event_hold.h"
 #include "sync/replicator.h"
 #include "util/periodic_timer.h"
 
@@ -31,7 +37,8 @@ class EventPump {
  public:
   EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
             std::chrono::microseconds coalesce =
-                std::chrono::microseconds(kDefaultEventCoalesceUs));
+                std::chrono::microseconds(kDefaultEventCoalesceUs),
+            size_t hold_entries = 0);
   ~EventPump();
 
   std::error_code start();  // subscribe; events from now on are replicated
@@ -39,6 +46,8 @@ class EventPump {
   bool running() const { return events_ != nullptr; }
   // Reads what is pending right now (used before a graceful handover).
   void drain_now();
+  // Holding: sends what is held, if anything (the heartbeat's duty: at most one late).
+  void send_held();
   // Busy: events keep coming, and the pump drains them at every tick (`coalesce` apart).
   bool busy() const { return events_ && ticks_.running(); }
   std::chrono::microseconds coalesce() const { return coalesce_; }
@@ -53,12 +62,14 @@ class EventPump {
   void wait();
   void wait_then_drain();
   size_t drain_count();  // drain_now(), returning the events read
+  size_t read_events();  // into the replicator, not sent yet; returns the events read
 
   boost::asio::io_context& io_;
   Replicator& replicator_;
   size_t rcvbuf_bytes_;
   std::chrono::microseconds coalesce_;
-  PeriodicTimer ticks_;  // coalesced drains while busy
+  EventHold hold_;
+  PeriodicTimer ticks_;  // coalesced drains while busy (not when holding)
   std::unique_ptr<ConntrackEvents> events_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
   std::function<void()> after_round_;

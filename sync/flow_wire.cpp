@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace fwha::sync {
 namespace {
@@ -106,9 +107,16 @@ SeqAdj seqadj_from_wire(const wire::SeqAdj& s) {
 
 }  // namespace
 
-void to_wire(const FlowEntry& e, wire::Flow* out) {
+FlowTuple mirror(const FlowTuple& t) {
+  FlowTuple m = t;
+  std::swap(m.src, m.dst);
+  std::swap(m.src_port, m.dst_port);
+  return m;
+}
+
+void to_wire(const FlowEntry& e, wire::Flow* out, bool imply_reply) {
   tuple_to_wire(e.original, out->mutable_original());
-  tuple_to_wire(e.reply, out->mutable_reply());
+  if (!imply_reply || e.reply != mirror(e.original)) tuple_to_wire(e.reply, out->mutable_reply());
   out->set_status(e.status);
   out->set_timeout_s(e.timeout_s);
   out->set_mark(e.mark);
@@ -125,24 +133,25 @@ void to_wire(const FlowEntry& e, wire::Flow* out) {
   if (!e.seqadj_reply.empty()) seqadj_to_wire(e.seqadj_reply, out->mutable_seqadj_reply());
 }
 
-void to_wire(const FlowChange& c, wire::FlowChange* out) {
+void to_wire(const FlowChange& c, wire::FlowChange* out, bool imply_reply) {
   switch (c.kind) {
     case FlowChangeKind::New: out->set_kind(wire::FlowChange::NEW); break;
     case FlowChangeKind::Update: out->set_kind(wire::FlowChange::UPDATE); break;
     case FlowChangeKind::Destroy: out->set_kind(wire::FlowChange::DESTROY); break;
   }
   if (c.kind == FlowChangeKind::New && c.replaces_copy) out->set_created(true);
-  to_wire(c.entry, out->mutable_flow());
+  to_wire(c.entry, out->mutable_flow(), imply_reply);
 }
 
 std::optional<FlowEntry> from_wire(const wire::Flow& f, std::string& error) {
-  if (!f.has_original() || !f.has_reply()) {
-    error = "flow without original or reply tuple";
+  if (!f.has_original()) {
+    error = "flow without original tuple";
     return std::nullopt;
   }
   auto original = tuple_from_wire(f.original(), "original", error);
   if (!original) return std::nullopt;
-  auto reply = tuple_from_wire(f.reply(), "reply", error);
+  // No reply: the mirror of the original (we said implied_reply in our Hello).
+  auto reply = f.has_reply() ? tuple_from_wire(f.reply(), "reply", error) : mirror(*original);
   if (!reply) return std::nullopt;
   if (original->src.family != reply->src.family || original->l4proto != reply->l4proto) {
     error = "original and reply tuples disagree on family or protocol";

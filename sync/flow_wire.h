@@ -12,8 +12,14 @@
 
 namespace fwha::sync {
 
-void to_wire(const FlowEntry& entry, wire::Flow* out);
-void to_wire(const FlowChange& change, wire::FlowChange* out);
+// imply_reply: leave the reply tuple out when it is the mirror of the original (the peer
+// said implied_reply in its Hello).
+void to_wire(const FlowEntry& entry, wire::Flow* out, bool imply_reply = false);
+void to_wire(const FlowChange& change, wire::FlowChange* out, bool imply_reply = false);
+
+// The reply tuple of a flow without NAT: the original with addresses and ports swapped
+// (ICMP's fields as they are, so an echo's reply, another type, is never implied).
+FlowTuple mirror(const FlowTuple& original);
 
 // One tuple (shared with the expectation wire format); `which` prefixes the error.
 void tuple_to_wire(const FlowTuple& t, wire::Tuple* out);

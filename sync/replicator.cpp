@@ -86,6 +86,7 @@ void Replicator::new_numbering(uint64_t session) {
   round_owed_.clear();  // a new numbering comes with a round of its own
   owed_round_id_ = 0;
   unresumable_cause_.clear();
+  kept_frames_imply_reply_ = false;
   session_ = session;
   next_seq_ = 1;
 }
@@ -152,7 +153,8 @@ void Replicator::send_changes(const std::vector<FlowChange>& changes) {
   batch->Clear();
   batch->set_seq(next_seq_++);
   batch->set_session(session_);
-  for (const auto& c : changes) to_wire(c, batch->add_changes());
+  for (const auto& c : changes) to_wire(c, batch->add_changes(), peer_implies_reply_);
+  if (peer_implies_reply_) kept_frames_imply_reply_ = true;
   counters_.entries_sent += changes.size();
   send_batch_frame(batch_frame_);
 }
@@ -380,12 +382,14 @@ void Replicator::send_hello(bool stepped_down) {
   if (auto n = reader_.count()) h->set_table_entries(*n);
   if (options_.vrrp_priority != 0) h->set_vrrp_priority(options_.vrrp_priority);
   h->set_flows_are_heartbeats(true);
+  h->set_implied_reply(true);
   transport_.send(hello);
 }
 
 void Replicator::on_disconnected() {
   peer_hello_seen_ = false;
   peer_flows_are_heartbeats_ = false;
+  peer_implies_reply_ = false;
   // Changes not yet in a frame go into one, kept for the resume (on_local_change), or no
   // resume may happen.
   if (!pending_.empty()) {
@@ -414,6 +418,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   }
   peer_hello_seen_ = true;
   peer_flows_are_heartbeats_ = hello.flows_are_heartbeats();
+  peer_implies_reply_ = hello.implied_reply();
   if (hello.has_vrrp_priority() && hello.vrrp_priority() >= 1 && hello.vrrp_priority() <= 255) {
     peer_vrrp_priority_ = hello.vrrp_priority();
   }
@@ -429,8 +434,11 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   const bool have_rest =
       unacked_.empty() ? hello.applied_seq() + 1 == next_seq_
                        : unacked_.front().seq <= hello.applied_seq() + 1;
+  // Frames kept with replies left out cannot go to a peer that no longer reads them so (it
+  // was downgraded meanwhile): a round instead.
+  const bool kept_frames_readable = peer_implies_reply_ || !kept_frames_imply_reply_;
   peer_knows_session_ = true;  // resumed below, or the round's new session from here on
-  if (same_session && resumable_ && have_rest) {
+  if (same_session && resumable_ && have_rest && kept_frames_readable) {
     wire::Ack applied;
     applied.set_seq(hello.applied_seq());
     on_ack(applied);

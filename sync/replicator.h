@@ -146,6 +146,8 @@ class Replicator {
   // --- Source side ---
   void on_local_change(const FlowChange& change);  // buffered until flush()
   void flush();
+  // Changes read but not yet sent (the event pump's hold counts them: sync/event_hold.h).
+  size_t pending_count() const { return pending_.size(); }
   // Events were lost (`what`: how): reconcile now, or once the link is back.
   void on_overrun(const std::string& what = "ENOBUFS overrun");
   // Periodic work: reconciliation rounds, lag and stall alerts. Call about once a second.
@@ -287,6 +289,10 @@ class Replicator {
 
   bool peer_hello_seen_ = false;
   bool peer_flows_are_heartbeats_ = false;
+  bool peer_implies_reply_ = false;  // its Hello: a Flow without reply is the mirror
+  // Some frame of this session was encoded with implied replies (a resume to a peer that
+  // no longer reads them is refused).
+  bool kept_frames_imply_reply_ = false;
   std::optional<Clock::time_point> last_flows_sent_;
   uint32_t peer_vrrp_priority_ = 0;
   uint64_t next_barrier_token_ = 1;

@@ -42,6 +42,7 @@ class SyncService {
     bool replicate = true;
     std::chrono::milliseconds reconcile_interval{30000};
     std::chrono::microseconds event_coalesce{kDefaultEventCoalesceUs};
+    size_t event_hold_entries = kDefaultEventHoldEntries;  // sync/event_hold.h
     // SCHED_RR for the replication thread while it is mostly idle (util/busy_governor.h);
     // 0: always normal priority.
     int realtime_priority = 0;

@@ -9,4 +9,9 @@ namespace fwha {
 // (sync.event_coalesce_us): lag against CPU per entry, docs/performance.md.
 inline constexpr uint32_t kDefaultEventCoalesceUs = 300;
 
+// With 2 or more (sync.event_hold_entries), the Master holds the events of a dense stream
+// until that many are pending instead of draining at window ticks (sync/event_hold.h);
+// event_coalesce_us is then the gap below which a stream counts as dense.
+inline constexpr uint32_t kDefaultEventHoldEntries = 2;
+
 }  // namespace fwha

@@ -252,7 +252,7 @@ Sync read_sync(const Reader& r, const toml::table& t) {
   const std::string prefix = "sync";
   r.check_known(t, prefix,
                 {"local_address", "peer_address", "port", "conntrack", "reconcile_interval_s",
-                 "event_buffer_kib", "event_coalesce_us"});
+                 "event_buffer_kib", "event_coalesce_us", "event_hold_entries"});
   Sync s;
   s.local_address = r.address(t, "local_address", prefix);
   s.peer_address = r.address(t, "peer_address", prefix);
@@ -272,6 +272,8 @@ Sync read_sync(const Reader& r, const toml::table& t) {
       static_cast<uint32_t>(r.integer(t, "event_buffer_kib", prefix, 4, 1024 * 1024, 64 * 1024));
   s.event_coalesce_us = static_cast<uint32_t>(
       r.integer(t, "event_coalesce_us", prefix, 0, 100000, kDefaultEventCoalesceUs));
+  s.event_hold_entries = static_cast<uint32_t>(
+      r.integer(t, "event_hold_entries", prefix, 0, 64, kDefaultEventHoldEntries));
   return s;
 }
 

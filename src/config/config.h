@@ -58,6 +58,9 @@ struct Sync {
   // While events keep coming, the Master sends them every this many microseconds (0: per
   // wake-up). Trades a bounded lag for fewer wake-ups; see docs/performance.md.
   uint32_t event_coalesce_us = kDefaultEventCoalesceUs;
+  // 2 or more: hold a dense stream's events until this many are pending, instead of the
+  // window (sync/event_hold.h); 0 or 1: the window.
+  uint32_t event_hold_entries = kDefaultEventHoldEntries;
 };
 
 struct Config {

@@ -157,6 +157,7 @@ bool Daemon::open() {
   so.reconcile_interval = std::chrono::seconds(config_.sync.reconcile_interval_s);
   so.event_buffer_bytes = size_t{config_.sync.event_buffer_kib} * 1024;
   so.event_coalesce = std::chrono::microseconds(config_.sync.event_coalesce_us);
+  so.event_hold_entries = config_.sync.event_hold_entries;
   // The replication thread is real-time below the election thread, but only while it is
   // mostly idle (util/busy_governor.h): saturating a core at SCHED_RR it would starve
   // ksoftirqd, adverts included. When busy it runs at nice -10.

@@ -51,7 +51,7 @@ Configuration (TOML; every key is explained in fwha.conf.example, docs/running.m
   [node]   name, control_socket, realtime_priority, election_cpu, notrack_own_traffic
   [peer]   name
   [sync]   local_address, peer_address, port, conntrack, reconcile_interval_s,
-           event_buffer_kib, event_coalesce_us
+           event_buffer_kib, event_coalesce_us, event_hold_entries
   [group]  name, vrid, priority, advert_interval_cs, preempt, preempt_delay_s,
            virtual_mac, track_next_hops, track_interval_ms, track_misses
   [[group.interface]]  name, peer_address, vips = ["ADDR/LEN", ...]

@@ -93,6 +93,7 @@ TEST(Config, DefaultsApplyWhenOptionalKeysAreAbsent) {
   EXPECT_EQ(c.election_cpu, -1);  // the highest CPU fwhad may run on
   EXPECT_TRUE(c.notrack_own_traffic);  // a full conntrack table must not silence VRRP
   EXPECT_EQ(c.sync.event_coalesce_us, 300u);
+  EXPECT_EQ(c.sync.event_hold_entries, 2u);  // pairs of a dense stream, not the window
   EXPECT_FALSE(c.group.virtual_mac);  // VIPs on the interface itself unless asked
   EXPECT_TRUE(c.group.track_next_hops.empty());
   EXPECT_EQ(c.group.track_interval_ms, 1000u);
@@ -218,6 +219,13 @@ TEST(Config, OutOfRangeValuesSayWhatIsExpected) {
   }
   e = expect_error(replace(kGood, "[sync]\n", "[sync]\nevent_coalesce_us = -1\n"));
   EXPECT_EQ(e.key, "sync.event_coalesce_us");
+  e = expect_error(replace(kGood, "[sync]\n", "[sync]\nevent_hold_entries = 65\n"));
+  EXPECT_EQ(e.key, "sync.event_hold_entries");
+  {
+    auto r = parse(replace(kGood, "[sync]\n", "[sync]\nevent_hold_entries = 2\n"), "fwha.conf");
+    ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
+    EXPECT_EQ(std::get<Config>(r).sync.event_hold_entries, 2u);
+  }
   e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\npreempt_delay_s = 4000\n"));
   EXPECT_EQ(e.key, "group.preempt_delay_s");
 }

@@ -52,6 +52,49 @@ TEST(FlowWire, NatBindingTravelsInTheReplyTuple) {
   EXPECT_EQ(w.reply().dst_port(), 61234u);
 }
 
+// A flow without NAT: its reply is the mirror of its original, and a peer that said
+// implied_reply gets it without the reply tuple.
+FlowEntry plain_udp_flow() {
+  FlowEntry e = test::snat_tcp_flow();
+  e.original.l4proto = IPPROTO_UDP;
+  e.reply = mirror(e.original);
+  e.status = flow_status::kSeenReply | flow_status::kConfirmed;
+  e.tcp_state = 0;
+  return e;
+}
+
+TEST(FlowWire, AMirroredReplyStaysOffTheWireWhenThePeerImpliesIt) {
+  const FlowEntry e = plain_udp_flow();
+  EXPECT_EQ(e.reply.src, e.original.dst);
+  EXPECT_EQ(e.reply.dst_port, e.original.src_port);
+  wire::Flow implied, explicit_reply;
+  to_wire(e, &implied, /*imply_reply=*/true);
+  to_wire(e, &explicit_reply, /*imply_reply=*/false);
+  EXPECT_FALSE(implied.has_reply());
+  EXPECT_TRUE(explicit_reply.has_reply());
+  EXPECT_LT(implied.ByteSizeLong() + 20, explicit_reply.ByteSizeLong());
+  for (const wire::Flow* w : {&implied, &explicit_reply}) {
+    wire::Flow parsed;
+    ASSERT_TRUE(parsed.ParseFromString(w->SerializeAsString()));
+    std::string error;
+    auto back = from_wire(parsed, error);
+    ASSERT_TRUE(back) << error;
+    EXPECT_EQ(*back, e);
+  }
+}
+
+TEST(FlowWire, ANatBindingOrAnIcmpReplyIsSentEvenWhenImplied) {
+  for (const FlowEntry& e : {test::snat_tcp_flow(), test::icmpv6_flow()}) {
+    wire::FlowChange w;
+    to_wire(FlowChange{FlowChangeKind::New, e}, &w, /*imply_reply=*/true);
+    EXPECT_TRUE(w.flow().has_reply()) << "its reply is not the mirror of its original";
+    std::string error;
+    auto back = from_wire(w, error);
+    ASSERT_TRUE(back) << error;
+    EXPECT_EQ(back->entry, e);
+  }
+}
+
 struct BadCase {
   const char* name;
   void (*mutate)(wire::FlowChange&);
@@ -75,8 +118,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"kind", [](wire::FlowChange& w) { w.set_kind(wire::FlowChange::KIND_UNSPECIFIED); },
                 "unknown kind"},
         BadCase{"no_flow", [](wire::FlowChange& w) { w.clear_flow(); }, "without a flow"},
-        BadCase{"no_reply", [](wire::FlowChange& w) { w.mutable_flow()->clear_reply(); },
-                "without original or reply"},
+        BadCase{"no_original", [](wire::FlowChange& w) { w.mutable_flow()->clear_original(); },
+                "without original"},
         BadCase{"addr_len",
                 [](wire::FlowChange& w) { w.mutable_flow()->mutable_original()->set_src("abc"); },
                 "original address"},
