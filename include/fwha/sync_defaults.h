@@ -5,8 +5,9 @@
 
 namespace fwha {
 
-// While conntrack events keep coming, the Master sends them this many microseconds apart
-// (sync.event_coalesce_us): lag against CPU per entry, docs/performance.md.
+// Holding: events closer than this many microseconds are a dense stream. Window (holding
+// off): while conntrack events keep coming, the Master sends them this many microseconds
+// apart (sync.event_coalesce_us): lag against CPU per entry, docs/performance.md.
 inline constexpr uint32_t kDefaultEventCoalesceUs = 300;
 
 // With 2 or more (sync.event_hold_entries), the Master holds the events of a dense stream
