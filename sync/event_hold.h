@@ -1,9 +1,9 @@
-// Pairs up the conntrack events of a dense stream before they go to the peer: the Master's
-// alternative to a coalescing window (sync.event_hold_entries, docs/design.md "Event
-// batching").
+// Pairs up the conntrack events of a sustained stream before they go to the peer: the
+// Master's alternative to a coalescing window (sync.event_hold_entries, docs/design.md
+// "Holding").
 //
-// Why: on the lab's guest a wake-up by a timer costs the woken thread ~17-30 us of CPU, and
-// one by another thread's write (an event arriving) ~5-10 us (docs/performance.md, "Wake-ups
+// Why: on the lab's guest a wake-up by a timer costs the woken thread ~17-21 us of CPU, and
+// one by another thread's write (an event arriving) ~4-10 us (docs/performance.md, "Wake-ups
 // by timer and by event"). A window drains at timer ticks, so each frame costs a timer's
 // wake-up, and its entries wait up to the window. Holding waits for events only: each
 // arrival wakes the pump (cheap), and what was read goes out once `entries` changes are
@@ -11,11 +11,13 @@
 // second arrives: half the frames of window 0 (its CPU and bytes), and a wait of one
 // inter-arrival gap for the first of each pair, not a window's.
 //
-// Only while the stream is dense: an event that comes `gap` or more after the one before is
-// sent at once, as is anything held for `gap`, so a trickle is not delayed. The last event of
-// a dense spell has no successor to wait for; the heartbeat (every 5 ms, SyncService) sends
-// it. That bounds a held change to one heartbeat, and costs no timer per pair (a timer armed
-// and cancelled per pair cost more than it saved: docs/performance.md).
+// Only in a sustained stream: events count as one once kStreak gaps in a row were shorter
+// than `gap`. Until then every read goes at once, so a flow's own few events (a UDP request
+// and its answer, a handshake) and a trickle are not delayed. A change held for `gap` goes
+// with the next read. The last event of a stream has no successor to wait for; the heartbeat
+// (every 5 ms, SyncService) sends it. That bounds a held change to one heartbeat, and costs
+// no timer per pair (a timer armed and cancelled per pair cost more than holding saved:
+// docs/performance.md).
 #pragma once
 
 #include <chrono>
@@ -27,8 +29,10 @@ namespace fwha::sync {
 class EventHold {
  public:
   using Clock = std::chrono::steady_clock;
+  // Short gaps in a row before events count as a stream.
+  static constexpr unsigned kStreak = 4;
 
-  // entries < 2: holding is off, every read is sent at once.
+  // entries < 2: holding is off, every read is sent at once. gap 0: nothing is a stream.
   EventHold(size_t entries, std::chrono::microseconds gap) : entries_(entries), gap_(gap) {}
 
   bool enabled() const { return entries_ >= 2; }
@@ -45,7 +49,7 @@ class EventHold {
   size_t entries_;
   std::chrono::microseconds gap_;
   std::optional<Clock::time_point> last_arrival_;
-  bool dense_ = false;
+  unsigned short_gaps_ = 0;  // in a row, up to kStreak
   std::optional<Clock::time_point> held_since_;
 };
 

@@ -5,13 +5,15 @@
 namespace fwha::sync {
 
 EventPump::EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
-                     std::chrono::microseconds coalesce, size_t hold_entries)
+                     std::chrono::microseconds coalesce, size_t hold_entries,
+                     OpenEvents open_events)
     : io_(io),
       replicator_(replicator),
       rcvbuf_bytes_(rcvbuf_bytes),
       coalesce_(coalesce),
       hold_(hold_entries, coalesce),
-      ticks_(io) {}
+      ticks_(io),
+      open_events_(std::move(open_events)) {}
 
 EventPump::~EventPump() {
   after_round_ = nullptr;  // the owner is going away too
@@ -24,7 +26,7 @@ std::error_code EventPump::start() {
   if (!hold_.enabled() && coalesce_.count() > 0 && !ticks_.is_open()) {
     if (auto tec = ticks_.open()) return tec;
   }
-  events_ = make_netlink_events(rcvbuf_bytes_, ec);
+  events_ = open_events_(rcvbuf_bytes_, ec);
   if (!events_) return ec;
   log::info("sync", "listening to conntrack events");
   wait();
@@ -37,9 +39,11 @@ void EventPump::stop() {
     ticks_.stop();
     ticks_.cancel();
   }
+  // What was read and held goes out first: the caller is stepping down or stopping, and the
+  // replicator would drop it with its source state.
+  send_held();
   unwatch();
   events_.reset();
-  hold_.sent();  // what was held goes with the role (the replicator's own business now)
   log::info("sync", "stopped listening to conntrack events");
   if (after_round_) after_round_();
 }

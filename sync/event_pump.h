@@ -16,7 +16,7 @@
 //
 // Holding (`hold_entries` >= 2, sync/event_hold.h) replaces the window: the pump waits for
 // readability at all times, reads at every wake-up, and sends once that many changes are
-// pending while the stream is dense (events less than `coalesce` apart). No timer runs; the
+// pending once the events are a stream (gaps shorter than `coalesce`). No timer runs; the
 // owner's heartbeat sends what a spell's last event left held (send_held()).
 #pragma once
 
@@ -35,14 +35,18 @@ namespace fwha::sync {
 
 class EventPump {
  public:
+  // Opens the event source at start() (tests pass a fake; make_netlink_events otherwise).
+  using OpenEvents =
+      std::function<std::unique_ptr<ConntrackEvents>(size_t rcvbuf_bytes, std::error_code& ec)>;
+
   EventPump(boost::asio::io_context& io, Replicator& replicator, size_t rcvbuf_bytes,
             std::chrono::microseconds coalesce =
                 std::chrono::microseconds(kDefaultEventCoalesceUs),
-            size_t hold_entries = 0);
+            size_t hold_entries = 0, OpenEvents open_events = make_netlink_events);
   ~EventPump();
 
   std::error_code start();  // subscribe; events from now on are replicated
-  void stop();              // unsubscribe (the kernel stops generating events for us)
+  void stop();  // sends what is held, unsubscribes (the kernel stops generating events for us)
   bool running() const { return events_ != nullptr; }
   // Reads what is pending right now (used before a graceful handover).
   void drain_now();
@@ -70,6 +74,7 @@ class EventPump {
   std::chrono::microseconds coalesce_;
   EventHold hold_;
   PeriodicTimer ticks_;  // coalesced drains while busy (not when holding)
+  OpenEvents open_events_;
   std::unique_ptr<ConntrackEvents> events_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
   std::function<void()> after_round_;

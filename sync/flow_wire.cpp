@@ -116,7 +116,11 @@ FlowTuple mirror(const FlowTuple& t) {
 
 void to_wire(const FlowEntry& e, wire::Flow* out, bool imply_reply) {
   tuple_to_wire(e.original, out->mutable_original());
-  if (!imply_reply || e.reply != mirror(e.original)) tuple_to_wire(e.reply, out->mutable_reply());
+  if (!imply_reply || e.reply != mirror(e.original)) {
+    tuple_to_wire(e.reply, out->mutable_reply());
+  } else {
+    out->clear_reply();  // a reused message must not keep an earlier flow's
+  }
   out->set_status(e.status);
   out->set_timeout_s(e.timeout_s);
   out->set_mark(e.mark);

@@ -315,7 +315,7 @@ void SyncService::settle_step(std::chrono::steady_clock::time_point deadline,
 // speaking too (to a peer whose Hello said it takes it so), so a Heartbeat goes only when
 // neither went for kHeartbeat.
 void SyncService::heartbeat() {
-  pump_->send_held();  // a dense spell's last event, held for a successor that did not come
+  pump_->send_held();  // a stream's last event, held for a successor that did not come
   beat(std::chrono::steady_clock::now());
   // While the event pump is busy its rounds (every event_coalesce_us) do this instead: under
   // load the flows are the heartbeat, and a timer of its own would wake the thread 200 times

@@ -5,14 +5,14 @@
 
 namespace fwha {
 
-// Holding: events closer than this many microseconds are a dense stream. Window (holding
+// Holding: gaps shorter than this many microseconds make a stream. Window (holding
 // off): while conntrack events keep coming, the Master sends them this many microseconds
 // apart (sync.event_coalesce_us): lag against CPU per entry, docs/performance.md.
 inline constexpr uint32_t kDefaultEventCoalesceUs = 300;
 
-// With 2 or more (sync.event_hold_entries), the Master holds the events of a dense stream
-// until that many are pending instead of draining at window ticks (sync/event_hold.h);
-// event_coalesce_us is then the gap below which a stream counts as dense.
+// With 2 or more (sync.event_hold_entries), the Master holds the events of a stream until
+// that many are pending instead of draining at window ticks (sync/event_hold.h);
+// event_coalesce_us is then the gap below which events make a stream.
 inline constexpr uint32_t kDefaultEventHoldEntries = 2;
 
 }  // namespace fwha

@@ -55,11 +55,11 @@ struct Sync {
   bool conntrack = true;  // replicate conntrack; off only to prove in the lab that it matters
   uint32_t reconcile_interval_s = 30;  // periodic digest comparison: bound on drift healing
   uint32_t event_buffer_kib = 64 * 1024;  // conntrack event socket receive buffer
-  // Holding: events closer than this are a dense stream. Window: while events keep coming,
+  // Holding: gaps shorter than this make a stream. Window: while events keep coming,
   // the Master sends them every this many microseconds (0: per wake-up). Trades a bounded
   // lag for fewer wake-ups; see docs/performance.md.
   uint32_t event_coalesce_us = kDefaultEventCoalesceUs;
-  // 2 or more: hold a dense stream's events until this many are pending, instead of the
+  // 2 or more: hold a stream's events until this many are pending, instead of the
   // window (sync/event_hold.h); 0 or 1: the window.
   uint32_t event_hold_entries = kDefaultEventHoldEntries;
 };

@@ -5,14 +5,19 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/eventfd.h>
+
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <optional>
 #include <utility>
 
 #include "fake_conntrack.h"
+#include "fwha/unique_fd.h"
 #include "flow_samples.h"
 #include "sync/flow_wire.h"
+#include "sync/event_pump.h"
 #include "sync/frame_codec.h"
 #include "sync/reconciliation.h"
 #include "sync/replicator.h"
@@ -1280,6 +1285,94 @@ TEST_F(PairTest, AnAckOfAnotherSessionOrOfFramesNeverSentIsIgnored) {
   EXPECT_EQ(master->counters().frames_rejected, rejected + 1);
   settle();  // the backup's own ack, of our session, releases it
   EXPECT_EQ(master->unacked_bytes(), 0u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+// The event pump holding a stream's events (sync/event_hold.h) in front of a real
+// replicator, with events from a fake source whose descriptor (an eventfd) the pump waits on
+// as on the netlink socket.
+class FakeEvents : public ConntrackEvents {
+ public:
+  int fd() const override { return fd_.get(); }
+  std::error_code drain(const std::function<void(const FlowChange&)>& on_change) override {
+    uint64_t count = 0;
+    if (::read(fd_.get(), &count, sizeof count) < 0) return {};
+    auto changes = std::exchange(queued, {});
+    for (const auto& c : changes) on_change(c);
+    return {};
+  }
+  void arrive(const FlowChange& c) {
+    queued.push_back(c);
+    const uint64_t one = 1;
+    EXPECT_EQ(::write(fd_.get(), &one, sizeof one), 8);
+  }
+  std::vector<FlowChange> queued;
+
+ private:
+  UniqueFd fd_{eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+};
+
+class EventPumpTest : public PairTest {
+ protected:
+  void SetUp() override {
+    PairTest::SetUp();
+    connect();
+    // A 100 ms gap: the test's events, ~1 ms apart, are a stream however slow the machine.
+    pump = std::make_unique<EventPump>(
+        io, *master, 0, std::chrono::milliseconds(100), 2,
+        [this](size_t, std::error_code&) -> std::unique_ptr<ConntrackEvents> {
+          auto e = std::make_unique<FakeEvents>();
+          events = e.get();
+          return e;
+        });
+    ASSERT_FALSE(pump->start());
+    ASSERT_NE(events, nullptr);
+  }
+  size_t flow_frames() const {
+    return static_cast<size_t>(
+        std::count(to_backup.kinds.begin(), to_backup.kinds.end(), wire::Frame::kFlows));
+  }
+  // A new flow on the Master: its event arrives, and the loop runs until the pump read it.
+  void arrive(uint16_t port) {
+    const FlowChange c{FlowChangeKind::New, flow(port)};
+    mtable.apply(c);
+    events->arrive(c);
+    for (int i = 0; i < 2000 && !events->queued.empty(); ++i) {
+      io.restart();
+      io.run_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE(events->queued.empty()) << "the pump never read the event";
+  }
+
+  boost::asio::io_context io;
+  FakeEvents* events = nullptr;  // owned by the pump
+  std::unique_ptr<EventPump> pump;
+};
+
+TEST_F(EventPumpTest, AStreamGoesInPairsAndWhatIsHeldGoesAtTheHeartbeatOrTheStop) {
+  const size_t before = flow_frames();
+  uint16_t port = 1;
+  for (unsigned i = 0; i < EventHold::kStreak; ++i) arrive(port++);
+  EXPECT_EQ(flow_frames(), before + EventHold::kStreak) << "each at once: no stream yet";
+  arrive(port++);
+  EXPECT_EQ(flow_frames(), before + EventHold::kStreak) << "held for its successor";
+  EXPECT_EQ(master->pending_count(), 1u);
+  arrive(port++);
+  EXPECT_EQ(flow_frames(), before + EventHold::kStreak + 1) << "the pair, in one frame";
+  EXPECT_EQ(master->pending_count(), 0u);
+
+  arrive(port++);  // the stream's last: no successor comes
+  ASSERT_EQ(master->pending_count(), 1u);
+  pump->send_held();  // SyncService's heartbeat does this every 5 ms
+  EXPECT_EQ(master->pending_count(), 0u);
+  EXPECT_EQ(flow_frames(), before + EventHold::kStreak + 2);
+
+  arrive(port++);
+  ASSERT_EQ(master->pending_count(), 1u);
+  pump->stop();  // stepping down: the replicator would drop what is held with its role
+  EXPECT_EQ(master->pending_count(), 0u);
+  EXPECT_EQ(flow_frames(), before + EventHold::kStreak + 3);
+  settle();
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
