@@ -1,11 +1,13 @@
 #include "sync/event_hold.h"
 
+#include <algorithm>
+
 namespace fwha::sync {
 
 bool EventHold::send_now(Clock::time_point now, size_t read, size_t pending) {
   if (read > 0) {  // an arrival: does it follow the one before closely?
     const bool short_gap = last_arrival_ && now - *last_arrival_ < gap_;
-    short_gaps_ = short_gap ? (short_gaps_ < kStreak ? short_gaps_ + 1 : kStreak) : 0;
+    short_gaps_ = short_gap ? std::min(short_gaps_ + 1, kStreak) : 0;
     last_arrival_ = now;
   }
   if (pending == 0) {  // filtered, or nothing came: nothing is held

@@ -51,16 +51,23 @@ void EventPump::stop() {
 void EventPump::drain_now() { drain_count(); }
 
 void EventPump::send_held() {
-  if (!hold_.holding()) return;
+  if (hold_.holding()) send_pending();
+}
+
+void EventPump::send_pending() {
   hold_.sent();
   replicator_.flush();
 }
 
 size_t EventPump::drain_count() {
   const size_t n = read_events();
-  hold_.sent();
-  replicator_.flush();
+  send_pending();
   return n;
+}
+
+void EventPump::read_and_hold() {
+  const size_t n = read_events();
+  if (hold_.send_now(EventHold::Clock::now(), n, replicator_.pending_count())) send_pending();
 }
 
 size_t EventPump::read_events() {
@@ -103,17 +110,13 @@ void EventPump::wait() {
   descriptor_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                           [this](boost::system::error_code ec) {
                             if (ec || !events_) return;
-                            if (hold_.enabled()) {
-                              const size_t n = read_events();
-                              if (hold_.send_now(EventHold::Clock::now(), n,
-                                                 replicator_.pending_count())) {
-                                replicator_.flush();
-                              }
-                              if (events_) wait();
+                            if (!hold_.enabled()) {
+                              drain_now();
+                              if (events_) wait_then_drain();
                               return;
                             }
-                            drain_now();
-                            if (events_) wait_then_drain();
+                            read_and_hold();
+                            if (events_) wait();
                           });
 }
 

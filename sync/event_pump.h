@@ -67,6 +67,8 @@ class EventPump {
   void wait_then_drain();
   size_t drain_count();  // drain_now(), returning the events read
   size_t read_events();  // into the replicator, not sent yet; returns the events read
+  void read_and_hold();  // holding: reads, and sends when the hold says so
+  void send_pending();   // whatever the replicator holds, and the hold is over
 
   boost::asio::io_context& io_;
   Replicator& replicator_;

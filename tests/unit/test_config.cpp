@@ -222,9 +222,9 @@ TEST(Config, OutOfRangeValuesSayWhatIsExpected) {
   e = expect_error(replace(kGood, "[sync]\n", "[sync]\nevent_hold_entries = 65\n"));
   EXPECT_EQ(e.key, "sync.event_hold_entries");
   {
-    auto r = parse(replace(kGood, "[sync]\n", "[sync]\nevent_hold_entries = 2\n"), "fwha.conf");
+    auto r = parse(replace(kGood, "[sync]\n", "[sync]\nevent_hold_entries = 4\n"), "fwha.conf");
     ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<Error>(r).to_string();
-    EXPECT_EQ(std::get<Config>(r).sync.event_hold_entries, 2u);
+    EXPECT_EQ(std::get<Config>(r).sync.event_hold_entries, 4u);  // not the default (2)
   }
   e = expect_error(replace(kGood, "preempt = true\n", "preempt = true\npreempt_delay_s = 4000\n"));
   EXPECT_EQ(e.key, "group.preempt_delay_s");

@@ -21,6 +21,12 @@ class EventHoldTest : public ::testing::Test {
     }
     return t - 100us;
   }
+  // An established stream, and its next change held for a successor: at `held_at`.
+  void hold_one(Clock::time_point& held_at) {
+    held_at = establish(hold, t0) + 100us;
+    ASSERT_FALSE(hold.send_now(held_at, 1, 1));
+    ASSERT_TRUE(hold.holding());
+  }
   EventHold hold{2, 300us};
   Clock::time_point t0 = Clock::time_point{} + 1h;
 };
@@ -55,10 +61,10 @@ TEST_F(EventHoldTest, OneLongGapEndsTheStream) {
 }
 
 TEST_F(EventHoldTest, AHeldChangeGoesWithTheNextArrivalEvenALateOne) {
-  const auto t = establish(hold, t0);
-  ASSERT_FALSE(hold.send_now(t + 100us, 1, 1));
+  Clock::time_point held;
+  ASSERT_NO_FATAL_FAILURE(hold_one(held));
   // The stream paused, then resumed: the pause ends the stream, and both go.
-  EXPECT_TRUE(hold.send_now(t + 2ms, 1, 2));
+  EXPECT_TRUE(hold.send_now(held + 1900us, 1, 2));
   EXPECT_FALSE(hold.holding());
 }
 
@@ -81,21 +87,20 @@ TEST_F(EventHoldTest, AReadOfNothingIsNoArrival) {
 }
 
 TEST_F(EventHoldTest, AReadThatLeavesNothingPendingHoldsNothing) {
-  const auto t = establish(hold, t0);
-  ASSERT_FALSE(hold.send_now(t + 100us, 1, 1));
+  Clock::time_point held;
+  ASSERT_NO_FATAL_FAILURE(hold_one(held));
   // The held change went out some other way (a drain before a handover, a full frame).
-  EXPECT_FALSE(hold.send_now(t + 150us, 1, 0));
+  EXPECT_FALSE(hold.send_now(held + 50us, 1, 0));
   EXPECT_FALSE(hold.holding());
 }
 
 TEST_F(EventHoldTest, TheHeartbeatSendsWhatIsHeld) {
-  const auto t = establish(hold, t0);
-  ASSERT_FALSE(hold.send_now(t + 100us, 1, 1));
-  ASSERT_TRUE(hold.holding());
+  Clock::time_point held;
+  ASSERT_NO_FATAL_FAILURE(hold_one(held));
   hold.sent();  // what EventPump::send_held() does after flushing, at the heartbeat
   EXPECT_FALSE(hold.holding());
   // The stream goes on: the next one is held again, as the first of a new pair.
-  EXPECT_FALSE(hold.send_now(t + 200us, 1, 1));
+  EXPECT_FALSE(hold.send_now(held + 100us, 1, 1));
   EXPECT_TRUE(hold.holding());
 }
 
