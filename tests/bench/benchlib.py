@@ -30,7 +30,10 @@ CT_MAX_PATH = "/proc/sys/net/netfilter/nf_conntrack_max"
 CT_MAX_STATE = os.path.join(os.environ.get("FWHA_LAB_TMP", "/tmp"), "fwha-bench-ctmax.json")
 CT_MAX_FOR_1M = 1_114_112          # 1M generator entries + the lab's own, per namespace
 CT_BUCKETS_PATH = "/proc/sys/net/netfilter/nf_conntrack_buckets"
-CT_BUCKETS_FOR_1M = 1_048_576      # the kernel's default ratio: max = buckets
+# The kernel's default ratio is a bucket per allowed entry (max = buckets), but the lab's two
+# firewalls share the kernel's one hash (namespaces have their own tables and counts, not their
+# own hash): two firewalls sized for 1M each are 2M buckets. --ct-buckets sets another.
+CT_BUCKETS_FOR_1M = 2_097_152
 HZ = os.sysconf("SC_CLK_TCK")
 CTD_PORT = 3780
 T0 = time.monotonic()
