@@ -188,15 +188,16 @@ void Reconciler::finish_answer(std::vector<FlowChange>& batch, const SendChanges
 }
 
 wire::Frame Reconciler::on_summary(const wire::DigestSummary& summary,
-                                   uint32_t expiry_threshold_s, size_t max_expiring_bytes) {
-  open_summary(summary, expiry_threshold_s, max_expiring_bytes);
+                                   uint32_t expiry_threshold_s, size_t max_expiring_bytes,
+                                   bool peer_implies_reply) {
+  open_summary(summary, expiry_threshold_s, max_expiring_bytes, peer_implies_reply);
   for (;;) {
     if (auto f = step_summary(SIZE_MAX)) return std::move(*f);
   }
 }
 
 void Reconciler::open_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
-                              size_t max_expiring_bytes) {
+                              size_t max_expiring_bytes, bool peer_implies_reply) {
   reset();
   round_ = summary.round();
   summary_job_ = std::make_unique<SummaryJob>();
@@ -204,6 +205,7 @@ void Reconciler::open_summary(const wire::DigestSummary& summary, uint32_t expir
   j.summary = summary;
   j.expiry_threshold_s = expiry_threshold_s;
   j.max_expiring_bytes = max_expiring_bytes;
+  j.peer_implies_reply = peer_implies_reply;
   std::error_code ec;
   j.dump = reader_.open_dump(ec);
   if (!j.dump) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
@@ -220,7 +222,7 @@ std::optional<wire::Frame> Reconciler::step_summary(size_t max_entries) {
     for (const FlowEntry& e : part) {
       if (filter_.skip(e)) continue;
       j.digest.add(e);
-      j.entries.push_back(e);
+      j.seen.push_back(Seen{key_of(e), e.timeout_s, reply_hash(e)});
     }
     read += std::max<size_t>(1, part.size());
     if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
@@ -237,7 +239,6 @@ wire::Frame Reconciler::finish_summary() {
   const wire::DigestSummary& summary = job->summary;
   const uint32_t expiry_threshold_s = job->expiry_threshold_s;
   const size_t max_expiring_bytes = job->max_expiring_bytes;
-  const std::vector<FlowEntry>& entries = job->entries;
   TableDigest& digest = job->digest;
   wire::Frame f;
   auto* req = f.mutable_repair_request();
@@ -255,22 +256,23 @@ wire::Frame Reconciler::finish_summary() {
     req->add_buckets(b);
     repairing_[b] = true;
   }
-  std::vector<const FlowEntry*> expiring;
-  for (const auto& e : entries) {
-    const FlowKey k = key_of(e);
-    if (repairing_[bucket_of(k)]) {
-      if (!job->touched.count(k)) untouched_.emplace(k, reply_hash(e));
+  std::vector<const Seen*> expiring;
+  for (const Seen& e : job->seen) {
+    if (repairing_[bucket_of(e.key)]) {
+      if (!job->touched.count(e.key)) untouched_.emplace(e.key, e.reply_hash);
     } else if (e.timeout_s < expiry_threshold_s) {
       expiring.push_back(&e);
     }
   }
-  // Bounded in bytes, not entries: the request is one frame (IPv6 entries are twice the size).
+  // Bounded in bytes, not entries: the request is one frame (IPv6 keys are twice the size).
   std::sort(expiring.begin(), expiring.end(),
-            [](const FlowEntry* a, const FlowEntry* b) { return a->timeout_s < b->timeout_s; });
+            [](const Seen* a, const Seen* b) { return a->timeout_s < b->timeout_s; });
   size_t bytes = 0;
-  for (const FlowEntry* e : expiring) {
+  for (const Seen* e : expiring) {
     wire::Flow* w = req->add_expiring();
-    to_wire(*e, w);
+    tuple_to_wire(e->key.original, w->mutable_original());
+    if (!job->peer_implies_reply) tuple_to_wire(mirror(e->key.original), w->mutable_reply());
+    if (e->key.zone != 0) w->set_zone(e->key.zone);
     bytes += w->ByteSizeLong() + kRepeatedFieldOverhead;
     if (bytes > max_expiring_bytes) {
       req->mutable_expiring()->RemoveLast();

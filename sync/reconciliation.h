@@ -91,13 +91,14 @@ class Reconciler {
   // Dumps the sink's table, compares, and returns the RepairRequest to send. Entries with
   // less than `expiry_threshold_s` left are listed, nearest expiry first, in at most
   // `max_expiring_bytes` of encoded entries (the rest wait for the next round; the threshold
-  // leaves them one).
+  // leaves them one). They are listed by key only (the original tuple and the zone: all the
+  // source reads), with the mirrored reply unless `peer_implies_reply`.
   wire::Frame on_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
-                         size_t max_expiring_bytes);
+                         size_t max_expiring_bytes, bool peer_implies_reply = false);
   // The same in parts, as on the source side. Changes applied while the dump runs are noted
   // (note_applied), and the round never deletes them as stale.
   void open_summary(const wire::DigestSummary& summary, uint32_t expiry_threshold_s,
-                    size_t max_expiring_bytes);
+                    size_t max_expiring_bytes, bool peer_implies_reply = false);
   std::optional<wire::Frame> step_summary(size_t max_entries);
   bool comparing() const { return summary_job_ != nullptr; }
   void on_repair_begin(const wire::RepairBegin& begin);
@@ -155,14 +156,23 @@ class Reconciler {
   std::unique_ptr<DigestJob> digest_job_;
   wire::Frame finish_round();
 
-  // sink: the dump of a summary being compared
+  // sink: the dump of a summary being compared. Which buckets differ is known only once the
+  // whole table is read, so every entry is remembered until then, but only by what the
+  // round needs of it: 64 bytes, not a 168-byte FlowEntry (a million entries are then
+  // ~64 MB while a round compares, not ~170 MB or more).
+  struct Seen {
+    FlowKey key;
+    uint32_t timeout_s = 0;
+    uint64_t reply_hash = 0;  // the NAT binding: see untouched_
+  };
   struct SummaryJob {
     wire::DigestSummary summary;
     uint32_t expiry_threshold_s = 0;
     size_t max_expiring_bytes = 0;
+    bool peer_implies_reply = false;
     std::unique_ptr<ConntrackDump> dump;
     TableDigest digest;
-    std::vector<FlowEntry> entries;
+    std::vector<Seen> seen;
     std::unordered_set<FlowKey, FlowKeyHash> touched;  // changes applied meanwhile
   };
   std::unique_ptr<SummaryJob> summary_job_;

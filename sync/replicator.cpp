@@ -13,9 +13,13 @@ namespace {
 
 // Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
-// A RepairRequest is one frame: its expiring list gets half the frame limit (~20k IPv6 or
-// ~35k IPv4 entries), the rest of the frame is for the bucket list.
-constexpr size_t kMaxExpiringBytesPerRound = kMaxFrameBytes / 2;
+// A RepairRequest is one frame: its expiring list gets all of the frame limit but what the
+// bucket list can take (4096 packed buckets, under 8 KiB). Listed by key, that is ~80k IPv6
+// entries per round (ICMPv6, counted in the unit test) or ~150k IPv4 (estimated from the
+// encoding); a whole entry each in half a frame was ~20k IPv6 or ~35k IPv4. An active UDP
+// stream's copy falls under the threshold about once every three rounds (120 s + slack,
+// threshold 2 x slack), so that is room for a few hundred thousand of them.
+constexpr size_t kMaxExpiringBytesPerRound = kMaxFrameBytes - 64 * 1024;
 
 uint64_t random_session() {
   std::random_device rd;
@@ -529,12 +533,12 @@ bool Replicator::on_frame(const wire::Frame& frame) {
         const uint64_t completed = reconcile_.counters().rounds_completed;
         if (options_.defer) {
           reconcile_.open_summary(frame.digest_summary(), 2 * timeout_slack_s(),
-                                  kMaxExpiringBytesPerRound);
+                                  kMaxExpiringBytesPerRound, peer_implies_reply_);
           step_summary(completed);
           return true;
         }
         auto request = reconcile_.on_summary(frame.digest_summary(), 2 * timeout_slack_s(),
-                                             kMaxExpiringBytesPerRound);
+                                             kMaxExpiringBytesPerRound, peer_implies_reply_);
         transport_.send(request);
         round_may_have_ended(completed);
       }
@@ -696,8 +700,12 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
     // so the copy may outlive the Master's timeout safely; it must never expire first. The
     // slack covers one reconciliation interval, after which the round refreshes entries
     // close to expiry with the Master's current timeout.
+    // Saturating: a timeout near 2^32 from the wire would wrap to seconds (the kernel clamps
+    // what is left to its own limit).
     if (change->kind != FlowChangeKind::Destroy && change->entry.timeout_s != 0) {
-      change->entry.timeout_s += timeout_slack_s();
+      const uint32_t slack = timeout_slack_s();
+      const uint32_t t = change->entry.timeout_s;
+      change->entry.timeout_s = t > UINT32_MAX - slack ? UINT32_MAX : t + slack;
     }
     if (change->kind == FlowChangeKind::New && !change->replaces_copy &&
         reconcile_.copy_binds_otherwise(change->entry)) {

@@ -463,12 +463,13 @@ TEST_F(PairTest, EntryCloseToExpiryIsRefreshedOrDestroyed) {
   EXPECT_EQ(master->reconcile_counters().expiring_refreshed, 1u);
 }
 
-// 60k IPv6 entries near expiry would make a ~6 MB RepairRequest, over the frame limit: the
-// Master would reject it and drop the link every round. The list is cut by size, nearest
-// expiry first, and the link stays up.
+// 120k IPv6 entries near expiry, listed whole, would make a ~12 MB RepairRequest, over the
+// frame limit: the Master would reject it and drop the link every round. The list is cut by
+// size, nearest expiry first, and the link stays up. Listed by key, one round refreshes more
+// than 60k of them (~20k when each went whole in half a frame).
 TEST_F(PairTest, ExpiringListFitsInOneFrameNearestExpiryFirst) {
   connect();
-  constexpr uint32_t kCount = 60000;
+  constexpr uint32_t kCount = 120000;
   FlowEntry nearest;
   for (uint32_t i = 0; i < kCount; ++i) {
     FlowEntry e = test::icmpv6_flow();
@@ -493,9 +494,21 @@ TEST_F(PairTest, ExpiringListFitsInOneFrameNearestExpiryFirst) {
   EXPECT_TRUE(to_master.deliver(*master));  // accepted: no disconnect
   settle();
   const uint64_t refreshed = master->reconcile_counters().expiring_refreshed;
-  EXPECT_GT(refreshed, 10000u);
+  EXPECT_GT(refreshed, 60000u);
   EXPECT_LT(refreshed, uint64_t{kCount});
   EXPECT_EQ(btable.entries.at(key_of(nearest)).timeout_s, 3600u + 20u);
+}
+
+// A timeout near 2^32 (from a peer, or a kernel that reports one) plus the standby's slack
+// must not wrap round to a copy that expires within seconds.
+TEST_F(PairTest, TimeoutPlusSlackSaturatesInsteadOfWrapping) {
+  FlowEntry e = flow(1);
+  e.timeout_s = UINT32_MAX - 5;
+  connect();
+  change(FlowChangeKind::New, e);
+  master->flush();
+  settle();
+  EXPECT_EQ(btable.entries.at(key_of(e)).timeout_s, UINT32_MAX);
 }
 
 TEST_F(PairTest, BackupCopyOutlivesTheMastersTimeoutBySlack) {
@@ -1252,6 +1265,41 @@ TEST(ReconcilerAnswer, ALinkClosedInsideTheLastFrameLeavesNothingDangling) {
   ASSERT_EQ(control.size(), 2u);  // RepairBegin, RepairEnd
   EXPECT_EQ(control[1].repair_end().round(), 9u);
   EXPECT_EQ(control[1].repair_end().entries(), 2u);
+}
+
+// The sink lists entries near expiry by key: the original tuple and the zone, which is all
+// the source reads. The reply goes too (the mirror) only to a peer that does not imply it,
+// and a listed entry reads back with the key it was listed under.
+TEST(ReconcilerSummary, ExpiringEntriesAreListedByKey) {
+  for (const bool implies : {true, false}) {
+    SCOPED_TRACE(implies ? "peer implies replies" : "older peer");
+    FakeTable table;
+    FlowEntry e = flow(1);
+    e.zone = 7;
+    e.timeout_s = 5;
+    e.mark = 42;
+    table.put(e);
+    LocalFilter filter;
+    Reconciler r(table, table, filter);
+    TableDigest same;  // the source's digests equal ours: nothing to repair
+    same.add(e);
+    wire::DigestSummary summary;
+    summary.set_round(3);
+    summary.set_bucket_count(kBuckets);
+    for (uint64_t d : same.digest) summary.add_digests(d);
+    const wire::Frame f = r.on_summary(summary, 80, kMaxFrameBytes, implies);
+    ASSERT_TRUE(f.has_repair_request());
+    EXPECT_EQ(f.repair_request().buckets_size(), 0);
+    ASSERT_EQ(f.repair_request().expiring_size(), 1);
+    const wire::Flow& w = f.repair_request().expiring(0);
+    EXPECT_EQ(w.has_reply(), !implies);
+    EXPECT_EQ(w.mark(), 0u) << "the key only";
+    EXPECT_EQ(w.timeout_s(), 0u) << "the key only";
+    std::string error;
+    const auto back = from_wire(w, error);
+    ASSERT_TRUE(back) << error;
+    EXPECT_EQ(key_of(*back), key_of(e));
+  }
 }
 
 // A FlowBatch numbered 0 (session or seq) is no source's: rejected, and the link reset. Seq 0
