@@ -411,11 +411,13 @@ void Replicator::on_disconnected() {
 
 bool Replicator::on_hello(const wire::Hello& hello) {
   if (hello.protocol_version() != kProtocolVersion) {
+    ++counters_.frames_rejected;
     log::error("sync", "peer speaks protocol version " + std::to_string(hello.protocol_version()) +
                            ", we speak " + std::to_string(kProtocolVersion) + ": disconnecting");
     return false;
   }
   if (hello.node() != options_.peer_name) {
+    ++counters_.frames_rejected;
     log::error("sync", "peer introduced itself as '" + hello.node() + "', expected '" +
                            options_.peer_name + "': disconnecting");
     return false;

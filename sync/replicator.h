@@ -58,7 +58,8 @@ struct ReplicatorCounters {
   uint64_t apply_errors = 0;
   uint64_t frames_sent = 0;
   uint64_t frames_received = 0;
-  uint64_t frames_rejected = 0;   // unparseable, fatal framing, out of order, before hello
+  uint64_t frames_rejected = 0;   // unparseable, fatal framing, out of order, before hello,
+                                  // a Hello of the wrong peer or version
   uint64_t changes_rejected = 0;  // parsed frame, invalid flow inside
   uint64_t unknown_frames = 0;    // valid Frame with a body type we do not know
   uint64_t sequence_gaps = 0;

@@ -825,8 +825,10 @@ TEST_F(SinkTest, WrongPeerOrVersionOrFrameBeforeHelloDisconnects) {
   EXPECT_EQ(rep.counters().frames_rejected, 1u);
   rep.on_connected();
   EXPECT_FALSE(rep.on_frame(hello_from("intruder")));
+  EXPECT_EQ(rep.counters().frames_rejected, 2u);
   rep.on_connected();
   EXPECT_FALSE(rep.on_frame(hello_from("fw1", kProtocolVersion + 1)));
+  EXPECT_EQ(rep.counters().frames_rejected, 3u);
   EXPECT_FALSE(rep.peer_hello_seen());
 }
 
