@@ -165,6 +165,7 @@ class Reconciler {
     uint32_t timeout_s = 0;
     uint64_t reply_hash = 0;  // the NAT binding: see untouched_
   };
+  static_assert(sizeof(Seen) <= 64, "docs/design.md counts 64 bytes per entry in a round");
   struct SummaryJob {
     wire::DigestSummary summary;
     uint32_t expiry_threshold_s = 0;
