@@ -66,7 +66,9 @@ int main(int argc, char** argv) {
 
   bool json = false;
   auto* status = app.add_subcommand(
-      "status", "role of the VRRP group, peer seen or not, sync link and replication counters");
+      "status",
+      "role of the VRRP group and why, peer seen or not, sync link, replication lag and "
+      "queue, resyncs and their causes, replication counters");
   status->add_flag("--json", json, "machine-readable output");
   auto* check = app.add_subcommand("check-config", "validate the configuration file");
   auto* switchover = app.add_subcommand(
