@@ -642,4 +642,42 @@ void append_raw_attributes(nlmsghdr* nlh, const FlowEntry& e, bool create) {
   if (p == IPPROTO_SCTP && e.sctp_state != 0) put_sctp(nlh, e);
 }
 
+bool is_ctnetlink(const nlmsghdr* nlh) { return (nlh->nlmsg_type >> 8) == NFNL_SUBSYS_CTNETLINK; }
+
+bool parse_conntrack_message(const nlmsghdr* nlh, FlowEntry& out) {
+  NfConntrackPtr ct(nfct_new());
+  if (!ct || nfct_nlmsg_parse(nlh, ct.get()) < 0) return false;
+  if (!from_nf_conntrack(ct.get(), out)) return false;
+  parse_raw_attributes(nlh, out);
+  return true;
+}
+
+size_t parse_event_datagram(const char* data, int len, std::vector<FlowChange>& out) {
+  size_t uncarried = 0;
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, len);
+       nlh = mnl_nlmsg_next(nlh, &len)) {
+    if (!is_ctnetlink(nlh)) continue;
+    FlowChange c;
+    switch (nlh->nlmsg_type & 0xff) {
+      case IPCTNL_MSG_CT_NEW:
+        c.kind = (nlh->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) ? FlowChangeKind::New
+                                                                  : FlowChangeKind::Update;
+        // The kernel made this entry just now: a copy the peer holds is an earlier flow's.
+        c.replaces_copy = c.kind == FlowChangeKind::New;
+        break;
+      case IPCTNL_MSG_CT_DELETE:
+        c.kind = FlowChangeKind::Destroy;
+        break;
+      default:
+        continue;
+    }
+    if (parse_conntrack_message(nlh, c.entry)) {
+      out.push_back(c);
+    } else {
+      ++uncarried;
+    }
+  }
+  return uncarried;
+}
+
 }  // namespace fwha::sync

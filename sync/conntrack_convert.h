@@ -150,6 +150,15 @@ class AckWindow {
   bool complete_ = false;
 };
 
+// A ctnetlink conntrack message (event or dump answer) -> FlowEntry; false when it is not
+// one fwha can carry (unparseable, or a family other than IPv4 and IPv6).
+bool parse_conntrack_message(const nlmsghdr* nlh, FlowEntry& out);
+bool is_ctnetlink(const nlmsghdr* nlh);
+// The conntrack events of one netlink datagram -> changes appended to `out`. Returns how many
+// conntrack events it held that could not be carried: they are counted and shown, never
+// dropped silently (a flow the standby lacks is a session lost at failover).
+size_t parse_event_datagram(const char* data, int len, std::vector<FlowChange>& out);
+
 // What libnetfilter_conntrack 1.0.9 cannot carry, read from / appended to the raw ctnetlink
 // message (measured in the lab, tests/lab/coverage.py): the NAT "port" of protocols other
 // than TCP and UDP (the ICMP echo id, SCTP/DCCP/UDP-Lite ports), the reply tuple's ICMP

@@ -99,16 +99,6 @@ int get_int_option(mnl_socket* s, int level, int name) {
 
 uint8_t family_of(const nf_conntrack* ct) { return nfct_get_attr_u8(ct, ATTR_ORIG_L3PROTO); }
 
-bool is_ctnetlink(const nlmsghdr* nlh) { return (nlh->nlmsg_type >> 8) == NFNL_SUBSYS_CTNETLINK; }
-
-// A ctnetlink message -> FlowEntry; false when it is not one we can carry.
-bool parse_entry(const nlmsghdr* nlh, FlowEntry& out) {
-  NfConntrackPtr ct(nfct_new());
-  if (!ct || nfct_nlmsg_parse(nlh, ct.get()) < 0) return false;
-  if (!from_nf_conntrack(ct.get(), out)) return false;
-  parse_raw_attributes(nlh, out);
-  return true;
-}
 
 // errno of an NLMSG_ERROR message (0 for an ACK).
 int nlmsg_error_of(const nlmsghdr* nlh) {
@@ -446,7 +436,7 @@ class NetlinkDump final : public ConntrackDump {
         return std::make_error_code(std::errc::interrupted);
       }
       FlowEntry e;
-      if (is_ctnetlink(nlh) && parse_entry(nlh, e)) out.push_back(e);
+      if (is_ctnetlink(nlh) && parse_conntrack_message(nlh, e)) out.push_back(e);
     }
     return {};
   }
@@ -499,7 +489,7 @@ class NetlinkReader final : public ConntrackReader {
           if (err != 0) return errno_code(err);
           return found ? std::error_code{} : errno_code(ENOENT);
         }
-        if (is_ctnetlink(m) && parse_entry(m, out)) found = true;
+        if (is_ctnetlink(m) && parse_conntrack_message(m, out)) found = true;
       }
     }
   }
@@ -547,7 +537,7 @@ class NetlinkEvents final : public ConntrackEvents {
         bool truncated = false;
         const std::span<const char> d = in_.datagram(static_cast<size_t>(i), truncated);
         if (truncated) overrun_ = true;  // an event larger than a slot is lost like a drop
-        parse_datagram(d.data(), static_cast<int>(d.size()), batch_);
+        count_uncarried(parse_event_datagram(d.data(), static_cast<int>(d.size()), batch_));
       }
       for (const FlowChange& c : batch_) on_change(c);
       reads += n;
@@ -563,32 +553,22 @@ class NetlinkEvents final : public ConntrackEvents {
     return {};
   }
 
+  uint64_t uncarried() const override { return uncarried_; }
+
  private:
-  static void parse_datagram(const char* data, int len, std::vector<FlowChange>& out) {
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, len);
-         nlh = mnl_nlmsg_next(nlh, &len)) {
-      if (!is_ctnetlink(nlh)) continue;
-      FlowChange c;
-      switch (nlh->nlmsg_type & 0xff) {
-        case IPCTNL_MSG_CT_NEW:
-          c.kind = (nlh->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) ? FlowChangeKind::New
-                                                                    : FlowChangeKind::Update;
-          // The kernel made this entry just now: a copy the peer holds is an earlier flow's.
-          c.replaces_copy = c.kind == FlowChangeKind::New;
-          break;
-        case IPCTNL_MSG_CT_DELETE:
-          c.kind = FlowChangeKind::Destroy;
-          break;
-        default:
-          continue;
+  void count_uncarried(size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (log::should_log(++uncarried_)) {
+        log::warning("sync", "conntrack event not carried (unparseable, or not IPv4/IPv6) "
+                             "count=" + std::to_string(uncarried_));
       }
-      if (parse_entry(nlh, c.entry)) out.push_back(c);
     }
   }
 
   MnlSocketPtr sock_;
   BulkReceiver in_{kEventsPerRead, kEventBytes};
   std::vector<FlowChange> batch_;
+  uint64_t uncarried_ = 0;
   bool overrun_ = false;
 };
 

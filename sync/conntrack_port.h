@@ -83,6 +83,8 @@ class ConntrackEvents {
   // Returns std::errc::no_buffer_space when the kernel dropped events (ENOBUFS overrun): the
   // caller must resync, since events were lost. Other errors are returned as they are.
   virtual std::error_code drain(const std::function<void(const FlowChange&)>& on_change) = 0;
+  // Events read that could not be carried (unparseable, or not IPv4/IPv6), since opening.
+  virtual uint64_t uncarried() const { return 0; }
 };
 
 // Real adapters over ctnetlink. `rcvbuf_bytes` is forced with SO_RCVBUFFORCE (needs

@@ -43,6 +43,7 @@ void EventPump::stop() {
   // replicator would drop it with its source state.
   send_held();
   unwatch();
+  uncarried_before_ += events_->uncarried();
   events_.reset();
   log::info("sync", "stopped listening to conntrack events");
   if (after_round_) after_round_();

@@ -55,6 +55,8 @@ class EventPump {
   // Busy: events keep coming, and the pump drains them at every tick (`coalesce` apart).
   bool busy() const { return events_ && ticks_.running(); }
   std::chrono::microseconds coalesce() const { return coalesce_; }
+  // Events read that could not be carried, over every subscription so far.
+  uint64_t uncarried() const { return uncarried_before_ + (events_ ? events_->uncarried() : 0); }
   // Runs after every busy round, after the round that ends a busy spell, and after stop():
   // the owner's other periodic duties ride on the rounds instead of waking the thread
   // themselves (SyncService's heartbeat).
@@ -78,6 +80,7 @@ class EventPump {
   PeriodicTimer ticks_;  // coalesced drains while busy (not when holding)
   OpenEvents open_events_;
   std::unique_ptr<ConntrackEvents> events_;
+  uint64_t uncarried_before_ = 0;  // of the subscriptions before events_
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
   std::function<void()> after_round_;
 };

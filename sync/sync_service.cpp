@@ -405,6 +405,7 @@ void SyncService::publish() {
   s.holds_peer_state = replicator_->holds_source_state();
   s.peer_vrrp_priority = replicator_->peer_vrrp_priority();
   s.heartbeats_sent = heartbeats_sent_;
+  s.events_uncarried = pump_ ? pump_->uncarried() : 0;
   s.taken = std::chrono::steady_clock::now();
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);

@@ -80,6 +80,7 @@ class SyncService {
     bool holds_peer_state = false;  // sink: a complete round, no repair running
     uint32_t peer_vrrp_priority = 0;  // from the peer's Hello; 0: not known
     uint64_t heartbeats_sent = 0;     // as Master; few under load (the flows say it)
+    uint64_t events_uncarried = 0;    // conntrack events that could not be carried
     std::chrono::steady_clock::time_point taken{};
   };
 

@@ -588,3 +588,54 @@ TEST(ConntrackConvertOptional, EntryWithoutThemSendsNone) {
 
 }  // namespace
 }  // namespace fwha::sync
+
+// ---- events ---------------------------------------------------------------------------------
+
+namespace fwha::sync {
+namespace {
+
+// Appends a ctnetlink message of `type` (subsystem in the high byte) to `datagram`; with `ct`,
+// its attributes as nfct_nlmsg_build writes them, else none at all.
+void append_message(std::vector<char>& datagram, uint16_t type, uint16_t flags,
+                    const nf_conntrack* ct, uint8_t family) {
+  std::vector<char> buf(8192, 0);
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = flags;
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfg->nfgen_family = family;
+  if (ct) {
+    EXPECT_EQ(nfct_nlmsg_build(nlh, ct), 0);
+  }
+  datagram.insert(datagram.end(), buf.data(), buf.data() + NLMSG_ALIGN(nlh->nlmsg_len));
+}
+
+uint16_t ctnetlink(uint8_t msg) { return static_cast<uint16_t>((NFNL_SUBSYS_CTNETLINK << 8) | msg); }
+
+// One datagram with a creation, an event without any attribute (which no entry can be made
+// of), a destruction and a message of another subsystem: the two conntrack events that can
+// be carried come out, the one that cannot is counted, the other subsystem's is no concern.
+TEST(ConntrackEvents, ADatagramsEventsAreCarriedOrCounted) {
+  const FlowEntry created = tcp_snat_v4();
+  const FlowEntry gone = udp_dnat_v6();
+  std::vector<char> datagram;
+  append_message(datagram, ctnetlink(IPCTNL_MSG_CT_NEW), NLM_F_CREATE | NLM_F_EXCL,
+                 to_nf_conntrack_for_create(created).get(), AF_INET);
+  append_message(datagram, ctnetlink(IPCTNL_MSG_CT_NEW), 0, nullptr, AF_INET);
+  append_message(datagram, ctnetlink(IPCTNL_MSG_CT_DELETE), 0,
+                 to_nf_conntrack_for_delete(gone).get(), AF_INET6);
+  append_message(datagram, static_cast<uint16_t>((NFNL_SUBSYS_CTNETLINK_EXP << 8) | 0), 0,
+                 nullptr, AF_INET);
+  std::vector<FlowChange> out;
+  EXPECT_EQ(parse_event_datagram(datagram.data(), static_cast<int>(datagram.size()), out), 1u);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].kind, FlowChangeKind::New);
+  EXPECT_TRUE(out[0].replaces_copy) << "the kernel made it just now";
+  EXPECT_EQ(out[0].entry.original, created.original);
+  EXPECT_EQ(out[1].kind, FlowChangeKind::Destroy);
+  EXPECT_EQ(out[1].entry.original, gone.original);
+  EXPECT_EQ(out[1].entry.zone, gone.zone);
+}
+
+}  // namespace
+}  // namespace fwha::sync
