@@ -99,7 +99,6 @@ int get_int_option(mnl_socket* s, int level, int name) {
 
 uint8_t family_of(const nf_conntrack* ct) { return nfct_get_attr_u8(ct, ATTR_ORIG_L3PROTO); }
 
-
 // errno of an NLMSG_ERROR message (0 for an ACK).
 int nlmsg_error_of(const nlmsghdr* nlh) {
   if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nlmsgerr))) return EBADMSG;
