@@ -412,12 +412,14 @@ class NetlinkDump final : public ConntrackDump {
     return !done_;
   }
 
+  uint64_t uncarried() const override { return uncarried_; }
+
  private:
   static constexpr uint32_t kSeq = 1;
 
   // Collects the entries of one datagram; `done` on NLMSG_DONE or an error.
-  static std::error_code parse_datagram(const char* data, int len, std::vector<FlowEntry>& out,
-                                        bool& done) {
+  std::error_code parse_datagram(const char* data, int len, std::vector<FlowEntry>& out,
+                                 bool& done) {
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, len);
          nlh = mnl_nlmsg_next(nlh, &len)) {
       if (nlh->nlmsg_seq != kSeq) continue;
@@ -434,14 +436,20 @@ class NetlinkDump final : public ConntrackDump {
         done = true;  // the table changed under a multi-part dump in a way the kernel flags
         return std::make_error_code(std::errc::interrupted);
       }
+      if (!is_ctnetlink(nlh)) continue;
       FlowEntry e;
-      if (is_ctnetlink(nlh) && parse_conntrack_message(nlh, e)) out.push_back(e);
+      if (parse_conntrack_message(nlh, e)) {
+        out.push_back(e);
+      } else {
+        ++uncarried_;
+      }
     }
     return {};
   }
 
   MnlSocketPtr sock_;
   std::vector<char> buf_;
+  uint64_t uncarried_ = 0;
   bool done_ = false;
 };
 

@@ -50,6 +50,8 @@ class ConntrackDump {
   // Appends the entries of the next part to `out`. False once the dump has ended (`ec` says
   // why if it failed); the call that returns false may still have appended the last part.
   virtual bool next(std::vector<FlowEntry>& out, std::error_code& ec) = 0;
+  // Entries read so far that could not be carried (unparseable, or not IPv4/IPv6).
+  virtual uint64_t uncarried() const { return 0; }
 };
 
 // Reads the local kernel table (the source side).

@@ -48,6 +48,16 @@ void Reconciler::open_round(const std::string& cause, bool all_differ) {
   }
 }
 
+void Reconciler::end_dump(std::unique_ptr<ConntrackDump>& dump) {
+  if (const uint64_t n = dump->uncarried()) {
+    counters_.dump_uncarried += n;
+    log::warning("sync", "conntrack dump: " + std::to_string(n) +
+                             " entries could not be carried (unparseable, or not IPv4/IPv6) "
+                             "total=" + std::to_string(counters_.dump_uncarried));
+  }
+  dump.reset();
+}
+
 std::optional<wire::Frame> Reconciler::step_round(size_t max_entries) {
   if (!digest_job_) return std::nullopt;
   DigestJob& j = *digest_job_;
@@ -63,7 +73,7 @@ std::optional<wire::Frame> Reconciler::step_round(size_t max_entries) {
       log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
       j.failed = true;
     }
-    if (!more) j.dump.reset();
+    if (!more) end_dump(j.dump);
   }
   if (j.dump) return std::nullopt;
   return finish_round();
@@ -131,7 +141,7 @@ bool Reconciler::pump_answer(size_t max_per_frame, const SendChanges& send_chang
         log::error("sync", "conntrack dump for repair failed: " + ec.message());
         a.dump_failed = true;
       }
-      if (!more) a.dump.reset();
+      if (!more) end_dump(a.dump);
       continue;
     }
     const FlowEntry& e = a.part[a.part_at++];
@@ -228,7 +238,7 @@ std::optional<wire::Frame> Reconciler::step_summary(size_t max_entries) {
     }
     read += std::max<size_t>(1, part.size());
     if (ec) log::error("sync", "conntrack dump for reconciliation failed: " + ec.message());
-    if (!more) j.dump.reset();
+    if (!more) end_dump(j.dump);
   }
   if (j.dump) return std::nullopt;
   return finish_summary();

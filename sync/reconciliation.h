@@ -45,6 +45,7 @@ struct ReconcileCounters {
   uint64_t entries_repaired = 0;    // source: sent in repairs; sink: received in repairs
   uint64_t entries_removed = 0;     // sink: stale entries deleted
   uint64_t expiring_refreshed = 0;  // source: expiring entries answered
+  uint64_t dump_uncarried = 0;      // entries of the table's dumps that could not be carried
   std::map<std::string, uint64_t> causes;  // rounds by cause
   std::string last_cause;
 };
@@ -121,6 +122,9 @@ class Reconciler {
   const ReconcileCounters& counters() const { return counters_; }
 
  private:
+  // A dump has ended: counts what it could not carry, and lets it go.
+  void end_dump(std::unique_ptr<ConntrackDump>& dump);
+
   ConntrackWriter& writer_;
   ConntrackReader& reader_;
   const LocalFilter& filter_;

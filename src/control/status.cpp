@@ -88,7 +88,8 @@ std::string render_text(const StatusSnapshot& s) {
     o << "\n";
   }
   o << "rejected: frames " << c.frames_rejected << ", flow changes " << c.changes_rejected
-    << ", conntrack events not carried " << y.events_uncarried
+    << ", conntrack entries not carried: events " << y.events_uncarried << " / dumps "
+    << y.reconcile.dump_uncarried
     << ", connections " << y.rejected_connections << ", adverts ttl " << s.vrrp.rejected_ttl
     << " / stranger " << s.vrrp.rejected_source << " / forged priority "
     << s.vrrp.rejected_priority << " / malformed " << s.vrrp.rejected_malformed
@@ -120,6 +121,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"frames_sent\": " << c.frames_sent << ", \"frames_received\": " << c.frames_received
     << ", \"frames_rejected\": " << c.frames_rejected
     << ", \"events_uncarried\": " << y.events_uncarried
+    << ", \"dump_uncarried\": " << y.reconcile.dump_uncarried
     << ", \"changes_rejected\": " << c.changes_rejected
     << ", \"unknown_frames\": " << c.unknown_frames << ", \"sequence_gaps\": " << c.sequence_gaps
     << ", \"duplicates\": " << c.duplicates

@@ -1269,6 +1269,45 @@ TEST(ReconcilerAnswer, ALinkClosedInsideTheLastFrameLeavesNothingDangling) {
   EXPECT_EQ(control[1].repair_end().entries(), 2u);
 }
 
+// A dump that met entries it could not carry (the kernel adapter counts them as it parses):
+// every round that reads one adds them to dump_uncarried, shown in status.
+TEST(ReconcilerDump, EntriesADumpCouldNotCarryAreCounted) {
+  struct PartlyUnreadable : ConntrackDump {
+    std::vector<FlowEntry> entries;
+    bool done = false;
+    bool next(std::vector<FlowEntry>& out, std::error_code& ec) override {
+      ec.clear();
+      if (done) return false;
+      out.insert(out.end(), entries.begin(), entries.end());
+      done = true;
+      return false;
+    }
+    uint64_t uncarried() const override { return 2; }
+  };
+  struct Reader : FakeTable {
+    std::unique_ptr<ConntrackDump> open_dump(std::error_code& ec) override {
+      ec.clear();
+      auto d = std::make_unique<PartlyUnreadable>();
+      for (const auto& [k, e] : entries) d->entries.push_back(e);
+      return d;
+    }
+  };
+  Reader table;
+  table.put(flow(1));
+  LocalFilter filter;
+  Reconciler r(table, table, filter);
+  const wire::Frame summary = r.begin_round("periodic");
+  ASSERT_TRUE(summary.has_digest_summary());
+  EXPECT_EQ(r.counters().dump_uncarried, 2u);
+  wire::RepairRequest request;  // an answer reads the table again
+  request.set_round(summary.digest_summary().round());
+  for (uint32_t b = 0; b < kBuckets; ++b) request.add_buckets(b);
+  r.start_answer(request, [](const wire::Frame&) {});
+  while (r.pump_answer(100, [](std::vector<FlowChange>&) {}, [](const wire::Frame&) {})) {
+  }
+  EXPECT_EQ(r.counters().dump_uncarried, 4u);
+}
+
 // The sink lists entries near expiry by key: the original tuple and the zone, which is all
 // the source reads. The reply goes too (the mirror) only to a peer that does not imply it,
 // and a listed entry reads back with the key it was listed under.
