@@ -30,6 +30,7 @@
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -561,6 +562,16 @@ class NetlinkEvents final : public ConntrackEvents {
   }
 
   uint64_t uncarried() const override { return uncarried_; }
+
+  std::optional<Backlog> backlog() const override {
+    uint32_t info[SK_MEMINFO_VARS] = {};
+    socklen_t len = sizeof info;
+    if (getsockopt(fd(), SOL_SOCKET, SO_MEMINFO, info, &len) != 0 ||
+        len < sizeof(uint32_t) * (SK_MEMINFO_RCVBUF + 1)) {
+      return std::nullopt;
+    }
+    return Backlog{info[SK_MEMINFO_RMEM_ALLOC], info[SK_MEMINFO_RCVBUF]};
+  }
 
  private:
   void count_uncarried(size_t n) {

@@ -87,6 +87,14 @@ class ConntrackEvents {
   virtual std::error_code drain(const std::function<void(const FlowChange&)>& on_change) = 0;
   // Events read that could not be carried (unparseable, or not IPv4/IPv6), since opening.
   virtual uint64_t uncarried() const { return 0; }
+  // What the kernel holds for us and we have not read yet, against what it may hold before
+  // it drops events (an overrun): how close the event socket is to its limit. Bytes as the
+  // kernel charges them (a socket buffer's accounting, ~1.3 KiB per event).
+  struct Backlog {
+    size_t queued_bytes = 0;
+    size_t limit_bytes = 0;
+  };
+  virtual std::optional<Backlog> backlog() const { return std::nullopt; }
 };
 
 // Real adapters over ctnetlink. `rcvbuf_bytes` is forced with SO_RCVBUFFORCE (needs

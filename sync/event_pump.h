@@ -55,6 +55,10 @@ class EventPump {
   // Busy: events keep coming, and the pump drains them at every tick (`coalesce` apart).
   bool busy() const { return events_ && ticks_.running(); }
   std::chrono::microseconds coalesce() const { return coalesce_; }
+  // The event socket's unread bytes and limit (nullopt when not subscribed).
+  std::optional<ConntrackEvents::Backlog> backlog() const {
+    return events_ ? events_->backlog() : std::nullopt;
+  }
   // Events read that could not be carried, over every subscription so far.
   uint64_t uncarried() const { return uncarried_before_ + (events_ ? events_->uncarried() : 0); }
   // Runs after every busy round, after the round that ends a busy spell, and after stop():

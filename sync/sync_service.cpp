@@ -406,6 +406,10 @@ void SyncService::publish() {
   s.peer_vrrp_priority = replicator_->peer_vrrp_priority();
   s.heartbeats_sent = heartbeats_sent_;
   s.events_uncarried = pump_ ? pump_->uncarried() : 0;
+  if (const auto b = pump_ ? pump_->backlog() : std::nullopt) {
+    s.event_backlog_bytes = b->queued_bytes;
+    s.event_buffer_bytes = b->limit_bytes;
+  }
   s.taken = std::chrono::steady_clock::now();
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);

@@ -70,6 +70,10 @@ class SyncService {
     size_t link_queue_bytes = 0;
     size_t unacked_bytes = 0;
     int64_t lag_ms = 0;
+    // Master: conntrack events the kernel holds for us, unread, and the most it will hold
+    // before it drops some (an overrun); 0 when not listening.
+    size_t event_backlog_bytes = 0;
+    size_t event_buffer_bytes = 0;
     uint64_t connects = 0;
     uint64_t rejected_connections = 0;
     uint64_t link_queue_overflows = 0;  // link resets: the send queue passed its bound

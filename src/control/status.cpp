@@ -62,7 +62,12 @@ std::string render_text(const StatusSnapshot& s) {
   o << "sync link: " << (y.connected ? "up" : "down") << ", conntrack replication "
     << (s.conntrack_replication ? "on (" + y.role + ")" : std::string("off")) << "\n";
   o << "replication lag: " << y.lag_ms << " ms, queue " << y.link_queue_bytes
-    << " bytes, unacknowledged " << y.unacked_bytes << " bytes\n";
+    << " bytes, unacknowledged " << y.unacked_bytes << " bytes";
+  if (y.event_buffer_bytes > 0) {
+    o << ", conntrack events unread " << y.event_backlog_bytes << " of "
+      << y.event_buffer_bytes << " bytes";
+  }
+  o << "\n";
   o << "entries: sent " << c.entries_sent << ", received " << c.entries_received << ", applied "
     << c.entries_applied << ", apply errors " << c.apply_errors << ", filtered "
     << c.entries_filtered << "\n";
@@ -115,6 +120,8 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"holds_peer_state\": " << yes_no(y.holds_peer_state)
     << ", \"status_age_ms\": " << s.sync_status_age_ms << ", \"lag_ms\": " << y.lag_ms
     << ", \"queue_bytes\": " << y.link_queue_bytes << ", \"unacked_bytes\": " << y.unacked_bytes
+    << ", \"event_backlog_bytes\": " << y.event_backlog_bytes
+    << ", \"event_buffer_bytes\": " << y.event_buffer_bytes
     << ", \"entries_sent\": " << c.entries_sent << ", \"entries_received\": " << c.entries_received
     << ", \"entries_applied\": " << c.entries_applied
     << ", \"entries_filtered\": " << c.entries_filtered << ", \"apply_errors\": " << c.apply_errors
