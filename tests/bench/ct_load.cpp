@@ -352,6 +352,7 @@ int cmd_gen(const Args& a) {
   ErrorCounts ec;
   uint32_t seq = uint32_t(now_ns());
   uint64_t sends = 0;
+  std::vector<uint64_t> sends_on_cpu;  // by CPU
 
   const uint64_t t_start = now_ns();
   const uint64_t t_deadline = t_start + uint64_t(max_s * 1e9);
@@ -387,6 +388,12 @@ int cmd_gen(const Args& a) {
     mnl_nlmsg_batch_stop(b);
     if (r < 0) die(std::string("sendto: ") + strerror(errno));
     ++sends;
+    // Where the generator ran (the bench reports it per run): its CPU decides what it
+    // competes with, a daemon's pinned thread or nothing.
+    if (const int cpu = sched_getcpu(); cpu >= 0) {
+      if (static_cast<size_t>(cpu) >= sends_on_cpu.size()) sends_on_cpu.resize(cpu + 1, 0);
+      ++sends_on_cpu[static_cast<size_t>(cpu)];
+    }
     if (!ts.empty())
       for (uint64_t i = 0; i < n; ++i) ts[done + i] = t_send;
     done += n;
@@ -403,6 +410,12 @@ int cmd_gen(const Args& a) {
     std::fclose(f);
   }
   const double secs = double(t_end - t_start) / 1e9;
+  std::string cpus;
+  for (size_t c = 0; c < sends_on_cpu.size(); ++c) {
+    if (sends_on_cpu[c] == 0) continue;
+    if (!cpus.empty()) cpus += ",";
+    cpus += "\"" + std::to_string(c) + "\":" + std::to_string(sends_on_cpu[c]);
+  }
   std::string errs;
   for (auto& [e, c] : ec.by_errno) {
     if (!errs.empty()) errs += ",";
@@ -412,10 +425,11 @@ int cmd_gen(const Args& a) {
       "{\"requested\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"errors\":%" PRIu64
       ",\"created\":%" PRIu64 ",\"error_kinds\":{%s},\"recv_enobufs\":%" PRIu64
       ",\"sends\":%" PRIu64 ",\"t_start_ns\":%" PRIu64 ",\"t_end_ns\":%" PRIu64
-      ",\"seconds\":%.6f,\"rate\":%.1f,\"timed_out\":%s,\"interrupted\":%s}\n",
+      ",\"seconds\":%.6f,\"rate\":%.1f,\"timed_out\":%s,\"interrupted\":%s"
+      ",\"sends_on_cpu\":{%s}}\n",
       count, done, ec.total, done - std::min(done, ec.total), errs.c_str(), ec.recv_enobufs,
       sends, t_start, t_end, secs, secs > 0 ? double(done) / secs : 0.0,
-      timed_out ? "true" : "false", g_stop ? "true" : "false");
+      timed_out ? "true" : "false", g_stop ? "true" : "false", cpus.c_str());
   return 0;
 }
 
