@@ -405,8 +405,8 @@ void SyncService::publish() {
   s.holds_peer_state = replicator_->holds_source_state();
   s.peer_vrrp_priority = replicator_->peer_vrrp_priority();
   s.heartbeats_sent = heartbeats_sent_;
-  s.events_uncarried = pump_ ? pump_->uncarried() : 0;
-  if (const auto b = pump_ ? pump_->backlog() : std::nullopt) {
+  s.events_uncarried = pump_->uncarried();
+  if (const auto b = pump_->backlog()) {
     s.event_backlog_bytes = b->queued_bytes;
     s.event_buffer_bytes = b->limit_bytes;
   }

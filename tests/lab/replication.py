@@ -19,8 +19,9 @@ overrun          fw1 with sync.event_buffer_kib = 4 (the least the config takes:
                  100 TCP sessions (traffic.py) and then up to five bursts, until one
                  overruns, of --flows (20000) new UDP flows from the client (flows.py burst,
                  ~25k flows/s with echoes: NEW and UPDATE events). Asserts: fw1's status
-                 shows its event buffer (fw2's none); fw1 counts overruns > 0 and rounds with cause "overrun"; fw2's table equals fw1's
-                 within 20 s of the burst's end; no periodic round ran. Then half of the
+                 shows its event buffer (fw2's none); fw1 counts overruns > 0 and rounds
+                 with cause "overrun"; fw2's table equals fw1's within 20 s of the burst's
+                 end; no periodic round ran. Then half of the
                  flows end at once on fw1 (deleted by tuple: a burst of DESTROY events);
                  fw2's table equals fw1's again within 20 s.
 deleted_by_hand  reconcile_interval_s = 5; 100 TCP sessions + 2000 UDP flows replicated; then
@@ -404,7 +405,8 @@ def overrun_run(lab, args, checks):
     # The Master shows its event socket's limit (the kernel doubles the 4 KiB asked for); the
     # Backup does not listen to events.
     checks.check(s1.get("event_buffer_bytes") == 2 * 4 * 1024,
-                 "fw1's status shows its conntrack event buffer", str(s1.get("event_buffer_bytes")))
+                 "fw1's status shows its conntrack event buffer",
+                 str(s1.get("event_buffer_bytes")))
     checks.check(sync_status(lab, "fw2").get("event_buffer_bytes") == 0,
                  "fw2 (Backup) shows no event buffer", "")
     bursts, k0, burst_end_ns = 0, 0, None
