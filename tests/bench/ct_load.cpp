@@ -24,6 +24,13 @@
 //   count  [--k0 K --count N]
 //          Dumps the IPv4 table and counts generator entries (all, in range, in range with
 //          the SRC_NAT status bit) and the table total.
+//   stamps --k0 K --count N --out FILE
+//          Dumps the IPv4 table and writes, for each generator entry in range that carries a
+//          start timestamp (net.netfilter.nf_conntrack_timestamp = 1 in the namespace when it
+//          was created), pairs of u64 (k, start): CLOCK_REALTIME ns at which the kernel
+//          inserted the entry (ctnetlink sets it just before the insert, for an entry a
+//          daemon writes as for one the generator creates). Prints the count counters plus
+//          "stamped".
 //   wait   --k0 K --count N --target T [--timeout S] [--stable S] [--poll-ms P]
 //          [--pid-file FILE]
 //          Polls /proc/sys/net/netfilter/nf_conntrack_count (per namespace) every P ms. When
@@ -41,6 +48,7 @@
 //   NAT is requested the way KERNEL-FACTS.md says works: reply tuple = inverted original
 //   (NFCT_SOPT_SETUP_REPLY), then the SNAT attributes; the kernel computes the NAT reply.
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
@@ -189,6 +197,7 @@ struct Parsed {
   bool ok = false;
   uint64_t k = 0;
   uint32_t status = 0;
+  uint64_t start_ns = 0;  // CTA_TIMESTAMP_START; 0 without the timestamp extension
 };
 
 // libmnl's mnl_attr_for_each* macros do not compile as C++ (void* conversions): the same walk.
@@ -254,6 +263,12 @@ Parsed parse_ct(const nlmsghdr* nlh) {
         break;
       case CTA_STATUS:
         p.status = ntohl(mnl_attr_get_u32(a));
+        break;
+      case CTA_TIMESTAMP:
+        for_each_nested(a, [&](const nlattr* b) {
+          if (mnl_attr_get_type(b) == CTA_TIMESTAMP_START && mnl_attr_get_payload_len(b) >= 8)
+            p.start_ns = be64toh(mnl_attr_get_u64(b));
+        });
         break;
       default:
         break;
@@ -507,7 +522,12 @@ struct Count {
   bool interrupted = false;
 };
 
-Count dump_count(uint64_t k0, uint64_t count) {
+struct Stamp {
+  uint64_t k, start_ns;
+};
+
+// `stamps`, when given, collects the start timestamp of every entry in range that has one.
+Count dump_count(uint64_t k0, uint64_t count, std::vector<Stamp>* stamps = nullptr) {
   Count c;
   mnl_socket* nl = open_nl(0, 4 << 20);
   std::vector<char> buf(1 << 17);
@@ -540,6 +560,7 @@ Count dump_count(uint64_t k0, uint64_t count) {
       ++c.gen;
       if (p.k >= k0 && p.k < k0 + count) {
         ++c.in_range;
+        if (stamps && p.start_ns) stamps->push_back({p.k, p.start_ns});
         if (tuple_of(p.k).nat) {
           ++c.nat_expected;
           if (p.status & IPS_SRC_NAT) ++c.in_range_nat;
@@ -560,6 +581,23 @@ void print_count(const Count& c, const char* extra) {
 
 int cmd_count(const Args& a) {
   print_count(dump_count(a.u("k0", 0), a.u("count", kMaxK)), "");
+  return 0;
+}
+
+int cmd_stamps(const Args& a) {
+  const std::string out = a.s("out");
+  if (out.empty()) die("stamps: --out FILE is required");
+  std::vector<Stamp> stamps;
+  const Count c = dump_count(a.u("k0", 0), a.u("count", kMaxK), &stamps);
+  FILE* f = std::fopen(out.c_str(), "wb");
+  if (!f) die("cannot write " + out);
+  for (const Stamp& s : stamps) {
+    const uint64_t rec[2] = {s.k, s.start_ns};
+    if (std::fwrite(rec, sizeof rec, 1, f) != 1) die("short write to " + out);
+  }
+  if (std::fclose(f) != 0) die("cannot write " + out);
+  const std::string extra = ",\"stamped\":" + std::to_string(stamps.size());
+  print_count(c, extra.c_str());
   return 0;
 }
 
@@ -672,7 +710,7 @@ int cmd_wait(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: ct_load gen|listen|count|wait [--key value ...]\n");
+    std::fprintf(stderr, "usage: ct_load gen|listen|count|stamps|wait [--key value ...]\n");
     return 2;
   }
   struct sigaction sa{};
@@ -684,6 +722,7 @@ int main(int argc, char** argv) {
   if (cmd == "gen") return cmd_gen(a);
   if (cmd == "listen") return cmd_listen(a);
   if (cmd == "count") return cmd_count(a);
+  if (cmd == "stamps") return cmd_stamps(a);
   if (cmd == "wait") return cmd_wait(a);
   die("unknown command " + cmd);
 }
