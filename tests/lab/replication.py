@@ -39,7 +39,7 @@ standby_restart  reconcile_interval_s = 3600; 100 TCP sessions and new UDP flows
                  of the creation (the ended flows' copies removed from fw2, the flow with
                  the reused binding present); no session broke (checked at the failover
                  below, or at the end with --no-failover).
-idle_flow        UDP timeouts 20 s (nf_conntrack_udp_timeout and _stream, both firewalls),
+idle_flow        UDP timeouts and the TCP ESTABLISHED timeout 20 s (both firewalls),
                  reconcile_interval_s = 5 (the Backup's copies get 5 + 10 s of slack). Flow A
                  (client :9901) is made ASSURED, then kept alive on fw1 by a datagram every
                  4 s, which refreshes the entry without any conntrack event (a `conntrack -E`
@@ -47,9 +47,13 @@ idle_flow        UDP timeouts 20 s (nf_conntrack_udp_timeout and _stream, both f
                  expire on fw1. Asserts: A is on fw2 at every sample for >= 45 s after its
                  last event (> timeout 20 + slack 15), fw1 counted expiring_refreshed; B
                  leaves fw2 within 5 s of leaving fw1 (its copy's own timer would keep it
-                 ~15 s longer). After the failover A's echoes still come from the same NAT
-                 source (the refreshed copy was used; a missing one would give a new random
-                 port).
+                 ~15 s longer). Session C (TCP, client :9903 -> traffic.py's echo :9001) sends
+                 a line every 4 s, which refreshes fw1's entry without an event (a second
+                 witness). Asserts: C is ESTABLISHED and ASSURED on both, on fw2 at every
+                 sample for >= 45 s after its last event, its copy's timeout refreshed by
+                 rounds. After the failover A's echoes still come from the same NAT source
+                 (the refreshed copy was used; a missing one would give a new random port),
+                 and C goes on through fw2 without an error.
 failover         (all but --no-failover) at the end fw1 is crashed like scenario.py's crash
                  (SIGSTOP, links cut, SIGKILL). Asserts: fw2 the only Master, every TCP
                  session that existed survives, probe gap < 1000 ms.
@@ -96,6 +100,8 @@ IDLE_INTERVAL_S = 5
 IDLE_SLACK_S = IDLE_INTERVAL_S + 10          # the Backup's timeout slack (docs/design.md)
 IDLE_PROOF_S = IDLE_TIMEOUT_S + IDLE_SLACK_S + 10   # idle time A must survive on fw2
 IDLE_SPORT_A, IDLE_SPORT_B, IDLE_DPORT = 9901, 9902, 9100
+IDLE_TCP_SPORT, IDLE_TCP_DPORT = 9903, 9001   # session C: traffic.py's TCP echo
+IDLE_TCP_INTERVAL_S = 4
 RESTART_K0 = 1000000              # standby_restart's ending flows: far from the churn's k
 NAT_REUSE_SPORT = 9950            # standby_restart's flow that reuses an ended NAT binding
 
@@ -118,9 +124,12 @@ def lab_options(name):
         # other way of batching events proven end to end.
         return both({"reconcile_interval_s": 3600, "event_hold_entries": 0}), both(LONG_UDP)
     if name == "idle_flow":
+        # The sync link's own TCP connection is exempt from conntrack (fwhad's notrack
+        # rules), so the short ESTABLISHED timeout applies to session C alone.
         return both({"reconcile_interval_s": IDLE_INTERVAL_S}), both({
             "net.netfilter.nf_conntrack_udp_timeout": str(IDLE_TIMEOUT_S),
-            "net.netfilter.nf_conntrack_udp_timeout_stream": str(IDLE_TIMEOUT_S)})
+            "net.netfilter.nf_conntrack_udp_timeout_stream": str(IDLE_TIMEOUT_S),
+            "net.netfilter.nf_conntrack_tcp_timeout_established": str(IDLE_TIMEOUT_S)})
     raise ValueError(name)
 
 
@@ -627,12 +636,29 @@ def standby_restart_run(lab, args, checks):
 def idle_flow_run(lab, args, checks):
     start_pair(lab)
     start_echo(lab)
-    ev_path = lab.path("fw1-events.txt")
+    ev_path, ev_tcp_path = lab.path("fw1-events.txt"), lab.path("fw1-events-tcp.txt")
     with open(ev_path, "wb") as fh:
         witness = lab.spawn("fw1", ["stdbuf", "-oL", "conntrack", "-E", "-p", "udp", "-d",
                                     netlab.SERVER_IP, "-o", "timestamp"], "ct-events-fw1",
                             stdout=fh)
+    with open(ev_tcp_path, "wb") as fh:
+        witness_tcp = lab.spawn("fw1", ["stdbuf", "-oL", "conntrack", "-E", "-p", "tcp", "-d",
+                                        netlab.SERVER_IP, "-o", "timestamp"],
+                                "ct-events-tcp-fw1", stdout=fh)
     time.sleep(0.5)
+    # Session C: one TCP connection (traffic.py, a line every 4 s and its echo) idle but
+    # for that, ESTABLISHED timeout 20 s on both firewalls. Its packets refresh fw1's entry
+    # without an event, as A's datagrams do.
+    srv_ready, c_ready = lab.path("idle-tcp-server.ready"), lab.path("idle-tcp.ready")
+    tcp_server = lab.spawn("server", [PY, scenario.TRAFFIC, "server", "--out",
+                                      lab.path("idle-tcp-server.json"), "--ready-file",
+                                      srv_ready, "--duration", "200"], "idle-tcp-server")
+    wait_for(lambda: os.path.exists(srv_ready), 15, what="TCP echo server ready")
+    ms = str(IDLE_TCP_INTERVAL_S * 1000)
+    fc = scenario.spawn_client(lab, "idle-tcp.json", c_ready, "idle-tcp-client", 1, 200,
+                               "--probe-interval-ms", "0", "--min-interval-ms", ms,
+                               "--max-interval-ms", ms, "--local-port-base",
+                               str(IDLE_TCP_SPORT))
     a_out, b_out = lab.path("flow-a.json"), lab.path("flow-b.json")
     a_ready = lab.path("flow-a.ready")
     fa = lab.spawn("client", [PY, FLOWS, "flow", "--sport", str(IDLE_SPORT_A), "--dport",
@@ -642,6 +668,7 @@ def idle_flow_run(lab, args, checks):
     fb = lab.spawn("client", [PY, FLOWS, "flow", "--sport", str(IDLE_SPORT_B), "--dport",
                               str(IDLE_DPORT), "--warmup", "3", "--out", b_out], "flow-b")
     wait_for(lambda: os.path.exists(a_ready), 15, what="flow A warmed up")
+    wait_for(lambda: os.path.exists(c_ready), 15, what="session C connected")
     try:
         fb.popen.wait(timeout=10)
     except Exception:  # noqa: BLE001
@@ -650,10 +677,12 @@ def idle_flow_run(lab, args, checks):
         b_last_send = max(json.load(f)["sends"])
     key_a = ("udp", netlab.CLIENT_IP, netlab.SERVER_IP, str(IDLE_SPORT_A), str(IDLE_DPORT))
     key_b = ("udp", netlab.CLIENT_IP, netlab.SERVER_IP, str(IDLE_SPORT_B), str(IDLE_DPORT))
+    key_c = ("tcp", netlab.CLIENT_IP, netlab.SERVER_IP, str(IDLE_TCP_SPORT),
+             str(IDLE_TCP_DPORT))
 
-    def events_for(sport):
+    def events_for(sport, path=ev_path):
         res = []
-        with open(ev_path, errors="replace") as fh:
+        with open(path, errors="replace") as fh:
             for line in fh:
                 m = re.match(r"\[(\d+\.\d+)\]\s+\[?(\w+)\]?", line.strip())
                 if m and f"sport={sport} " in line:
@@ -663,6 +692,9 @@ def idle_flow_run(lab, args, checks):
     s1_0 = sync_status(lab, "fw1")
     samples = []            # (wall, a1, a2, to_a2, b1, b2)
     a2_missing_at = []
+    c_samples = []          # (wall, on fw1, on fw2, fw2's timeout)
+    c_state = [set(), set()]   # TCP states seen on fw1, fw2
+    c_assured = [False, False]
     b1_gone = b2_gone = None
     a_assured = [False, False]
     t_start = time.time()
@@ -684,9 +716,17 @@ def idle_flow_run(lab, args, checks):
             b1_gone = now
         if b2_gone is None and gb2 is None:
             b2_gone = now
+        gc1, gc2 = ct_get(lab, "fw1", key_c), ct_get(lab, "fw2", key_c)
+        c_samples.append((now, gc1 is not None, gc2 is not None, gc2[1] if gc2 else None))
+        for i, g in enumerate((gc1, gc2)):
+            if g is not None:
+                c_state[i].add(g[0][1])
+                c_assured[i] |= g[0][2]
         ev_a = events_for(IDLE_SPORT_A)
         last_a = max((e[0] for e in ev_a), default=t_start)
-        if now - last_a >= IDLE_PROOF_S and b2_gone is not None and b1_gone is not None:
+        last_c = max((e[0] for e in events_for(IDLE_TCP_SPORT, ev_tcp_path)), default=t_start)
+        if (max(last_a, last_c) <= now - IDLE_PROOF_S and b2_gone is not None
+                and b1_gone is not None):
             break
         time.sleep(0.5)
     ev_a, ev_b = events_for(IDLE_SPORT_A), events_for(IDLE_SPORT_B)
@@ -731,20 +771,59 @@ def idle_flow_run(lab, args, checks):
     checks.check(b_gap is not None and 0 <= b_gap <= 5.0,
                  "flow B left fw2 within 5 s of leaving fw1 (its copy had ~15 s left)",
                  f"{b_gap:.1f} s" if b_gap is not None else "still on fw2")
+    ev_c = events_for(IDLE_TCP_SPORT, ev_tcp_path)
+    last_c = max((e[0] for e in ev_c), default=None)
+    c2_missing = [smp[0] for smp in c_samples if not smp[2]]
+    to_c2 = [smp[3] for smp in c_samples if smp[3] is not None]
+    c_refreshes = sum(1 for x, y in zip(to_c2, to_c2[1:]) if y > x + 1)
+    out("session_c_events", ", ".join(f"{e[1]}@+{e[0] - t_start:.1f}s" for e in ev_c))
+    out("session_c_idle_s_on_event_stream", f"{end - last_c:.1f}" if last_c else "unknown")
+    out("session_c_states_fw1_fw2", f"{sorted(c_state[0])} {sorted(c_state[1])}")
+    out("session_c_missing_on_fw2_samples", len(c2_missing))
+    out("session_c_fw2_timeout_min_max", f"{min(to_c2, default=None)} {max(to_c2, default=None)}")
+    out("session_c_fw2_timeout_refreshes", c_refreshes)
+    checks.check(c_state == [{"ESTABLISHED"}, {"ESTABLISHED"}] and all(c_assured),
+                 "session C is ESTABLISHED and ASSURED on fw1 and fw2",
+                 f"{sorted(c_state[0])} {sorted(c_state[1])} assured {c_assured}")
+    checks.check(all(smp[1] for smp in c_samples), "session C stays alive on fw1 (its lines)",
+                 f"{sum(1 for smp in c_samples if not smp[1])} samples without it")
+    checks.check(last_c is not None and end - last_c >= IDLE_PROOF_S,
+                 f"session C had no conntrack event on fw1 for >= {IDLE_PROOF_S} s "
+                 f"(ESTABLISHED timeout {IDLE_TIMEOUT_S} + slack {IDLE_SLACK_S} + 10)",
+                 f"{end - last_c:.1f} s" if last_c else "no event seen")
+    checks.check(not c2_missing, "session C was on fw2 at every sample",
+                 f"missing at +{c2_missing[0] - t_start:.1f}s" if c2_missing else
+                 f"{len(c_samples)} samples")
+    checks.check(c_refreshes >= 2, "rounds refreshed C's copy on fw2 (its timeout went up)",
+                 f"{c_refreshes} refreshes")
     check_roles_steady(lab, checks)
     if args.no_failover:
         stop_proc(fa)
+        stop_proc(fc)
+        stop_proc(tcp_server)
         stop_proc(witness)
+        stop_proc(witness_tcp)
         return
-    scenario.crash_node(lab, "fw1")
+    crash_ns = scenario.crash_node(lab, "fw1")
     crash_wall = time.time()
     try:
         wait_for(lambda: lab.state("fw2") == "Master", 15, interval=0.05,
                  what="fw2 to become Master")
     except LabTimeout as e:
         lab.log(str(e))
-    time.sleep(9)                        # two or three of A's keepalives through fw2
+    time.sleep(9)                        # two or three of A's keepalives and C's lines via fw2
     stop_proc(fa)
+    stop_proc(fc)
+    with open(lab.path("idle-tcp.json")) as f:
+        cdoc = json.load(f)["sessions"][0]
+    c_after_s = ((cdoc["last_echo_ns"] or 0) - crash_ns) / 1e9
+    out("session_c_after_failover", json.dumps({k: cdoc[k] for k in ("state", "error", "sent",
+                                                                     "echoed")}))
+    out("session_c_last_echo_s_after_crash", f"{c_after_s:.1f}")
+    checks.check(cdoc["error"] is None and c_after_s >= IDLE_TCP_INTERVAL_S,
+                 "session C goes on through fw2 after the failover (an echo a full interval "
+                 "after the crash, no error)",
+                 f"error {cdoc['error']}, last echo {c_after_s:.1f} s after the crash")
     with open(a_out) as f:
         adoc = json.load(f)
     before = {e[1] for e in adoc["echoes"] if e[0] < crash_wall}
