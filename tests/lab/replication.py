@@ -633,6 +633,22 @@ def standby_restart_run(lab, args, checks):
     finish(lab, args, checks, traffic, kill_ns, "fw2's restart")
 
 
+def check_kept_alive(checks, name, by, on_fw1, missing_on_fw2, last_event, end, t_start,
+                     timeout_name):
+    """An idle entry the Master keeps alive without events: alive on fw1 at every sample,
+    no event for IDLE_PROOF_S (longer than the copy's own timeout plus slack), and on fw2
+    at every sample (missing_on_fw2: the wall times it was not)."""
+    checks.check(all(on_fw1), f"{name} stays alive on fw1 ({by})",
+                 f"{sum(1 for x in on_fw1 if not x)} samples without it")
+    checks.check(last_event is not None and end - last_event >= IDLE_PROOF_S,
+                 f"{name} had no conntrack event on fw1 for >= {IDLE_PROOF_S} s "
+                 f"({timeout_name} {IDLE_TIMEOUT_S} + slack {IDLE_SLACK_S} + 10)",
+                 f"{end - last_event:.1f} s" if last_event else "no event seen")
+    checks.check(not missing_on_fw2, f"{name} was on fw2 at every sample",
+                 f"missing at +{missing_on_fw2[0] - t_start:.1f}s" if missing_on_fw2 else
+                 f"{len(on_fw1)} samples")
+
+
 def idle_flow_run(lab, args, checks):
     start_pair(lab)
     start_echo(lab)
@@ -751,15 +767,8 @@ def idle_flow_run(lab, args, checks):
         f"{b1_gone - b_last_send:.1f}" if b1_gone else "never")
     out("flow_b_gone_fw2_s_after_fw1", f"{b_gap:.1f}" if b_gap is not None else "never")
     checks.check(all(a_assured), "flow A is ASSURED on fw1 and fw2", str(a_assured))
-    checks.check(all(s[1] for s in samples), "flow A stays alive on fw1 (keepalives)",
-                 f"{sum(1 for s in samples if not s[1])} samples without it")
-    checks.check(last_a is not None and end - last_a >= IDLE_PROOF_S,
-                 f"flow A had no conntrack event on fw1 for >= {IDLE_PROOF_S} s "
-                 f"(timeout {IDLE_TIMEOUT_S} + slack {IDLE_SLACK_S} + 10)",
-                 f"{end - last_a:.1f} s" if last_a else "no event seen")
-    checks.check(not a2_missing_at, "flow A was on fw2 at every sample",
-                 f"missing at +{a2_missing_at[0] - t_start:.1f}s" if a2_missing_at else
-                 f"{len(samples)} samples")
+    check_kept_alive(checks, "flow A", "keepalives", [smp[1] for smp in samples],
+                     a2_missing_at, last_a, end, t_start, "timeout")
     checks.check(refreshes >= 2 and s1["expiring_refreshed"] > s1_0["expiring_refreshed"],
                  "rounds refreshed A's copy on fw2 (timeout went up; fw1 expiring_refreshed)",
                  f"{refreshes} refreshes")
@@ -785,15 +794,8 @@ def idle_flow_run(lab, args, checks):
     checks.check(c_state == [{"ESTABLISHED"}, {"ESTABLISHED"}] and all(c_assured),
                  "session C is ESTABLISHED and ASSURED on fw1 and fw2",
                  f"{sorted(c_state[0])} {sorted(c_state[1])} assured {c_assured}")
-    checks.check(all(smp[1] for smp in c_samples), "session C stays alive on fw1 (its lines)",
-                 f"{sum(1 for smp in c_samples if not smp[1])} samples without it")
-    checks.check(last_c is not None and end - last_c >= IDLE_PROOF_S,
-                 f"session C had no conntrack event on fw1 for >= {IDLE_PROOF_S} s "
-                 f"(ESTABLISHED timeout {IDLE_TIMEOUT_S} + slack {IDLE_SLACK_S} + 10)",
-                 f"{end - last_c:.1f} s" if last_c else "no event seen")
-    checks.check(not c2_missing, "session C was on fw2 at every sample",
-                 f"missing at +{c2_missing[0] - t_start:.1f}s" if c2_missing else
-                 f"{len(c_samples)} samples")
+    check_kept_alive(checks, "session C", "its lines", [smp[1] for smp in c_samples],
+                     c2_missing, last_c, end, t_start, "ESTABLISHED timeout")
     checks.check(c_refreshes >= 2, "rounds refreshed C's copy on fw2 (its timeout went up)",
                  f"{c_refreshes} refreshes")
     check_roles_steady(lab, checks)
