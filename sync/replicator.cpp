@@ -387,12 +387,16 @@ void Replicator::send_hello(bool stepped_down) {
   if (options_.vrrp_priority != 0) h->set_vrrp_priority(options_.vrrp_priority);
   h->set_flows_are_heartbeats(true);
   h->set_implied_reply(true);
+  if (options_.speaks_every.count() > 0) {
+    h->set_speaks_every_ms(static_cast<uint32_t>(options_.speaks_every.count()));
+  }
   transport_.send(hello);
 }
 
 void Replicator::on_disconnected() {
   peer_hello_seen_ = false;
   peer_flows_are_heartbeats_ = false;
+  peer_speaks_every_ = std::chrono::milliseconds(0);
   peer_implies_reply_ = false;
   // Changes not yet in a frame go into one, kept for the resume (on_local_change), or no
   // resume may happen.
@@ -425,6 +429,7 @@ bool Replicator::on_hello(const wire::Hello& hello) {
   peer_hello_seen_ = true;
   peer_flows_are_heartbeats_ = hello.flows_are_heartbeats();
   peer_implies_reply_ = hello.implied_reply();
+  peer_speaks_every_ = std::chrono::milliseconds(hello.speaks_every_ms());
   if (hello.has_vrrp_priority() && hello.vrrp_priority() >= 1 && hello.vrrp_priority() <= 255) {
     peer_vrrp_priority_ = hello.vrrp_priority();
   }

@@ -100,6 +100,9 @@ class Replicator {
     // Lag above this raises an alert; unacked data older than stall_after is a stall.
     std::chrono::milliseconds lag_alert{1000};
     std::chrono::milliseconds stall_after{3000};
+    // The owner sends a frame at least this often while connected (0: no promise), told to
+    // the peer in the Hello so it may take our silence for a stuck daemon (peer_silence.h).
+    std::chrono::milliseconds speaks_every{0};
     std::function<Clock::time_point()> now = [] { return Clock::now(); };
     std::function<uint64_t()> new_session = nullptr;  // random by default
     // Called before the source dumps its table, to send the events already queued first.
@@ -182,6 +185,8 @@ class Replicator {
   // Source: the peer's Hello said it takes a FlowBatch for a heartbeat (sync_service.h), and
   // when this node last sent one (nullopt: never).
   bool peer_takes_flows_as_heartbeats() const { return peer_flows_are_heartbeats_; }
+  // The peer's Hello promised a frame at least every so often (0: no promise, or no Hello).
+  std::chrono::milliseconds peer_speaks_every() const { return peer_speaks_every_; }
   std::optional<Clock::time_point> last_flows_sent() const { return last_flows_sent_; }
   // Connected, and the peer introduced itself: frames may go out.
   bool link_ready() const { return transport_.connected() && peer_hello_seen_; }
@@ -290,6 +295,7 @@ class Replicator {
 
   bool peer_hello_seen_ = false;
   bool peer_flows_are_heartbeats_ = false;
+  std::chrono::milliseconds peer_speaks_every_{0};
   bool peer_implies_reply_ = false;  // its Hello: a Flow without reply is the mirror
   // Some frame of this session was encoded with implied replies (a resume to a peer that
   // no longer reads them is refused).

@@ -215,6 +215,10 @@ bool SyncLink::connected() const { return current_ != nullptr && !current_->doom
 
 size_t SyncLink::unread_bytes() const { return current_ ? current_->unread() : 0; }
 
+void SyncLink::close(const std::string& why) {
+  if (connected()) current_->close_later(why);
+}
+
 bool SyncLink::send(const wire::Frame& frame) {
   if (!connected()) return false;
   std::string bytes;

@@ -52,6 +52,9 @@ class SyncLink : public FrameTransport {
   bool connected() const override;
   bool send(const wire::Frame& frame) override;
   bool send_encoded(const std::string& bytes) override;
+  // Closes the current connection from the loop, as a failed send does (`why` is logged);
+  // the link then comes back as after any disconnect.
+  void close(const std::string& why);
 
   size_t queued_bytes() const { return queued_bytes_; }
   // Bytes received from the peer that we have not read yet (0 without a connection).

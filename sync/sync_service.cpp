@@ -40,6 +40,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   }
   SyncLink::Handlers h;
   h.connected = [this] {
+    silence_.connected(std::chrono::steady_clock::now(), replicator_->counters().frames_received);
     replicator_->on_connected();  // the Hello goes first
     if (options_.replicate) expect_->on_connected();
   };
@@ -65,6 +66,7 @@ std::error_code SyncService::start(std::string& what_failed) {
   ro.vrrp_priority = options_.vrrp_priority;
   ro.replicate = options_.replicate;
   ro.reconcile_interval = options_.reconcile_interval;
+  ro.speaks_every = PeerSilence::kSpeakEvery;  // beat() keeps the promise
   ro.before_dump = [this] { pump_->drain_now(); };
   ro.on_bulk_work = [this] { bulk_work_started(); };
   ro.wake_after = [this](std::chrono::microseconds d) {
@@ -160,6 +162,7 @@ void SyncService::stop() {
 }
 
 void SyncService::tick() {
+  check_silence();
   replicator_->tick();
   expect_->tick();
   publish();
@@ -167,6 +170,24 @@ void SyncService::tick() {
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) tick();
   });
+}
+
+// Complete frames counted by the replicator (each one reached it, Hello or not), read every
+// tick (100 ms): precise enough for a limit of seconds, and nothing per frame.
+void SyncService::check_silence() {
+  if (!link_->connected()) return;
+  const auto every = replicator_->peer_speaks_every();
+  // A promise to speak less often than a third of the limit is no promise we can hold it to.
+  const bool speaks = every.count() > 0 && every * 3 <= PeerSilence::kLimit;
+  const auto why = silence_.check(std::chrono::steady_clock::now(),
+                                  replicator_->counters().frames_received,
+                                  replicator_->peer_hello_seen(), speaks);
+  if (!why) return;
+  if (log::should_log(++peer_silences_)) {
+    log::error("sync", "closing the sync link to " + options_.peer_name + ": " + *why +
+                           " count=" + std::to_string(peer_silences_));
+  }
+  link_->close("peer silent");
 }
 
 void SyncService::set_filter(LocalFilter filter) {
@@ -371,7 +392,7 @@ void SyncService::beat(std::chrono::steady_clock::time_point now) {
     peer_degraded_.store(false, std::memory_order_relaxed);
     peer_holds_state_.store(true, std::memory_order_relaxed);
   } else if (health_sent_on_connect_ != connection || health_sent_ != degraded ||
-             holds_state_sent_ != holds) {
+             holds_state_sent_ != holds || now - health_sent_at_ >= PeerSilence::kSpeakEvery) {
     wire::Frame f;
     f.mutable_health()->set_degraded(degraded);
     f.mutable_health()->set_holds_state(holds);
@@ -379,6 +400,7 @@ void SyncService::beat(std::chrono::steady_clock::time_point now) {
     health_sent_ = degraded;
     holds_state_sent_ = holds;
     health_sent_on_connect_ = connection;
+    health_sent_at_ = now;
   }
 }
 
@@ -398,6 +420,7 @@ void SyncService::publish() {
   s.connects = link_->counters().connects;
   s.rejected_connections = link_->counters().rejected_connections;
   s.link_queue_overflows = link_->counters().queue_overflows;
+  s.peer_silences = peer_silences_;
   s.counters = replicator_->counters();
   s.reconcile = replicator_->reconcile_counters();
   s.writer = writer_->counters();

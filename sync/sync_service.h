@@ -21,6 +21,7 @@
 #include "fwha/ip_address.h"
 #include "fwha/sync_defaults.h"
 #include "sync/expect_sync.h"
+#include "sync/peer_silence.h"
 #include "sync/replicator.h"
 #include "util/busy_governor.h"
 
@@ -77,6 +78,7 @@ class SyncService {
     uint64_t connects = 0;
     uint64_t rejected_connections = 0;
     uint64_t link_queue_overflows = 0;  // link resets: the send queue passed its bound
+    uint64_t peer_silences = 0;         // link resets: the peer said nothing (peer_silence.h)
     ReplicatorCounters counters;
     ReconcileCounters reconcile;
     WriterCounters writer;
@@ -168,9 +170,14 @@ class SyncService {
   std::atomic<bool> holds_state_{false};
   std::atomic<bool> peer_holds_state_{true};
   bool holds_state_sent_ = false;
-  // The Health last sent, and on which connection (SyncLink's connects count).
+  // The Health last sent, on which connection (SyncLink's connects count), and when: it
+  // goes again every PeerSilence::kSpeakEvery, so the peer hears us when nothing else goes.
   bool health_sent_ = false;
   uint64_t health_sent_on_connect_ = 0;
+  std::chrono::steady_clock::time_point health_sent_at_{};
+  PeerSilence silence_;
+  uint64_t peer_silences_ = 0;
+  void check_silence();  // tick(): closes a connection the peer has gone silent on
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;
   std::unique_ptr<SyncLink> link_;

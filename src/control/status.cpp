@@ -75,7 +75,8 @@ std::string render_text(const StatusSnapshot& s) {
     << causes_text(y.reconcile) << "), " << y.reconcile.rounds_completed << " completed, "
     << y.reconcile.entries_repaired << " entries repaired, " << y.reconcile.entries_removed
     << " stale removed; resumes " << c.resumes << ", overruns " << c.overruns
-    << ", link resets for a full send queue " << y.link_queue_overflows << "\n";
+    << ", link resets for a full send queue " << y.link_queue_overflows
+    << " / a silent peer " << y.peer_silences << "\n";
   o << "expectations: sent " << y.expect.sent << ", received " << y.expect.received
     << ", applied " << y.expect.applied << ", waiting for their master " << y.expect.waiting
     << ", apply errors " << y.expect.apply_errors << "\n";
@@ -142,6 +143,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"connects\": " << y.connects
     << ", \"rejected_connections\": " << y.rejected_connections
     << ", \"link_queue_overflows\": " << y.link_queue_overflows
+    << ", \"peer_silences\": " << y.peer_silences
     << ", \"resyncs\": " << r.rounds_started << ", \"resync_causes\": " << causes_json(r)
     << ", \"last_resync_cause\": " << quote(r.last_cause)
     << ", \"rounds_completed\": " << r.rounds_completed

@@ -17,6 +17,10 @@ sync-garbage:  open a TCP connection to the sync port from a given source addres
                one malformed frame: `bad-length` (length prefix 0xFFFFFFFF) or
                `junk-protobuf` (a sane length followed by bytes that are no valid Frame).
                Then wait (bounded) to see whether the receiver closes the connection.
+               `stalled` sends only the start of a frame and keeps the connection open,
+               as a stuck peer would; `silent-after-hello` sends a valid Hello in the
+               peer's name that promises a frame every second (speaks_every_ms), then
+               nothing. `closed_after_s` says when the receiver gave up.
 """
 
 from __future__ import annotations
@@ -157,8 +161,11 @@ def cmd_sync_garbage(a):
         # 0xff bytes form a varint longer than 10 bytes: no protobuf parser accepts it.
         junk = b"\xff" * 24
         data = struct.pack("!I", len(junk)) + junk
-    elif a.kind == "truncated":
-        # A length prefix of 100 bytes, 10 of them, and the end of the stream.
+    elif a.kind == "silent-after-hello":
+        # Hello: protocol 2, node, speaks_every_ms (field 11) = 1000.
+        data = sync_frame(1, pb_field(1, 2) + pb_field(2, a.node.encode()) + pb_field(11, 1000))
+    elif a.kind in ("truncated", "stalled"):
+        # A length prefix of 100 bytes and 10 of them; truncated then ends the stream.
         data = struct.pack("!I", 100) + b"\x0a" * 10
     else:  # out-of-order: a valid Hello in the peer's name (protocol 2), then FlowBatch seq 5
         # of a session, which starts its numbering, and seq 7: a gap.
@@ -167,7 +174,7 @@ def cmd_sync_garbage(a):
         for seq in (5, 7):
             data += sync_frame(2, pb_field(1, seq) + pb_field(3, 77))
     result = {"kind": a.kind, "src": a.src, "dst": f"{a.dst}:{a.port}", "connected": False,
-              "sent": 0, "peer_closed": None, "error": None}
+              "sent": 0, "peer_closed": None, "closed_after_s": None, "error": None}
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(a.timeout)
     try:
@@ -175,6 +182,7 @@ def cmd_sync_garbage(a):
         s.connect((a.dst, a.port))
         result["connected"] = True
         s.sendall(data)
+        sent_at = time.monotonic()
         result["sent"] = len(data)
         if a.kind == "truncated":
             s.shutdown(socket.SHUT_WR)  # the stream ends inside the frame
@@ -187,12 +195,15 @@ def cmd_sync_garbage(a):
                 break
             if not chunk:
                 result["peer_closed"] = "eof"
+                result["closed_after_s"] = round(time.monotonic() - sent_at, 2)
                 break
             # The receiver may greet us first (Hello); keep reading until it gives up on us.
         if result["peer_closed"] is None:
             result["peer_closed"] = False
     except ConnectionResetError:
         result["peer_closed"] = "reset"
+        if result["sent"]:
+            result["closed_after_s"] = round(time.monotonic() - sent_at, 2)
     except OSError as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
@@ -230,9 +241,10 @@ def main(argv=None):
     g.add_argument("--src", required=True)
     g.add_argument("--dst", required=True)
     g.add_argument("--port", type=int, default=7788)
-    g.add_argument("--kind", choices=["bad-length", "junk-protobuf", "truncated", "out-of-order"],
-                   required=True)
-    g.add_argument("--node", default="fw1", help="out-of-order: the name its Hello gives")
+    g.add_argument("--kind", choices=["bad-length", "junk-protobuf", "truncated", "out-of-order",
+                                      "stalled", "silent-after-hello"], required=True)
+    g.add_argument("--node", default="fw1",
+                   help="out-of-order, silent-after-hello: the name its Hello gives")
     g.add_argument("--timeout", type=float, default=3.0)
     a = ap.parse_args(argv)
     return {"vrrp": cmd_vrrp, "vrrp6": cmd_vrrp6, "sync-garbage": cmd_sync_garbage}[a.cmd](a)

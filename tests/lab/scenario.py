@@ -1146,6 +1146,58 @@ def sync_cases(lab, checks):
                  f"{roles_before} -> {roles_after}")
 
 
+def silent_peer_case(lab, checks):
+    """Connections from the peer's sync address that go silent, as a stuck peer's would:
+    `stalled` stops inside its first frame; `silent-after-hello` introduces itself as fw2,
+    promising a frame every second, and says nothing more. They are made to fw1, the node
+    that dials: fw1 takes each for fw2 reconnecting and drops the real connection, and fw2
+    waits to be dialled again. Nothing but fwhad's silence limit (10 s, sync/peer_silence.h)
+    ends them: without one, replication stays down for as long as they stay open."""
+    target, sender = "fw1", "fw2"
+    expected_log = {"stalled": "no Hello from the peer within 10 s",
+                    "silent-after-hello": "nothing from the peer for 10 s"}
+    for kind, why in expected_log.items():
+        before = lab.status(target)
+        if before is None:
+            raise LabError(f"{target} does not answer status before the {kind} case")
+        log_size = os.path.getsize(lab.log_path(target))
+        cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
+                                 netlab.ADDR[sender]["sync"], "--dst",
+                                 netlab.ADDR[target]["sync"], "--port", str(netlab.SYNC_PORT),
+                                 "--kind", kind, "--node", sender, "--timeout", "20"],
+                        check=False, timeout=40)
+        res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+        lab.log(f"{kind} connection {sender} -> {target}: {res}")
+        out(f"{kind}_closed_after_s", res.get("closed_after_s"))
+        checks.check(bool(res.get("connected")), f"the {kind} connection reached {target}",
+                     res.get("error") or "")
+        after = lab.status(target) or {}
+        checks.check(res.get("peer_closed") in ("eof", "reset"),
+                     f"{target} closes the {kind} connection",
+                     f"peer_closed={res.get('peer_closed')}")
+        closed_after = res.get("closed_after_s")
+        checks.check(closed_after is not None and 9.5 <= closed_after <= 13.0,
+                     f"{target} closes the {kind} connection at its silence limit (10 s), "
+                     "not before or much later", f"after {closed_after} s")
+        b, a = counter(before, "sync", "peer_silences"), counter(after, "sync", "peer_silences")
+        out(f"{target}_peer_silences_{kind}", f"{b} -> {a}")
+        checks.check(a == b + 1, f"{target} counts the {kind} connection in "
+                     "sync.peer_silences", f"{b} -> {a}")
+        with open(lab.log_path(target), errors="replace") as fh:
+            fh.seek(log_size)
+            logged = re.search(r"closing the sync link to \S+: " + re.escape(why), fh.read())
+        checks.check(logged is not None, f"{target} logs why it closed the {kind} connection",
+                     logged.group(0) if logged else "no matching log line")
+        try:
+            wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected")
+                                 for fw in FWS), 10, interval=0.2, what="sync reconnected")
+            ok = True
+        except LabTimeout:
+            ok = False
+        checks.check(ok, f"the real peers are connected again after the {kind} connection "
+                     "(within 10 s of the close)")
+
+
 def bad_input_run(lab, args, checks):
     lab.require_binaries()
     check_config_cases(lab, checks)
@@ -1153,6 +1205,7 @@ def bad_input_run(lab, args, checks):
     out("master_before", master)
     vrrp_cases(lab, checks)
     sync_cases(lab, checks)
+    silent_peer_case(lab, checks)
     masters = lab.who_is_master()
     out("master_after", ",".join(masters) or "none")
     checks.check(masters == [master], "the original Master is still the only Master",

@@ -1083,6 +1083,21 @@ TEST_F(SinkTest, HelloSaysFlowsAreTakenAsHeartbeats) {
   ASSERT_FALSE(link.sent.empty());
   ASSERT_TRUE(link.sent.front().has_hello());
   EXPECT_TRUE(link.sent.front().hello().flows_are_heartbeats());
+  EXPECT_FALSE(link.sent.front().hello().has_speaks_every_ms()) << "its owner promised nothing";
+}
+
+// The Hello promises a frame every so often only when the owner keeps it (SyncService:
+// PeerSilence::kSpeakEvery), and the peer's promise is known until the connection ends.
+TEST_F(PairTest, HelloCarriesThePromiseToSpeakAndThePeersIsKeptPerConnection) {
+  auto mo = opts("fw1", "fw2");
+  mo.speaks_every = std::chrono::milliseconds(1000);
+  master = std::make_unique<Replicator>(mo, mtable, mtable, to_backup);
+  EXPECT_EQ(backup->peer_speaks_every().count(), 0) << "no Hello yet";
+  connect();
+  EXPECT_EQ(backup->peer_speaks_every().count(), 1000);
+  EXPECT_EQ(master->peer_speaks_every().count(), 0) << "fw2's owner promised nothing";
+  disconnect();
+  EXPECT_EQ(backup->peer_speaks_every().count(), 0) << "forgotten with the connection";
 }
 
 // A send can close the link from inside (SyncLink's queue over its bound calls its close

@@ -104,5 +104,30 @@ TEST_F(SyncLinkTest, AQueueOverItsBoundClosesFromTheLoopNotInsideTheSend) {
   EXPECT_TRUE(run_until([this, frames] { return sb.frames == frames + 1; }, 5s));
 }
 
+// The owner closes a connection (a silent peer, sync/peer_silence.h): from the loop, down at
+// once for its callers, and back as after any disconnect.
+TEST_F(SyncLinkTest, CloseEndsTheConnectionAndTheLinkComesBack) {
+  const int downs_before = sa.downs;
+  const uint64_t connects_before = a->counters().connects;
+  b->close("peer silent");
+  EXPECT_FALSE(b->connected());
+  EXPECT_EQ(sb.downs, 0) << "not yet: from the loop";
+  ASSERT_TRUE(run_until([this, downs_before] { return sa.downs == downs_before + 1; }, 5s))
+      << "the peer sees the connection end";
+  ASSERT_TRUE(run_until([this, connects_before] {
+    return a->connected() && b->connected() && a->counters().connects > connects_before;
+  }, 5s));
+  EXPECT_EQ(sb.downs, 1);
+  const int frames = sa.frames;
+  EXPECT_TRUE(b->send(hello(10)));
+  EXPECT_TRUE(run_until([this, frames] { return sa.frames == frames + 1; }, 5s));
+  b->close("twice");  // nothing to close twice: no second down
+  b->close("again");
+  ASSERT_TRUE(run_until([this] { return sb.downs == 2; }, 5s));
+  io.restart();
+  io.run_for(50ms);
+  EXPECT_EQ(sb.downs, 2);
+}
+
 }  // namespace
 }  // namespace fwha::sync
