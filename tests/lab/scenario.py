@@ -748,11 +748,8 @@ def sync_cut_run(lab, args, checks):
     out("split_brain_alerts", json.dumps(alerted, sort_keys=True))
     lab.ip(master, "link", "set", sync_if, "up")
     lab.log("sync_cut: sync link up again")
-    try:
-        wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected") is True
-                             for fw in FWS), 20, interval=0.1, what="the sync link to come back")
-    except LabTimeout as e:
-        lab.log(str(e))
+    if not sync_reconnected(lab, 20, interval=0.1):
+        lab.log("sync_cut: the sync link did not come back within 20 s")
     time.sleep(1.5)  # the watch runs once a second
     back = {fw: "back: replication resumes" in lab.log_tail(fw, 400) for fw in FWS}
     out("sync_back_notices", json.dumps(back, sort_keys=True))
@@ -1024,6 +1021,27 @@ def vrrp_cases(lab, checks):
     checks.check(vip_on == ["fw1"], "the LAN VIP stayed on fw1", ",".join(vip_on) or "none")
 
 
+def sync_reconnected(lab, bound_s, interval=0.2):
+    """True once both nodes report the sync link connected (within bound_s)."""
+    try:
+        wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected") is True
+                             for fw in FWS), bound_s, interval=interval, what="sync reconnected")
+        return True
+    except LabTimeout:
+        return False
+
+
+def inject_sync(lab, kind, sender, target, timeout_s=3.0):
+    """inject.py sync-garbage of `kind` from sender's sync address to target's sync port;
+    its JSON report ({} when it printed none)."""
+    cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src", netlab.ADDR[sender]["sync"],
+                             "--dst", netlab.ADDR[target]["sync"], "--port",
+                             str(netlab.SYNC_PORT), "--kind", kind, "--node", sender,
+                             "--timeout", str(timeout_s)],
+                    check=False, timeout=timeout_s + 20)
+    return json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+
+
 def sync_cases(lab, checks):
     peer_of = {"fw1": "fw2", "fw2": "fw1"}
     target, sender = "fw2", "fw1"
@@ -1038,13 +1056,6 @@ def sync_cases(lab, checks):
     # out-of-order (a valid Hello in the peer's name, FlowBatch seq 5 of a new session, then
     # seq 7: a gap, closed; the sink then holds that session's numbering, so the real
     # peer's reconnect cannot resume and must resync).
-    def inject(kind, sender, target):
-        cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
-                                 netlab.ADDR[sender]["sync"], "--dst",
-                                 netlab.ADDR[target]["sync"], "--port", str(netlab.SYNC_PORT),
-                                 "--kind", kind, "--node", sender], check=False, timeout=20)
-        return json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
-
     for kind in ("bad-length", "junk-protobuf", "truncated", "out-of-order"):
         if kind == "out-of-order" and before_all[target]["group"]["state"] != "Backup":
             # A Master ignores flows from its peer (both would be Master): the gap needs the
@@ -1054,7 +1065,7 @@ def sync_cases(lab, checks):
         before = lab.status(target)
         if kind == "out-of-order":
             before_resync = {fw: lab.status(fw) for fw in FWS}
-        res = inject(kind, sender, target)
+        res = inject_sync(lab, kind, sender, target)
         if not res.get("connected") and target == "fw2" and kind == "bad-length":
             # fw2 may be the side that connects; then fw1 is the listener to attack.
             lab.log(f"fw2 does not accept on {netlab.SYNC_PORT} ({res.get('error')}); "
@@ -1062,7 +1073,7 @@ def sync_cases(lab, checks):
             target, sender = "fw1", "fw2"
             log_size = os.path.getsize(lab.log_path(target))
             before = lab.status(target)
-            res = inject(kind, sender, target)
+            res = inject_sync(lab, kind, sender, target)
         lab.log(f"sync garbage ({kind}) {peer_of[target]} -> {target}: {res}")
         checks.check(bool(res.get("connected")), f"garbage connection ({kind}) reached "
                      f"{target}:{netlab.SYNC_PORT}", res.get("error") or "")
@@ -1101,13 +1112,8 @@ def sync_cases(lab, checks):
         results.append(res)
     checks.check(lab.fwhad_running(target) and lab.status(target) is not None,
                  f"{target}'s fwhad still runs and answers status")
-    try:
-        wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected")
-                             for fw in FWS), 20, interval=0.2, what="sync reconnected")
-        ok = True
-    except LabTimeout:
-        ok = False
-    checks.check(ok, "sync connection is up again on both nodes (within 20 s)")
+    checks.check(sync_reconnected(lab, 20),
+                 "sync connection is up again on both nodes (within 20 s)")
     # The out-of-order case left the sink with another session's numbering: the real
     # peer's reconnect cannot resume, so the Master resyncs, and the sink completes a round.
     master_fw = next((fw for fw in FWS if before_all[fw]["group"]["state"] == "Master"), "fw1")
@@ -1161,12 +1167,7 @@ def silent_peer_case(lab, checks):
         if before is None:
             raise LabError(f"{target} does not answer status before the {kind} case")
         log_size = os.path.getsize(lab.log_path(target))
-        cp = lab.nsexec(sender, [PY, INJECT, "sync-garbage", "--src",
-                                 netlab.ADDR[sender]["sync"], "--dst",
-                                 netlab.ADDR[target]["sync"], "--port", str(netlab.SYNC_PORT),
-                                 "--kind", kind, "--node", sender, "--timeout", "20"],
-                        check=False, timeout=40)
-        res = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+        res = inject_sync(lab, kind, sender, target, timeout_s=20)
         lab.log(f"{kind} connection {sender} -> {target}: {res}")
         out(f"{kind}_closed_after_s", res.get("closed_after_s"))
         checks.check(bool(res.get("connected")), f"the {kind} connection reached {target}",
@@ -1188,14 +1189,8 @@ def silent_peer_case(lab, checks):
             logged = re.search(r"closing the sync link to \S+: " + re.escape(why), fh.read())
         checks.check(logged is not None, f"{target} logs why it closed the {kind} connection",
                      logged.group(0) if logged else "no matching log line")
-        try:
-            wait_for(lambda: all((lab.status(fw) or {}).get("sync", {}).get("connected")
-                                 for fw in FWS), 10, interval=0.2, what="sync reconnected")
-            ok = True
-        except LabTimeout:
-            ok = False
-        checks.check(ok, f"the real peers are connected again after the {kind} connection "
-                     "(within 10 s of the close)")
+        checks.check(sync_reconnected(lab, 10), "the real peers are connected again after "
+                     f"the {kind} connection (within 10 s of the close)")
 
 
 def bad_input_run(lab, args, checks):
