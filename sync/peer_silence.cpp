@@ -8,8 +8,9 @@ void PeerSilence::connected(Clock::time_point now, uint64_t frames) {
 }
 
 std::optional<std::string> PeerSilence::check(Clock::time_point now, uint64_t frames,
-                                              bool hello_seen, bool peer_speaks) {
-  if (frames != frames_) {
+                                              bool bytes_unread, bool hello_seen,
+                                              std::chrono::milliseconds promise) {
+  if (frames != frames_ || bytes_unread) {
     frames_ = frames;
     last_heard_ = now;
     return std::nullopt;
@@ -22,10 +23,11 @@ std::optional<std::string> PeerSilence::check(Clock::time_point now, uint64_t fr
            " of connecting (its daemon is stuck, or something else connected from its "
            "address)";
   }
-  if (!peer_speaks) return std::nullopt;  // an older peer: silence is all it promised
+  // An older peer promised nothing; one that promised too little proves nothing by silence.
+  if (promise.count() <= 0 || promise > kLongestPromise) return std::nullopt;
   last_heard_ = now;
   return "nothing from the peer for " + limit + " although it sends a frame every " +
-         std::to_string(kSpeakEvery.count()) +
+         std::to_string(promise.count()) +
          " ms at least (its daemon is stuck, or the link carries one way only)";
 }
 

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "sync/peer_silence.h"
 #include "util/log.h"
 
 namespace fwha::sync {
@@ -28,13 +29,16 @@ asio::ip::address to_asio(const IpAddress& a) {
 // The user timeout also ends a connection whose receiver advertises a zero window for that
 // long, and a Backup busy in the dump of a large table (1M entries: several seconds, more
 // under CPU load) does not read meanwhile; 3 s cut such links (seen in the lab), 10 s does
-// not. Failover does not wait for this: the election runs on VRRP adverts.
+// not; the same bound closes a peer that is silent (peer_silence.h). Failover does not wait
+// for this: the election runs on VRRP adverts.
 void tune(tcp::socket& s) {
   boost::system::error_code ec;
   s.set_option(tcp::no_delay(true), ec);
   s.set_option(asio::socket_base::keep_alive(true), ec);
   int fd = s.native_handle();
-  int idle = 1, intvl = 1, cnt = 3, user_timeout_ms = 10000;
+  int idle = 1, intvl = 1, cnt = 3;
+  int user_timeout_ms = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(PeerSilence::kLimit).count());
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);

@@ -173,21 +173,26 @@ void SyncService::tick() {
 }
 
 // Complete frames counted by the replicator (each one reached it, Hello or not), read every
-// tick (100 ms): precise enough for a limit of seconds, and nothing per frame.
+// tick (100 ms): precise enough for a limit of seconds, and nothing per frame. Bytes still
+// unread in our socket count as heard: then it is our thread that was late.
+//
+// A stuck peer that dials us (or whose kernel accepts our dials) is closed every 10 s for as
+// long as it is stuck: the error goes to syslog once a minute at most, the link's notice
+// (with the same cause) every time.
 void SyncService::check_silence() {
   if (!link_->connected()) return;
-  const auto every = replicator_->peer_speaks_every();
-  // A promise to speak less often than a third of the limit is no promise we can hold it to.
-  const bool speaks = every.count() > 0 && every * 3 <= PeerSilence::kLimit;
-  const auto why = silence_.check(std::chrono::steady_clock::now(),
-                                  replicator_->counters().frames_received,
-                                  replicator_->peer_hello_seen(), speaks);
+  const auto now = std::chrono::steady_clock::now();
+  const auto why = silence_.check(now, replicator_->counters().frames_received,
+                                  link_->unread_bytes() > 0, replicator_->peer_hello_seen(),
+                                  replicator_->peer_speaks_every());
   if (!why) return;
-  if (log::should_log(++peer_silences_)) {
+  ++peer_silences_;
+  if (!silence_alerted_at_ || now - *silence_alerted_at_ >= std::chrono::minutes(1)) {
+    silence_alerted_at_ = now;
     log::error("sync", "closing the sync link to " + options_.peer_name + ": " + *why +
-                           " count=" + std::to_string(peer_silences_));
+                           " (" + std::to_string(peer_silences_) + " such closes so far)");
   }
-  link_->close("peer silent");
+  link_->close("peer silent: " + *why);
 }
 
 void SyncService::set_filter(LocalFilter filter) {
@@ -384,7 +389,8 @@ void SyncService::beat(std::chrono::steady_clock::time_point now) {
     }
     next_beat_ = spoke + kHeartbeat;
   }
-  // Health both ways: on every new connection, then on each change.
+  // Health both ways: on every new connection, on each change, and every half kSpeakEvery
+  // (the promise of our Hello: a beat may come late).
   const uint64_t connection = link_->counters().connects;
   const bool degraded = degraded_.load(std::memory_order_relaxed);
   const bool holds = holds_state_.load(std::memory_order_relaxed);
@@ -392,7 +398,8 @@ void SyncService::beat(std::chrono::steady_clock::time_point now) {
     peer_degraded_.store(false, std::memory_order_relaxed);
     peer_holds_state_.store(true, std::memory_order_relaxed);
   } else if (health_sent_on_connect_ != connection || health_sent_ != degraded ||
-             holds_state_sent_ != holds || now - health_sent_at_ >= PeerSilence::kSpeakEvery) {
+             holds_state_sent_ != holds ||
+             now - health_sent_at_ >= PeerSilence::kSpeakEvery / 2) {
     wire::Frame f;
     f.mutable_health()->set_degraded(degraded);
     f.mutable_health()->set_holds_state(holds);

@@ -139,8 +139,9 @@ class SyncService {
   // change comes with table-sized work (every reconciliation round: the drop when it starts,
   // the return when it is over), logged at debug level.
   void apply_class(rt::BusyGovernor::Class before, const std::string& why, bool routine);
-  // The Master's heartbeat and both nodes' Health, every kHeartbeat: on a timer of its own,
-  // or, while the event pump is busy, after its rounds (beats_in_rounds_).
+  // The Master's heartbeat every kHeartbeat, and both nodes' Health when it changes and every
+  // half PeerSilence::kSpeakEvery: on a timer of its own (every kHeartbeat), or, while the
+  // event pump is busy, after its rounds (beats_in_rounds_).
   void heartbeat();
   void after_pump_round();
   void arm_heartbeat();  // at next_beat_
@@ -171,12 +172,14 @@ class SyncService {
   std::atomic<bool> peer_holds_state_{true};
   bool holds_state_sent_ = false;
   // The Health last sent, on which connection (SyncLink's connects count), and when: it
-  // goes again every PeerSilence::kSpeakEvery, so the peer hears us when nothing else goes.
+  // goes again every half PeerSilence::kSpeakEvery, so the peer hears us at the promised
+  // interval (Hello.speaks_every_ms) when nothing else goes, beats landing late included.
   bool health_sent_ = false;
   uint64_t health_sent_on_connect_ = 0;
   std::chrono::steady_clock::time_point health_sent_at_{};
   PeerSilence silence_;
   uint64_t peer_silences_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> silence_alerted_at_;
   void check_silence();  // tick(): closes a connection the peer has gone silent on
   std::unique_ptr<ConntrackWriter> writer_;
   std::unique_ptr<ConntrackReader> reader_;

@@ -75,8 +75,8 @@ std::string render_text(const StatusSnapshot& s) {
     << causes_text(y.reconcile) << "), " << y.reconcile.rounds_completed << " completed, "
     << y.reconcile.entries_repaired << " entries repaired, " << y.reconcile.entries_removed
     << " stale removed; resumes " << c.resumes << ", overruns " << c.overruns
-    << ", link resets for a full send queue " << y.link_queue_overflows
-    << " / a silent peer " << y.peer_silences << "\n";
+    << ", link resets: full send queue " << y.link_queue_overflows << ", silent peer "
+    << y.peer_silences << "\n";
   o << "expectations: sent " << y.expect.sent << ", received " << y.expect.received
     << ", applied " << y.expect.applied << ", waiting for their master " << y.expect.waiting
     << ", apply errors " << y.expect.apply_errors << "\n";

@@ -335,6 +335,24 @@ def check_roles_steady(lab, checks):
     return not bad
 
 
+def check_link_never_silent(lab, checks):
+    """A healthy pair speaks at least every second each way (sync/peer_silence.h): neither
+    node may have closed the sync link for a silent peer since the pair settled, whatever the
+    load (an overrun's repair, a restart's bulk sync) or the quiet (idle_flow's 45 s)."""
+    settled = getattr(lab, "pair_settled_wall", 0.0)
+    closes = []
+    for fw in FWS:
+        with open(lab.log_path(fw), errors="replace") as fh:
+            for line in fh:
+                if "closing the sync link to" in line or "reason=peer silent" in line:
+                    wall = netlab.parse_log_time(line)
+                    if wall is None or wall >= settled:
+                        closes.append(f"{fw}: {line.strip()[-160:]}")
+    out("sync_silence_closes", len(closes))
+    checks.check(not closes, "no node closed the sync link for a silent peer (both spoke)",
+                 closes[0] if closes else "")
+
+
 def start_pair(lab):
     master, backup = scenario.start_pair(lab)
     lab.pair_settled_wall = time.time()
@@ -355,6 +373,7 @@ def finish(lab, args, checks, traffic, since_ns, label):
     stop the traffic and check that no session broke since since_ns."""
     server, client = traffic
     check_roles_steady(lab, checks)
+    check_link_never_silent(lab, checks)
     if args.no_failover:
         cdoc, _sdoc = scenario.stop_traffic(lab, server, client, {"start_ns": since_ns,
                                                                    "end_ns": mono_ns()})
@@ -701,6 +720,7 @@ def idle_flow_run(lab, args, checks):
         return res
 
     s1_0 = sync_status(lab, "fw1")
+    s1_0_at = time.monotonic()
     samples = []            # (wall, a1, a2, to_a2, b1, b2)
     a2_missing_at = []
     c_samples = []          # (wall, on fw1, on fw2, fw2's timeout)
@@ -744,6 +764,7 @@ def idle_flow_run(lab, args, checks):
     last_a = max((e[0] for e in ev_a), default=None)
     end = samples[-1][0]
     s1 = sync_status(lab, "fw1")
+    s1_at = time.monotonic()
     s2 = sync_status(lab, "fw2")
     print_sync("fw1_sync", s1, MASTER_KEYS)
     print_sync("fw2_sync", s2, BACKUP_KEYS)
@@ -794,6 +815,14 @@ def idle_flow_run(lab, args, checks):
     checks.check(c_refreshes >= 2, "rounds refreshed C's copy on fw2 (its timeout went up)",
                  f"{c_refreshes} refreshes")
     check_roles_steady(lab, checks)
+    check_link_never_silent(lab, checks)
+    # The Backup's promise (Hello.speaks_every_ms = 1000): its Health every half second while
+    # it has nothing else to say. The rounds alone (every 5 s here) bring ~0.6 frames/s.
+    heard = s1["frames_received"] - s1_0["frames_received"]
+    rate = heard / max(s1_at - s1_0_at, 1e-3)
+    out("fw1_frames_from_fw2_per_s_while_idle", f"{rate:.2f}")
+    checks.check(rate >= 1.5, "fw2 spoke at least every second while idle (fw1 heard its "
+                 "frames at >= 1.5/s)", f"{heard} frames in {s1_at - s1_0_at:.1f} s")
     if args.no_failover:
         stop_proc(fa)
         stop_proc(fc)

@@ -1186,7 +1186,9 @@ def silent_peer_case(lab, checks):
                      "sync.peer_silences", f"{b} -> {a}")
         with open(lab.log_path(target), errors="replace") as fh:
             fh.seek(log_size)
-            logged = re.search(r"closing the sync link to \S+: " + re.escape(why), fh.read())
+            # The error once a minute at most, the link's notice every time: both name it.
+            logged = re.search(r"(closing the sync link to \S+|sync link down .* reason=peer "
+                               r"silent): " + re.escape(why), fh.read())
         checks.check(logged is not None, f"{target} logs why it closed the {kind} connection",
                      logged.group(0) if logged else "no matching log line")
         checks.check(sync_reconnected(lab, 10), "the real peers are connected again after "
