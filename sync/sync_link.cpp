@@ -322,7 +322,7 @@ void SyncLink::dial_failed(const std::string& why) {
 
 void SyncLink::schedule_dial() {
   if (stopped_ || !(local_ < peer_)) return;
-  dial_timer_.expires_after(std::chrono::milliseconds(200));
+  dial_timer_.expires_after(kRedial);
   dial_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) dial();
   });

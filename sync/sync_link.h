@@ -1,9 +1,13 @@
 // The sync link: one TCP connection between the two nodes carrying length-prefixed frames.
 // Both nodes listen on their sync address; the node with the lower address also connects
-// (and reconnects every 200 ms while down), so exactly one side dials and a restarted peer
-// is back within a fraction of a second. A connect gets 1 s (the link is direct): a SYN or
-// SYN-ACK that a firewall drops would otherwise hold the dial for the kernel's SYN retries
-// (~2 min). Dials failing for 5 s are logged, then every 30 s, with what usually causes them. Only the configured peer address may connect; a new
+// (and reconnects every kRedial, 50 ms, while down), so exactly one side dials and a
+// restarted peer is back within 50 ms of listening. With 200 ms a restarted Backup waited
+// ~100 ms on average for its first entry, ~5 % of a 250k bulk sync (docs/performance.md).
+// While the peer's daemon is down each try is a SYN answered by a reset; while its host is
+// unreachable a try lasts up to its 1 s timeout: so the rate stays small. A connect gets
+// 1 s (the link is direct): a SYN or SYN-ACK that a firewall drops would otherwise hold the
+// dial for the kernel's SYN retries (~2 min). Dials failing for 5 s are logged, then every
+// 30 s, with what usually causes them. Only the configured peer address may connect; a new
 // connection from it replaces the old one (the peer restarted while our side still believed
 // in the old connection).
 //
@@ -65,6 +69,7 @@ class SyncLink : public FrameTransport {
  private:
   class Connection;
   void accept_next();
+  static constexpr std::chrono::milliseconds kRedial{50};
   void dial();
   void schedule_dial();
   void dial_failed(const std::string& why);

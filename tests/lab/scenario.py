@@ -1050,7 +1050,7 @@ def sync_cases(lab, checks):
     if any(st is None for st in before_all.values()):
         raise LabError("a node does not answer status before the sync garbage test")
     # Each connects from the peer's sync address, so fwhad takes it for the peer reconnecting
-    # (it replaces the real connection, and the real peer dials again within 200 ms):
+    # (it replaces the real connection, and the real peer dials again within 50 ms):
     # bad-length (a 4 GiB frame: the stream cannot be trusted, closed), junk-protobuf (a
     # frame whose body does not parse: skipped), truncated (the stream ends inside a frame),
     # out-of-order (a valid Hello in the peer's name, FlowBatch seq 5 of a new session, then

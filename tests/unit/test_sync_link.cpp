@@ -97,7 +97,7 @@ TEST_F(SyncLinkTest, AQueueOverItsBoundClosesFromTheLoopNotInsideTheSend) {
   EXPECT_FALSE(a->send(hello(10))) << "nothing goes out on the doomed connection";
   EXPECT_EQ(a->counters().queue_overflows, 1u);
   ASSERT_TRUE(run_until([this, downs_before] { return sa.downs == downs_before + 1; }, 5s));
-  // The lower address dials again (every 200 ms), and frames flow.
+  // The lower address dials again (every 50 ms), and frames flow.
   ASSERT_TRUE(run_until([this] { return a->connected() && b->connected(); }, 5s));
   const int frames = sb.frames;
   EXPECT_TRUE(a->send(hello(10)));
