@@ -952,6 +952,17 @@ TEST_F(PacedRepairTest, NearlyEmptySinkGetsEverythingWithoutADigestDump) {
   EXPECT_FALSE(btable.has(stale));
 }
 
+// A standby that has just started holds nothing: it compares nothing either (a dump walks the
+// whole hash however empty the table is), and still ends with the source's table.
+TEST_F(PacedRepairTest, EmptySinkDoesNotDumpItsTable) {
+  const size_t dumps_before = btable.dumps;
+  link_up();
+  run(2000);
+  EXPECT_EQ(btable.dumps, dumps_before) << "nothing to dump";
+  EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(backup->reconcile_counters().rounds_completed, 1u);
+}
+
 TEST_F(PacedRepairTest, SinkHoldingATenthOrMoreIsCompared) {
   for (uint16_t p = 1; p <= 100; ++p) btable.put(flow(p));
   const size_t dumps_before = mtable.dumps;
