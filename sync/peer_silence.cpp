@@ -8,14 +8,19 @@ void PeerSilence::connected(Clock::time_point now, uint64_t frames) {
 }
 
 std::optional<std::string> PeerSilence::check(Clock::time_point now, uint64_t frames,
-                                              bool bytes_unread, bool hello_seen,
+                                              const std::function<bool()>& bytes_unread,
+                                              bool hello_seen,
                                               std::chrono::milliseconds promise) {
-  if (frames != frames_ || bytes_unread) {
+  if (frames != frames_) {
     frames_ = frames;
     last_heard_ = now;
     return std::nullopt;
   }
   if (now - last_heard_ < kLimit) return std::nullopt;
+  if (bytes_unread()) {
+    last_heard_ = now;
+    return std::nullopt;
+  }
   const std::string limit = std::to_string(kLimit.count()) + " s";
   if (!hello_seen) {
     last_heard_ = now;

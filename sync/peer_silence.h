@@ -8,9 +8,9 @@
 // So every node, once both have said Hello, speaks at least every kSpeakEvery (the Master's
 // heartbeat, both nodes' Health, sync_service.cpp) and says so in its Hello
 // (Hello.speaks_every_ms). A peer that introduced itself so and then says nothing for kLimit
-// is not there: the connection is
-// closed, and the reconnect either brings the peer back (and the resume loses nothing) or
-// does not (the daemon's SyncWatch then alerts that the sync link is down). A peer sends
+// is not there: the connection is closed, and the reconnect either brings the peer back (and
+// the resume loses nothing) or does not (the daemon's SyncWatch then alerts that the sync
+// link is down). A peer sends
 // its Hello first thing, so a connection without one for kLimit is closed too, whatever
 // the peer's version. Not covered: a connection whose Hello promised nothing (an older
 // fwhad, or anything posing as the peer with such a Hello) may stay silent; keepalive and
@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -41,12 +42,14 @@ class PeerSilence {
   void connected(Clock::time_point now, uint64_t frames);
 
   // Called periodically while connected. `frames`: the same count (it only grows);
-  // `bytes_unread`: the peer's bytes wait in our socket (our thread was late, not the peer);
-  // `hello_seen`: the peer introduced itself on this connection; `promise`: the interval its
-  // Hello promised a frame at (0: none). Returns why the connection is to be closed, once per
-  // silence (the next needs another kLimit).
-  std::optional<std::string> check(Clock::time_point now, uint64_t frames, bool bytes_unread,
-                                   bool hello_seen, std::chrono::milliseconds promise);
+  // `bytes_unread`: whether the peer's bytes wait in our socket (then our thread was late,
+  // not the peer), asked only when the limit is reached (a system call); `hello_seen`: the
+  // peer introduced itself on this connection; `promise`: the interval its Hello promised a
+  // frame at (0: none). Returns why the connection is to be closed, once per silence (the
+  // next needs another kLimit).
+  std::optional<std::string> check(Clock::time_point now, uint64_t frames,
+                                   const std::function<bool()>& bytes_unread, bool hello_seen,
+                                   std::chrono::milliseconds promise);
 
  private:
   Clock::time_point last_heard_{};

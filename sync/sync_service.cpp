@@ -182,9 +182,9 @@ void SyncService::tick() {
 void SyncService::check_silence() {
   if (!link_->connected()) return;
   const auto now = std::chrono::steady_clock::now();
-  const auto why = silence_.check(now, replicator_->counters().frames_received,
-                                  link_->unread_bytes() > 0, replicator_->peer_hello_seen(),
-                                  replicator_->peer_speaks_every());
+  const auto why = silence_.check(
+      now, replicator_->counters().frames_received, [this] { return link_->unread_bytes() > 0; },
+      replicator_->peer_hello_seen(), replicator_->peer_speaks_every());
   if (!why) return;
   ++peer_silences_;
   if (!silence_alerted_at_ || now - *silence_alerted_at_ >= std::chrono::minutes(1)) {

@@ -154,6 +154,15 @@ def sync_frame(body_field, body):
     return struct.pack("!I", len(frame)) + frame
 
 
+def hello_frame(node, speaks_every_ms=None):
+    """A valid Hello in `node`'s name (protocol 2), promising a frame every
+    `speaks_every_ms` (field 11) if given."""
+    body = pb_field(1, 2) + pb_field(2, node.encode())
+    if speaks_every_ms is not None:
+        body += pb_field(11, speaks_every_ms)
+    return sync_frame(1, body)
+
+
 def cmd_sync_garbage(a):
     if a.kind == "bad-length":
         data = b"\xff\xff\xff\xff" + b"\x00" * 16
@@ -162,15 +171,13 @@ def cmd_sync_garbage(a):
         junk = b"\xff" * 24
         data = struct.pack("!I", len(junk)) + junk
     elif a.kind == "silent-after-hello":
-        # Hello: protocol 2, node, speaks_every_ms (field 11) = 1000.
-        data = sync_frame(1, pb_field(1, 2) + pb_field(2, a.node.encode()) + pb_field(11, 1000))
+        data = hello_frame(a.node, speaks_every_ms=1000)
     elif a.kind in ("truncated", "stalled"):
         # A length prefix of 100 bytes and 10 of them; truncated then ends the stream.
         data = struct.pack("!I", 100) + b"\x0a" * 10
     else:  # out-of-order: a valid Hello in the peer's name (protocol 2), then FlowBatch seq 5
         # of a session, which starts its numbering, and seq 7: a gap.
-        hello = pb_field(1, 2) + pb_field(2, a.node.encode())
-        data = sync_frame(1, hello)
+        data = hello_frame(a.node)
         for seq in (5, 7):
             data += sync_frame(2, pb_field(1, seq) + pb_field(3, 77))
     result = {"kind": a.kind, "src": a.src, "dst": f"{a.dst}:{a.port}", "connected": False,
@@ -195,19 +202,18 @@ def cmd_sync_garbage(a):
                 break
             if not chunk:
                 result["peer_closed"] = "eof"
-                result["closed_after_s"] = round(time.monotonic() - sent_at, 2)
                 break
             # The receiver may greet us first (Hello); keep reading until it gives up on us.
         if result["peer_closed"] is None:
             result["peer_closed"] = False
     except ConnectionResetError:
         result["peer_closed"] = "reset"
-        if result["sent"]:
-            result["closed_after_s"] = round(time.monotonic() - sent_at, 2)
     except OSError as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
         s.close()
+    if result["sent"] and result["peer_closed"]:
+        result["closed_after_s"] = round(time.monotonic() - sent_at, 2)
     print(json.dumps(result))
     return 0 if result["connected"] else 1
 

@@ -1021,6 +1021,13 @@ def vrrp_cases(lab, checks):
     checks.check(vip_on == ["fw1"], "the LAN VIP stayed on fw1", ",".join(vip_on) or "none")
 
 
+def log_since(lab, node, offset):
+    """What node's fwhad logged after byte `offset` of its log (os.path.getsize before)."""
+    with open(lab.log_path(node), errors="replace") as fh:
+        fh.seek(offset)
+        return fh.read()
+
+
 def sync_reconnected(lab, bound_s, interval=0.2):
     """True once both nodes report the sync link connected (within bound_s)."""
     try:
@@ -1102,9 +1109,7 @@ def sync_cases(lab, checks):
                                                                       "sequence_gaps")
             out(f"{target}_sequence_gaps", f"{b} -> {a}")
             checks.check(a > b, f"{target} counts the gap in sync.sequence_gaps", f"{b} -> {a}")
-        with open(lab.log_path(target), errors="replace") as fh:
-            fh.seek(log_size)
-            new_lines = fh.read()
+        new_lines = log_since(lab, target, log_size)
         logged = re.search(r"reject|malformed|invalid|too large|oversize|bad frame|parse|"
                            r"frames missing|ended inside", new_lines, re.I)
         checks.check(logged is not None, f"{target} logs the rejection",
@@ -1184,11 +1189,9 @@ def silent_peer_case(lab, checks):
         out(f"{target}_peer_silences_{kind}", f"{b} -> {a}")
         checks.check(a == b + 1, f"{target} counts the {kind} connection in "
                      "sync.peer_silences", f"{b} -> {a}")
-        with open(lab.log_path(target), errors="replace") as fh:
-            fh.seek(log_size)
-            # The error once a minute at most, the link's notice every time: both name it.
-            logged = re.search(r"(closing the sync link to \S+|sync link down .* reason=peer "
-                               r"silent): " + re.escape(why), fh.read())
+        # The error once a minute at most, the link's notice every time: both name it.
+        logged = re.search(r"(closing the sync link to \S+|sync link down .* reason=peer "
+                           r"silent): " + re.escape(why), log_since(lab, target, log_size))
         checks.check(logged is not None, f"{target} logs why it closed the {kind} connection",
                      logged.group(0) if logged else "no matching log line")
         checks.check(sync_reconnected(lab, 10), "the real peers are connected again after "
