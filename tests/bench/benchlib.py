@@ -25,7 +25,6 @@ from netlab import ADDR  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
-CT_LOAD_SRC = os.path.join(HERE, "ct_load.cpp")
 CT_MAX_PATH = "/proc/sys/net/netfilter/nf_conntrack_max"
 CT_MAX_STATE = os.path.join(os.environ.get("FWHA_LAB_TMP", "/tmp"), "fwha-bench-ctmax.json")
 CT_MAX_FOR_1M = 1_114_112          # 1M generator entries + the lab's own, per namespace
@@ -155,36 +154,45 @@ def percentile(sorted_values, p):
     return sorted_values[i]
 
 
-# --- ct_load: find or build -------------------------------------------------------------------
+# --- the bench's own programs: find or build --------------------------------------------------
 
-def find_ct_load(args, build_dir):
-    if args.ct_load:
-        if not os.access(args.ct_load, os.X_OK):
-            raise BenchError(f"--ct-load {args.ct_load} is not executable")
-        return args.ct_load
-    src_mtime = os.path.getmtime(CT_LOAD_SRC)
-    meson_built = os.path.join(build_dir, "tests", "bench", "ct_load")
+def find_bench_tool(name, build_dir, pkgs=(), given=None):
+    """tests/bench/NAME.cpp as a binary: `given` (a command-line option) if set, else meson's
+    BUILD/tests/bench/NAME when it is newer than its source, else compiled with g++ into
+    $FWHA_LAB_TMP/fwha-bench-NAME (against the pkg-config packages `pkgs`)."""
+    if given:
+        if not os.access(given, os.X_OK):
+            raise BenchError(f"{name} {given} is not executable")
+        return given
+    src = os.path.join(HERE, name + ".cpp")
+    src_mtime = os.path.getmtime(src)
+    meson_built = os.path.join(build_dir, "tests", "bench", name)
     if os.access(meson_built, os.X_OK) and os.path.getmtime(meson_built) >= src_mtime:
         return meson_built
-    out_dir = os.path.join(os.environ.get("FWHA_LAB_TMP", "/tmp"), "fwha-bench-ct_load")
-    out = os.path.join(out_dir, "ct_load")
+    out_dir = os.path.join(os.environ.get("FWHA_LAB_TMP", "/tmp"), "fwha-bench-" + name)
+    out = os.path.join(out_dir, name)
     if os.access(out, os.X_OK) and os.path.getmtime(out) >= src_mtime:
         return out
     os.makedirs(out_dir, exist_ok=True)
     try:
-        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libmnl",
-                                "libnetfilter_conntrack"], text=True, capture_output=True,
-                               timeout=30, check=True).stdout.split()
-        cmd = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", out + ".tmp", CT_LOAD_SRC,
-               *flags]
-        log("building ct_load: " + " ".join(cmd))
+        flags = []
+        if pkgs:
+            flags = subprocess.run(["pkg-config", "--cflags", "--libs", *pkgs], text=True,
+                                   capture_output=True, timeout=30, check=True).stdout.split()
+        cmd = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", out + ".tmp", src, *flags]
+        log(f"building {name}: " + " ".join(cmd))
         subprocess.run(cmd, check=True, timeout=300, capture_output=True, text=True)
     except subprocess.CalledProcessError as e:
-        raise BenchError(f"building ct_load failed:\n{e.stderr}") from e
+        raise BenchError(f"building {name} failed:\n{e.stderr}") from e
     except (OSError, subprocess.SubprocessError) as e:
-        raise BenchError(f"building ct_load failed: {e}") from e
+        raise BenchError(f"building {name} failed: {e}") from e
     os.replace(out + ".tmp", out)
     return out
+
+
+def find_ct_load(args, build_dir):
+    return find_bench_tool("ct_load", build_dir, ("libmnl", "libnetfilter_conntrack"),
+                           given=args.ct_load)
 
 
 # --- nf_conntrack_max: the one change outside the lab -----------------------------------------
