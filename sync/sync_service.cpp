@@ -54,10 +54,16 @@ std::error_code SyncService::start(std::string& what_failed) {
       holds_state_.store(true, std::memory_order_relaxed);
     }
     replicator_->on_disconnected();
+    beat(std::chrono::steady_clock::now());  // what the peer said of itself is void now
   };
   h.frame = [this](const wire::Frame& f) { return replicator_->on_frame(f); };
   h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
-  h.input_done = [this] { replicator_->after_input(); };
+  h.input_done = [this] {
+    replicator_->after_input();
+    // A Backup's Health: the peer's Hello, or a round that made us hold the state (the
+    // Master beats on its own timer).
+    if (replicator_->role() != Replicator::Role::Source) beat(std::chrono::steady_clock::now());
+  };
   link_ = std::make_unique<SyncLink>(io_, options_.local_address, options_.peer_address,
                                      options_.port, h);
   Replicator::Options ro;
@@ -217,6 +223,7 @@ void SyncService::set_master(bool master, bool for_peer_state) {
         }
       }
       replicator_->set_role(Replicator::Role::Source);
+      heartbeat();  // a Master's pace from now on (a Backup's timer may be 500 ms away)
       expect_->set_source(true);
       if (options_.replicate) {
         if (auto ec = expect_pump_->start()) {
@@ -371,10 +378,16 @@ void SyncService::arm_heartbeat() {
   });
 }
 
+void SyncService::set_degraded(bool degraded) {
+  if (degraded_.exchange(degraded, std::memory_order_relaxed) == degraded) return;
+  asio::post(io_, [this] { beat(std::chrono::steady_clock::now()); });
+}
+
 void SyncService::beat(std::chrono::steady_clock::time_point now) {
   const bool up = link_->connected() && replicator_->peer_hello_seen();
+  const bool source = replicator_->role() == Replicator::Role::Source;
   next_beat_ = now + kHeartbeat;
-  if (up && replicator_->role() == Replicator::Role::Source) {
+  if (up && source) {
     auto spoke = last_heartbeat_sent_;
     if (replicator_->peer_takes_flows_as_heartbeats()) {
       if (const auto flows = replicator_->last_flows_sent()) spoke = std::max(spoke, *flows);
@@ -389,26 +402,21 @@ void SyncService::beat(std::chrono::steady_clock::time_point now) {
     }
     next_beat_ = spoke + kHeartbeat;
   }
-  // Health both ways: on every new connection, on each change, and every half kSpeakEvery
-  // (the promise of our Hello: a beat may come late).
-  const uint64_t connection = link_->counters().connects;
-  const bool degraded = degraded_.load(std::memory_order_relaxed);
-  const bool holds = holds_state_.load(std::memory_order_relaxed);
+  // Health both ways (health_beat.h).
   if (!up) {
     peer_degraded_.store(false, std::memory_order_relaxed);
     peer_holds_state_.store(true, std::memory_order_relaxed);
-  } else if (health_sent_on_connect_ != connection || health_sent_ != degraded ||
-             holds_state_sent_ != holds ||
-             now - health_sent_at_ >= PeerSilence::kSpeakEvery / 2) {
+  } else if (const auto health = health_beat_.due(
+                 now, link_->counters().connects,
+                 {degraded_.load(std::memory_order_relaxed),
+                  holds_state_.load(std::memory_order_relaxed)})) {
     wire::Frame f;
-    f.mutable_health()->set_degraded(degraded);
-    f.mutable_health()->set_holds_state(holds);
+    f.mutable_health()->set_degraded(health->degraded);
+    f.mutable_health()->set_holds_state(health->holds_state);
     link_->send(f);
-    health_sent_ = degraded;
-    holds_state_sent_ = holds;
-    health_sent_on_connect_ = connection;
-    health_sent_at_ = now;
   }
+  // A Backup wakes for its Health's repeat only; while down, a connection's Hello wakes it.
+  if (!source) next_beat_ = up ? health_beat_.next_repeat(now) : now + HealthBeat::kRepeat;
 }
 
 std::optional<std::chrono::steady_clock::time_point> SyncService::last_master_heartbeat() const {

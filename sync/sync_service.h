@@ -21,6 +21,7 @@
 #include "fwha/ip_address.h"
 #include "fwha/sync_defaults.h"
 #include "sync/expect_sync.h"
+#include "sync/health_beat.h"
 #include "sync/peer_silence.h"
 #include "sync/replicator.h"
 #include "util/busy_governor.h"
@@ -110,9 +111,10 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
-  // This node's tracked next-hops fail (any thread): told to the peer within 5 ms (or the
-  // event pump's next round, while it is busy), and again after every reconnect.
-  void set_degraded(bool degraded) { degraded_.store(degraded, std::memory_order_relaxed); }
+  // This node's tracked next-hops fail (any thread): told to the peer at once (a Master
+  // within 5 ms, or the event pump's next round while it is busy), and again after every
+  // reconnect.
+  void set_degraded(bool degraded);
   // What the peer last said of its own (false while the link is down or it never said).
   bool peer_degraded() const { return peer_degraded_.load(std::memory_order_relaxed); }
   // Whether this node's table holds the group's state: false from start until its first
@@ -139,9 +141,10 @@ class SyncService {
   // change comes with table-sized work (every reconciliation round: the drop when it starts,
   // the return when it is over), logged at debug level.
   void apply_class(rt::BusyGovernor::Class before, const std::string& why, bool routine);
-  // The Master's heartbeat every kHeartbeat, and both nodes' Health when it changes and every
-  // half PeerSilence::kSpeakEvery: on a timer of its own (every kHeartbeat), or, while the
-  // event pump is busy, after its rounds (beats_in_rounds_).
+  // The Master's heartbeat every kHeartbeat, and both nodes' Health (health_beat.h): on a
+  // timer of its own (a Master's every kHeartbeat, a Backup's at the Health's next repeat),
+  // or, while the event pump is busy, after its rounds (beats_in_rounds_). A Backup also
+  // beats after each burst of frames it reads and when its degraded flag changes.
   void heartbeat();
   void after_pump_round();
   void arm_heartbeat();  // at next_beat_
@@ -170,13 +173,7 @@ class SyncService {
   std::atomic<bool> peer_degraded_{false};
   std::atomic<bool> holds_state_{false};
   std::atomic<bool> peer_holds_state_{true};
-  bool holds_state_sent_ = false;
-  // The Health last sent, on which connection (SyncLink's connects count), and when: it
-  // goes again every half PeerSilence::kSpeakEvery, so the peer hears us at the promised
-  // interval (Hello.speaks_every_ms) when nothing else goes, beats landing late included.
-  bool health_sent_ = false;
-  uint64_t health_sent_on_connect_ = 0;
-  std::chrono::steady_clock::time_point health_sent_at_{};
+  HealthBeat health_beat_;  // sync thread
   PeerSilence silence_;
   uint64_t peer_silences_ = 0;
   std::optional<std::chrono::steady_clock::time_point> silence_alerted_at_;

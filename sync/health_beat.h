@@ -1,0 +1,49 @@
+// When a node tells its peer its Health (degraded, holds the group's state): on every new
+// connection once the peer said Hello, on each change, and again every kRepeat, which keeps
+// the promise of our Hello (PeerSilence::kSpeakEvery) when nothing else goes. The election
+// reads the peer's `holds_state` (preemption waits for a peer that holds the state), so a
+// change must reach the peer within milliseconds, not at the next repeat.
+//
+// A Master checks at every heartbeat (5 ms). A Backup has nothing else to send, so it checks
+// when something may have changed: after each burst of frames it reads (the peer's Hello
+// opens a connection; the round whose repair ends makes it hold the state), when the daemon
+// changes its degraded flag, and on a timer at next_repeat(). Before, the Backup checked on
+// the Master's 5 ms timer too: 200 wake-ups a second of an idle daemon for nothing (the
+// Master's heartbeats wake it as often again). Pure (clock passed in): unit-tested.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+#include "sync/peer_silence.h"
+
+namespace fwha::sync {
+
+struct Health {
+  bool degraded = false;
+  bool holds_state = false;
+  bool operator==(const Health&) const = default;
+};
+
+class HealthBeat {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Half the promise: a check may come late (a busy thread, a timer's slack).
+  static constexpr std::chrono::milliseconds kRepeat = PeerSilence::kSpeakEvery / 2;
+
+  // `connection`: the link's count of connections so far (a new one is a new number). The
+  // caller checks only once the peer said Hello on it. Returns the Health to send now, if
+  // any; the caller sends it.
+  std::optional<Health> due(Clock::time_point now, uint64_t connection, Health current);
+  // When the next repeat is due if nothing changes (now, before the first send).
+  Clock::time_point next_repeat(Clock::time_point now) const;
+
+ private:
+  bool sent_ = false;
+  Health last_{};
+  uint64_t connection_ = 0;
+  Clock::time_point sent_at_{};
+};
+
+}  // namespace fwha::sync
