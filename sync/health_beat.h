@@ -4,12 +4,14 @@
 // reads the peer's `holds_state` (preemption waits for a peer that holds the state), so a
 // change must reach the peer within milliseconds, not at the next repeat.
 //
-// A Master checks at every heartbeat (5 ms). A Backup has nothing else to send, so it checks
-// when something may have changed: after each burst of frames it reads (the peer's Hello
-// opens a connection; the round whose repair ends makes it hold the state), when the daemon
-// changes its degraded flag, and on a timer at next_repeat(). Before, the Backup checked on
-// the Master's 5 ms timer too: 200 wake-ups a second of an idle daemon for nothing (the
-// Master's heartbeats wake it as often again). Pure (clock passed in): unit-tested.
+// Both roles check when something may have changed: the daemon changes the degraded flag, a
+// round makes the node hold the state, the link goes down. A Master also checks at every
+// heartbeat (5 ms). A Backup has nothing else to send, so it also checks after each burst of
+// frames it reads (the peer's Hello opens a connection) and on a timer at next_repeat().
+// Before, the Backup checked on a 5 ms timer too: 200 wake-ups a second of an idle daemon
+// for nothing (the Master's heartbeats wake it as often again). Pure (clock passed in):
+// unit-tested; its callers in sync_service.cpp are proved in the lab (next_hop, rejoin,
+// idle_flow).
 #pragma once
 
 #include <chrono>

@@ -60,8 +60,8 @@ std::error_code SyncService::start(std::string& what_failed) {
   h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
   h.input_done = [this] {
     replicator_->after_input();
-    // A Backup's Health: the peer's Hello, or a round that made us hold the state (the
-    // Master beats on its own timer).
+    // A Backup's Health: the peer's Hello opens a connection (the Master beats on its own
+    // timer).
     if (replicator_->role() != Replicator::Role::Source) beat(std::chrono::steady_clock::now());
   };
   link_ = std::make_unique<SyncLink>(io_, options_.local_address, options_.peer_address,
@@ -107,7 +107,11 @@ std::error_code SyncService::start(std::string& what_failed) {
     }
   };
   ro.on_synced = [this] {
-    holds_state_.store(true, std::memory_order_relaxed);
+    // Told to the peer at once: a round can end in a step of our own (nothing to repair),
+    // after the burst of frames that brought its summary.
+    if (!holds_state_.exchange(true, std::memory_order_relaxed)) {
+      asio::post(io_, [this] { beat(std::chrono::steady_clock::now()); });
+    }
     if (options_.on_synced) options_.on_synced();
   };
   ro.on_peer_stepped_down = [this] {

@@ -111,9 +111,8 @@ class SyncService {
   // unread (a Backup behind in a burst, or in a repair, has a backlog in its socket), within
   // `budget`, then `done(holds_peer_state)` on the sync thread.
   void settle_input(std::chrono::milliseconds budget, std::function<void(bool)> done);
-  // This node's tracked next-hops fail (any thread): told to the peer at once (a Master
-  // within 5 ms, or the event pump's next round while it is busy), and again after every
-  // reconnect.
+  // This node's tracked next-hops fail (any thread): told to the peer at once (a beat posted
+  // to the sync thread), and again after every reconnect.
   void set_degraded(bool degraded);
   // What the peer last said of its own (false while the link is down or it never said).
   bool peer_degraded() const { return peer_degraded_.load(std::memory_order_relaxed); }
