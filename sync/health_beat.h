@@ -10,8 +10,8 @@
 // frames it reads (the peer's Hello opens a connection) and on a timer at next_repeat().
 // Before, the Backup checked on a 5 ms timer too: 200 wake-ups a second of an idle daemon
 // for nothing (the Master's heartbeats wake it as often again). Pure (clock passed in):
-// unit-tested; its callers in sync_service.cpp are proved in the lab (next_hop, rejoin,
-// idle_flow).
+// unit-tested; its callers in sync_service.cpp by tests/unit/test_sync_service.cpp (two
+// services over the loopback) and in the lab (next_hop, rejoin, idle_flow).
 #pragma once
 
 #include <chrono>

@@ -22,18 +22,28 @@ SyncService::~SyncService() { stop(); }
 
 std::error_code SyncService::start(std::string& what_failed) {
   std::error_code ec;
-  writer_ = make_netlink_writer(ec);
+  if (options_.kernel_ports) {
+    auto ports = options_.kernel_ports();
+    writer_ = std::move(ports.writer);
+    reader_ = std::move(ports.reader);
+    expect_writer_ = std::move(ports.expect_writer);
+    expect_reader_ = std::move(ports.expect_reader);
+  } else {
+    writer_ = make_netlink_writer(ec);
+    reader_ = writer_ ? make_netlink_reader(ec) : nullptr;
+    if (reader_) {
+      expect_writer_ = make_netlink_expect_writer(ec);
+      expect_reader_ = make_netlink_expect_reader(ec);
+    }
+  }
   if (!writer_) {
     what_failed = "conntrack netlink socket (writer)";
     return ec;
   }
-  reader_ = make_netlink_reader(ec);
   if (!reader_) {
     what_failed = "conntrack netlink socket (reader)";
     return ec;
   }
-  expect_writer_ = make_netlink_expect_writer(ec);
-  expect_reader_ = make_netlink_expect_reader(ec);
   if (!expect_writer_ || !expect_reader_) {
     what_failed = "conntrack expectation netlink socket";
     return ec;

@@ -58,6 +58,15 @@ class SyncService {
     // Called on the sync thread whenever a reconciliation round ends complete on the sink:
     // the table holds the peer's state (a rejoining node may preempt).
     std::function<void()> on_synced;
+    // The kernel adapters, opened by start(). Unset: the netlink ones. Tests pass fakes (with
+    // `replicate` false nothing else touches the kernel: the event pumps stay closed).
+    struct KernelPorts {
+      std::unique_ptr<ConntrackWriter> writer;
+      std::unique_ptr<ConntrackReader> reader;
+      std::unique_ptr<ExpectWriter> expect_writer;
+      std::unique_ptr<ExpectReader> expect_reader;
+    };
+    std::function<KernelPorts()> kernel_ports;
   };
 
   enum class Handover {
