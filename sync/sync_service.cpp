@@ -28,6 +28,7 @@ std::error_code SyncService::start(std::string& what_failed) {
     reader_ = std::move(ports.reader);
     expect_writer_ = std::move(ports.expect_writer);
     expect_reader_ = std::move(ports.expect_reader);
+    ec = std::make_error_code(std::errc::invalid_argument);  // for a port left out
   } else {
     writer_ = make_netlink_writer(ec);
     reader_ = writer_ ? make_netlink_reader(ec) : nullptr;
@@ -64,15 +65,18 @@ std::error_code SyncService::start(std::string& what_failed) {
       holds_state_.store(true, std::memory_order_relaxed);
     }
     replicator_->on_disconnected();
-    beat(std::chrono::steady_clock::now());  // what the peer said of itself is void now
+    beat_now();  // what the peer said of itself is void now
   };
   h.frame = [this](const wire::Frame& f) { return replicator_->on_frame(f); };
   h.bad_frame = [this](const std::string& e) { replicator_->on_bad_frame(e); };
   h.input_done = [this] {
     replicator_->after_input();
-    // A Backup's Health: the peer's Hello opens a connection (the Master beats on its own
-    // timer).
-    if (replicator_->role() != Replicator::Role::Source) beat(std::chrono::steady_clock::now());
+    // A Backup's first Health on a connection goes once the peer's Hello is read; later
+    // ones on a change or at the repeat (the Master beats on its own timer).
+    if (replicator_->role() != Replicator::Role::Source &&
+        !health_beat_.told(link_->counters().connects)) {
+      beat_now();
+    }
   };
   link_ = std::make_unique<SyncLink>(io_, options_.local_address, options_.peer_address,
                                      options_.port, h);
@@ -120,7 +124,7 @@ std::error_code SyncService::start(std::string& what_failed) {
     // Told to the peer at once: a round can end in a step of our own (nothing to repair),
     // after the burst of frames that brought its summary.
     if (!holds_state_.exchange(true, std::memory_order_relaxed)) {
-      asio::post(io_, [this] { beat(std::chrono::steady_clock::now()); });
+      asio::post(io_, [this] { beat_now(); });
     }
     if (options_.on_synced) options_.on_synced();
   };
@@ -394,7 +398,7 @@ void SyncService::arm_heartbeat() {
 
 void SyncService::set_degraded(bool degraded) {
   if (degraded_.exchange(degraded, std::memory_order_relaxed) == degraded) return;
-  asio::post(io_, [this] { beat(std::chrono::steady_clock::now()); });
+  asio::post(io_, [this] { beat_now(); });
 }
 
 void SyncService::beat(std::chrono::steady_clock::time_point now) {

@@ -157,6 +157,7 @@ class SyncService {
   void after_pump_round();
   void arm_heartbeat();  // at next_beat_
   void beat(std::chrono::steady_clock::time_point now);
+  void beat_now() { beat(std::chrono::steady_clock::now()); }
   void settle_step(std::chrono::steady_clock::time_point deadline,
                    std::function<void(bool)> done);
 
