@@ -62,6 +62,7 @@ void Replicator::set_role(Role role) {
   role_ = role;
   reset_source_state();
   reconcile_.reset();
+  summary_out_ = 0;
   promotion_round_at_.reset();
   if (role_ == Role::Source) {
     // A new Master owns the truth: a new session (the peer cannot resume the old one), and
@@ -223,16 +224,39 @@ void Replicator::on_overrun(const std::string& what) {
   }
 }
 
+bool Replicator::round_running() const {
+  if (reconcile_.answering() || reconcile_.digesting()) return true;
+  return summary_out_ != 0 && options_.now() - summary_out_at_ < kRoundAnswerBound;
+}
+
+void Replicator::start_deferred_round() {
+  if (deferred_round_.empty() || round_running()) return;
+  const std::string cause = std::move(deferred_round_);
+  deferred_round_.clear();
+  start_round(cause);
+}
+
 void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.replicate) return;
   round_owed_ = cause;
   owed_round_id_ = 0;
   last_round_ = options_.now();
-  if (reconcile_.answering() || reconcile_.digesting()) {
-    // One round at a time: a new summary now would make the sink compare against a table
-    // the running answer has not finished filling. Started when the answer ends.
+  if (round_running()) {
+    // One round at a time, from its summary to its end. A new summary while the sink
+    // compares makes it start over (its dump is of the table before the new summary), and
+    // while an answer runs the sink would compare against a table the answer has not
+    // finished filling. Overruns every ~2 s (a flush each) then restarted every round and
+    // none ended: the flush soak's standby filled up with stale entries. Started when this
+    // round ends, and covers what was asked for meanwhile.
     if (deferred_round_.empty()) deferred_round_ = cause;
     return;
+  }
+  if (summary_out_ != 0) {
+    log::warning("sync", "reconciliation round " + std::to_string(summary_out_) +
+                             ": no answer from " + options_.peer_name + " for " +
+                             std::to_string(kRoundAnswerBound.count()) +
+                             " s; starting another");
+    summary_out_ = 0;
   }
   bulk_work_starts();
   if (options_.before_dump) options_.before_dump();
@@ -240,7 +264,7 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.defer) {
     const wire::Frame summary = reconcile_.begin_round(cause, all_differ);
     owed_round_id_ = reconcile_.last_round_opened();
-    transport_.send(summary);
+    summary_sent(owed_round_id_, summary);
     return;
   }
   reconcile_.open_round(cause, all_differ);
@@ -255,7 +279,7 @@ constexpr size_t kDumpStepEntries = 2048;
 void Replicator::step_round() {
   if (!reconcile_.digesting()) return;  // reset meanwhile (role change, disconnect)
   if (auto summary = reconcile_.step_round(kDumpStepEntries)) {
-    if (role_ == Role::Source && transport_.connected()) transport_.send(*summary);
+    if (role_ == Role::Source) summary_sent(reconcile_.last_round_opened(), *summary);
     return;
   }
   options_.defer([this] { step_round(); });
@@ -286,11 +310,13 @@ void Replicator::pump_repair(bool ignore_window) {
   if (reconcile_.counters().answers_completed != answered && transport_.connected()) {
     round_ended(reconcile_.last_round_answered());
   }
-  if (!reconcile_.answering() && !reconcile_.digesting() && !deferred_round_.empty()) {
-    const std::string cause = std::move(deferred_round_);
-    deferred_round_.clear();
-    start_round(cause);
-  }
+  start_deferred_round();
+}
+
+void Replicator::summary_sent(uint64_t round, const wire::Frame& summary) {
+  if (!transport_.connected() || !transport_.send(summary)) return;
+  summary_out_ = round;
+  summary_out_at_ = options_.now();
 }
 
 void Replicator::tick() {
@@ -411,6 +437,7 @@ void Replicator::on_disconnected() {
   barrier_done_ = nullptr;
   awaited_barrier_token_ = 0;
   reconcile_.reset();
+  summary_out_ = 0;  // the round went with the connection (round_owed_ runs it again)
 }
 
 bool Replicator::on_hello(const wire::Hello& hello) {
@@ -553,8 +580,10 @@ bool Replicator::on_frame(const wire::Frame& frame) {
     case wire::Frame::kRepairRequest:
       if (role_ == Role::Source) {
         const auto& r = frame.repair_request();
+        if (r.round() >= summary_out_) summary_out_ = 0;  // (an older one: cut short before)
         if (r.buckets_size() == 0 && r.expiring_size() == 0) {  // in line
           round_ended(r.round());
+          start_deferred_round();
           return true;
         }
         if (reconcile_.answering()) {

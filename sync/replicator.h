@@ -80,6 +80,12 @@ class Replicator {
  public:
   enum class Role { Sink, Source };
 
+  // The source runs one round at a time, from its summary until the round ends (the sink's
+  // empty request, or the answer's RepairEnd). A summary left unanswered this long (a peer
+  // stuck while its link stays up) no longer holds the next round back. A round of 1M
+  // entries under load takes seconds here (bulk 1M: ~10 s), so this is far above any round.
+  static constexpr std::chrono::seconds kRoundAnswerBound{60};
+
   struct Options {
     std::string node_name;
     std::string peer_name;
@@ -237,6 +243,7 @@ class Replicator {
   void send_ack();
   void round_may_have_ended(uint64_t completed_before);
   void step_round();                   // options_.defer: the source's digest, a part at a time
+  void summary_sent(uint64_t round, const wire::Frame& summary);  // sends it; the round runs
   void step_summary(uint64_t completed_before);  // the sink's comparison, likewise
   uint32_t timeout_slack_s() const;
   void bulk_work_starts();  // options_.on_bulk_work, if set
@@ -263,7 +270,13 @@ class Replicator {
   // The peer has seen this session (a round or a resume on a connection): a reconnect may
   // resume it, so changes made while the link is down are kept in frames for the resume.
   bool peer_knows_session_ = false;
-  std::string deferred_round_;      // a round asked for while a repair answer was running
+  std::string deferred_round_;      // a round asked for while another was running
+  // Source: the round whose summary is out and whose request has not come back (0: none),
+  // and since when (kRoundAnswerBound).
+  uint64_t summary_out_ = 0;
+  Clock::time_point summary_out_at_{};
+  bool round_running() const;        // digesting, awaiting the request, or answering
+  void start_deferred_round();       // the round asked for meanwhile, once none runs
   // Source: the cause of a round not yet answered to its end (summary, request, RepairEnd),
   // or of an overrun while the link was not ready. A resume resends frames, not a round's
   // repair: after one, this round runs again (on_hello).

@@ -424,6 +424,50 @@ TEST_F(DeferredPairTest, RoundsGoInPartsAndConverge) {
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
+// The flush soak (docs/performance.md): a flush overran the event socket every ~2 s, and
+// each overrun sent a new summary while the sink was still comparing the last one. The sink
+// starts over on each summary, so no round ended, nothing stale was removed, and the
+// standby's table filled up until the load stopped. One round at a time, summary to end.
+TEST_F(DeferredPairTest, OverrunsFasterThanARoundDoNotRestartIt) {
+  for (uint16_t p = 1; p <= 6000; ++p) mtable.put(flow(p));
+  link_up();
+  run();
+  ASSERT_TRUE(btable.same_as(mtable));
+  // Destroys lost in the overrun: the sink's comparison (a dump of its table) takes several
+  // times the source's digest, as on a standby that holds far more than its Master.
+  for (uint16_t p = 7001; p <= 27000; ++p) btable.put(flow(p));
+  master->on_overrun();
+  const uint64_t started = master->reconcile_counters().rounds_started;
+  for (int i = 0; i < 1000 && !btable.same_as(mtable); ++i) {
+    step();
+    to_backup.deliver(*backup);
+    to_master.deliver(*master);
+    master->on_overrun();  // the next flush, and the next: overruns keep coming
+  }
+  EXPECT_TRUE(btable.same_as(mtable)) << "the first round ended and removed the stale copies";
+  EXPECT_EQ(backup->reconcile_counters().entries_removed, 20000u);
+  EXPECT_LE(master->reconcile_counters().rounds_started, started + 1)
+      << "the overruns meanwhile wait for it, as one round";
+}
+
+// A round the peer never answers (a peer stuck while its link stays up) does not hold every
+// later round back for good: after kRoundAnswerBound a new one starts.
+TEST_F(PairTest, ARoundLeftUnansweredGivesWayToANewOneAfterItsBound) {
+  connect();
+  mtable.put(flow(1));
+  master->on_overrun();  // its summary goes out; the peer never answers
+  to_backup.drop();
+  const uint64_t started = master->reconcile_counters().rounds_started;
+  clock.advance(Replicator::kRoundAnswerBound - std::chrono::seconds(1));
+  master->on_overrun();
+  EXPECT_EQ(master->reconcile_counters().rounds_started, started) << "waits for the answer";
+  clock.advance(std::chrono::seconds(2));
+  master->on_overrun();
+  EXPECT_EQ(master->reconcile_counters().rounds_started, started + 1);
+  settle();
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
 TEST_F(DeferredPairTest, AChangeAppliedWhileTheSinkComparesIsKept) {
   for (uint16_t p = 1; p <= 6000; ++p) mtable.put(flow(p));
   link_up();
