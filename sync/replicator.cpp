@@ -756,12 +756,15 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
     reconcile_.note_applied(changes[i]);
     if (options_.suppress_echoes && !errors[i]) echo_.note_written(changes[i], options_.now());
     if (errors[i]) {
+      // Logged only now and then (log::should_log): the count says how many were not.
       if (log::should_log(++counters_.apply_errors)) {
         log::warning("sync", std::string("kernel refused ") + to_string(changes[i].kind) +
                                  " entry: " + errors[i].message() +
                                  (errors[i].value() == ENOMEM
                                       ? " (the conntrack table is full: nf_conntrack_max)"
-                                      : ""));
+                                      : "") +
+                                 "; " + std::to_string(counters_.apply_errors) +
+                                 " refused since start (fwhactl status: apply errors)");
       }
       continue;
     }
