@@ -251,6 +251,7 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
     if (deferred_round_.empty()) deferred_round_ = cause;
     return;
   }
+  deferred_round_.clear();  // this round, started after it was asked for, covers it
   if (summary_out_ != 0) {
     log::warning("sync", "reconciliation round " + std::to_string(summary_out_) +
                              ": no answer from " + options_.peer_name + " for " +
@@ -454,6 +455,10 @@ bool Replicator::on_hello(const wire::Hello& hello) {
     return false;
   }
   peer_hello_seen_ = true;
+  // A peer that says Hello again on this connection (it stepped down, or asks for frames it
+  // dropped as Master) was not comparing our last summary: a Master drops summaries, and
+  // one promoted abandons its comparison. Waiting for its answer would hold its round back.
+  summary_out_ = 0;
   peer_flows_are_heartbeats_ = hello.flows_are_heartbeats();
   peer_implies_reply_ = hello.implied_reply();
   peer_speaks_every_ = std::chrono::milliseconds(hello.speaks_every_ms());

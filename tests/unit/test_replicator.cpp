@@ -466,6 +466,8 @@ TEST_F(PairTest, ARoundLeftUnansweredGivesWayToANewOneAfterItsBound) {
   EXPECT_EQ(master->reconcile_counters().rounds_started, started + 1);
   settle();
   EXPECT_TRUE(btable.same_as(mtable));
+  EXPECT_EQ(master->reconcile_counters().rounds_started, started + 1)
+      << "the overrun deferred meanwhile is covered by the round that started after it";
 }
 
 TEST_F(DeferredPairTest, AChangeAppliedWhileTheSinkComparesIsKept) {
@@ -1177,6 +1179,27 @@ TEST_F(PairTest, ALinkClosedInsideASendKeepsEachChangeOnceAndInOrder) {
 // Two Masters met and only the peer holds the state: the loser, now a sink, asks for a round
 // on the same connection (Hello.stepped_down), and gets one at once, never a resume: its
 // table is its own, not the source's (lab rejoin_frozen).
+// Two Masters: our summary reaches a peer that is Master itself and drops it, so it never
+// answers. When the peer steps down, its round must still start at once, not wait for the
+// unanswered summary's bound (a failover meanwhile would break sessions).
+TEST_F(PairTest, ASteppedDownPeerGetsItsRoundAtOnceAfterASummaryItDropped) {
+  connect();
+  change(FlowChangeKind::New, flow(1));
+  master->flush();
+  settle();
+  backup->set_role(Replicator::Role::Source);  // the peer took over: two Masters
+  mtable.put(flow(2));
+  master->on_overrun();  // a summary the peer, as a source, ignores
+  settle();
+  const uint64_t rounds = master->reconcile_counters().rounds_started;
+  backup->set_role(Replicator::Role::Sink);
+  backup->stepped_down();
+  settle();
+  EXPECT_EQ(master->reconcile_counters().rounds_started, rounds + 1);
+  EXPECT_EQ(master->reconcile_counters().causes.at("peer stepped down"), 1u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
 TEST_F(PairTest, ASinkThatSteppedDownForThePeersStateGetsARoundAtOnce) {
   connect();
   change(FlowChangeKind::New, flow(1));
