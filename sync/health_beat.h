@@ -10,9 +10,9 @@
 // frames it reads until it has told this connection (the peer's Hello opens it) and on a
 // timer at next_repeat(). Before, the Backup checked on a 5 ms timer too: its idle sync
 // thread switched 272-345 times a second, now 207 (the Master's heartbeats: 200). Pure
-// (clock passed in):
-// unit-tested; its callers in sync_service.cpp by tests/unit/test_sync_service.cpp (two
-// services over the loopback) and in the lab (next_hop, rejoin, idle_flow).
+// (clock passed in): unit-tested; its callers in sync_service.cpp by
+// tests/unit/test_sync_service.cpp (two services over the loopback) and in the lab
+// (next_hop, rejoin, idle_flow).
 #pragma once
 
 #include <chrono>

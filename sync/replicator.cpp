@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <random>
+#include <utility>
 
 #include "fwha/vrrp_numbers.h"
 #include "sync/flow_wire.h"
@@ -231,9 +232,7 @@ bool Replicator::round_running() const {
 
 void Replicator::start_deferred_round() {
   if (deferred_round_.empty() || round_running()) return;
-  const std::string cause = std::move(deferred_round_);
-  deferred_round_.clear();
-  start_round(cause);
+  start_round(std::exchange(deferred_round_, {}));
 }
 
 void Replicator::start_round(const std::string& cause, bool all_differ) {
@@ -265,7 +264,7 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.defer) {
     const wire::Frame summary = reconcile_.begin_round(cause, all_differ);
     owed_round_id_ = reconcile_.last_round_opened();
-    summary_sent(owed_round_id_, summary);
+    send_summary(owed_round_id_, summary);
     return;
   }
   reconcile_.open_round(cause, all_differ);
@@ -280,7 +279,7 @@ constexpr size_t kDumpStepEntries = 2048;
 void Replicator::step_round() {
   if (!reconcile_.digesting()) return;  // reset meanwhile (role change, disconnect)
   if (auto summary = reconcile_.step_round(kDumpStepEntries)) {
-    if (role_ == Role::Source) summary_sent(reconcile_.last_round_opened(), *summary);
+    if (role_ == Role::Source) send_summary(reconcile_.last_round_opened(), *summary);
     return;
   }
   options_.defer([this] { step_round(); });
@@ -314,7 +313,7 @@ void Replicator::pump_repair(bool ignore_window) {
   start_deferred_round();
 }
 
-void Replicator::summary_sent(uint64_t round, const wire::Frame& summary) {
+void Replicator::send_summary(uint64_t round, const wire::Frame& summary) {
   if (!transport_.connected() || !transport_.send(summary)) return;
   summary_out_ = round;
   summary_out_at_ = options_.now();

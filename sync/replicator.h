@@ -243,7 +243,7 @@ class Replicator {
   void send_ack();
   void round_may_have_ended(uint64_t completed_before);
   void step_round();                   // options_.defer: the source's digest, a part at a time
-  void summary_sent(uint64_t round, const wire::Frame& summary);  // sends it; the round runs
+  void send_summary(uint64_t round, const wire::Frame& summary);  // and the round runs
   void step_summary(uint64_t completed_before);  // the sink's comparison, likewise
   uint32_t timeout_slack_s() const;
   void bulk_work_starts();  // options_.on_bulk_work, if set
