@@ -124,17 +124,24 @@ void Reconciler::start_answer(const wire::RepairRequest& request,
   }
 }
 
-bool Reconciler::pump_answer(size_t max_per_frame, const SendChanges& send_changes,
-                             const SendControl& send_control) {
-  if (!answer_) return false;
+Reconciler::Pumped Reconciler::pump_answer(size_t max_per_frame, size_t& read_budget,
+                                           const SendChanges& send_changes,
+                                           const SendControl& send_control) {
+  if (!answer_) return Pumped::kDone;
   Answer& a = *answer_;
   std::vector<FlowChange> batch;
   batch.reserve(max_per_frame);
+  bool budget_spent = false;
   while (batch.size() < max_per_frame) {
     if (a.part_at == a.part.size()) {
       a.part.clear();
       a.part_at = 0;
       if (!a.dump) break;
+      // Checked between parts only: a part is one datagram, read whole.
+      if (read_budget == 0) {
+        budget_spent = true;
+        break;
+      }
       std::error_code ec;
       const bool more = a.dump->next(a.part, ec);
       if (ec) {
@@ -142,6 +149,7 @@ bool Reconciler::pump_answer(size_t max_per_frame, const SendChanges& send_chang
         a.dump_failed = true;
       }
       if (!more) end_dump(a.dump);
+      read_budget -= std::min(read_budget, a.part.size());
       continue;
     }
     const FlowEntry& e = a.part[a.part_at++];
@@ -159,10 +167,12 @@ bool Reconciler::pump_answer(size_t max_per_frame, const SendChanges& send_chang
   const bool dump_over = !a.dump && a.part_at == a.part.size();
   if (dump_over) {
     finish_answer(batch, send_changes, send_control);
-    return false;
+    return Pumped::kDone;
   }
+  // Sent now, not kept for the next call: the loop's events go out meanwhile, and a copy
+  // read before a flow's destroy must not reach the peer after that destroy.
   if (!batch.empty()) send_changes(batch);
-  return true;
+  return budget_spent ? Pumped::kBudget : Pumped::kFrame;
 }
 
 // What the sink holds close to expiry and we no longer have ends on the sink too; then

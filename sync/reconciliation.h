@@ -79,9 +79,18 @@ class Reconciler {
   // queued whole: 1M entries are ~60 MB of frames, and several times that as objects.
   void start_answer(const wire::RepairRequest& request, const SendControl& send_control);
   // Sends the next frame of the answer in progress (of up to `max_per_frame` changes), and
-  // RepairEnd after the last one. False when no answer is in progress any more.
-  bool pump_answer(size_t max_per_frame, const SendChanges& send_changes,
-                   const SendControl& send_control);
+  // RepairEnd after the last one. Reads entries of the dump while `read_budget` lasts, and
+  // takes what it read off it: an answer for a few buckets (or a few expiring copies)
+  // matches few of the entries it reads, and one frame's worth could otherwise mean reading
+  // the whole table (~0.7 s per 250k entries here) while the event socket waits. What
+  // matched before the budget ran out is sent.
+  enum class Pumped {
+    kDone,    // no answer in progress any more (RepairEnd sent, or none was running)
+    kFrame,   // a full frame went out; more to come
+    kBudget,  // the budget is spent (what matched is sent); more to come
+  };
+  Pumped pump_answer(size_t max_per_frame, size_t& read_budget, const SendChanges& send_changes,
+                     const SendControl& send_control);
   bool answering() const { return answer_ != nullptr; }
   // The id of the round opened last (0: none yet), and of the last answer that reached its
   // RepairEnd: the replicator knows from them whether the round it owes has ended.

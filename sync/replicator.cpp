@@ -1,6 +1,7 @@
 #include "sync/replicator.h"
 
 #include <cerrno>
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -296,14 +297,31 @@ void Replicator::step_summary(uint64_t completed_before) {
 }
 
 // Sends the running repair answer on while the peer keeps up (or all of it, for a barrier).
+// With options_.defer, a step that read kDumpStepEntries of the table gives the loop back
+// and goes on from a posted step: an answer for a few buckets reads the whole table to
+// find their entries, and the event socket, heartbeats and a handover must not wait for it.
 void Replicator::pump_repair(bool ignore_window) {
   if (role_ != Role::Source) return;
   const auto send = [this](std::vector<FlowChange>& changes) { send_changes(changes); };
   const auto control = [this](const wire::Frame& f) { transport_.send(f); };
   const uint64_t answered = reconcile_.counters().answers_completed;
+  const bool paced = options_.defer && !ignore_window;
+  size_t budget = paced ? kDumpStepEntries : std::numeric_limits<size_t>::max();
   while (reconcile_.answering() && transport_.connected() &&
          (ignore_window || inflight_bytes_ < options_.repair_window_bytes)) {
-    if (!reconcile_.pump_answer(options_.max_changes_per_frame, send, control)) break;
+    const auto pumped =
+        reconcile_.pump_answer(options_.max_changes_per_frame, budget, send, control);
+    if (pumped == Reconciler::Pumped::kDone) break;
+    if (pumped == Reconciler::Pumped::kBudget && paced) {
+      if (!answer_step_posted_) {
+        answer_step_posted_ = true;
+        options_.defer([this] {
+          answer_step_posted_ = false;
+          pump_repair();
+        });
+      }
+      break;
+    }
   }
   // Ended, and its RepairEnd went out: the link is still up (a send over the queue's bound
   // dooms the connection, and connected() says so at once).

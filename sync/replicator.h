@@ -275,6 +275,8 @@ class Replicator {
   // and since when (kRoundAnswerBound).
   uint64_t summary_out_ = 0;
   Clock::time_point summary_out_at_{};
+  // A repair answer's next step is posted to the loop (options_.defer): one at a time.
+  bool answer_step_posted_ = false;
   bool round_running() const;        // digesting, awaiting the request, or answering
   void start_deferred_round();       // the round asked for meanwhile, once none runs
   // Source: the cause of a round not yet answered to its end (summary, request, RepairEnd),
