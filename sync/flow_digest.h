@@ -18,7 +18,13 @@
 
 namespace fwha::sync {
 
-inline constexpr uint32_t kBuckets = 4096;
+// A bucket is compared whole, and repaired whole when it differs. Under churn a round finds
+// buckets differing only because a change crossed the two dumps (the source's, then the
+// sink's, a second or more apart at 200k entries), and each such bucket costs its whole
+// content: with 4096 buckets (~50 entries each at 200k) a round at 2000 new flows/s resent
+// 30-40 % of the table (docs/performance.md, "Rounds under churn"). 65536 buckets cut that
+// by 16; a summary is then 512 KiB of digests, once per round.
+inline constexpr uint32_t kBuckets = 65536;
 
 struct FlowKey {
   FlowTuple original;

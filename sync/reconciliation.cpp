@@ -36,6 +36,11 @@ void Reconciler::open_round(const std::string& cause, bool all_differ) {
   s->set_round(next_round_++);
   s->set_bucket_count(kBuckets);
   s->set_cause(cause);
+  if (race_from_seq_ != 0 && !all_differ) {
+    s->set_session(race_session_);
+    s->set_changes_from_seq(race_from_seq_);
+  }
+  race_session_ = race_from_seq_ = 0;
   if (all_differ) {
     s->set_all_differ(true);
     return;
@@ -282,10 +287,26 @@ wire::Frame Reconciler::finish_summary() {
                              ": repairing everything");
     theirs.assign(kBuckets, ~uint64_t{0});
   }
+  // A bucket a change crossed the dumps in (written on this side by a frame sent after the
+  // source's dump began) is left to the next round, once: under churn most differing
+  // buckets are such, and repairing one resends all of its entries. A drift in it waits a
+  // round at most.
+  const uint64_t race_from = summary.changes_from_seq();
+  const bool may_leave = race_from != 0 && !summary.all_differ() &&
+                         summary.session() == touched_session_;
+  std::vector<bool> left(kBuckets, false);
+  uint64_t n_left = 0;
   for (uint32_t b : digest.differing(theirs)) {
+    if (may_leave && touched_seq_[b] >= race_from && !left_in_flux_[b]) {
+      left[b] = true;
+      ++n_left;
+      continue;
+    }
     req->add_buckets(b);
     repairing_[b] = true;
   }
+  left_in_flux_ = std::move(left);
+  counters_.buckets_left_in_flux += n_left;
   std::vector<const Seen*> expiring;
   for (const Seen& e : job->seen) {
     if (repairing_[bucket_of(e.key)]) {
@@ -320,8 +341,10 @@ wire::Frame Reconciler::finish_summary() {
   log::write(req->buckets_size() > 0 ? log::Level::Info : log::Level::Debug, "sync",
              "reconciliation round " + std::to_string(round_) + ": " +
                  std::to_string(req->buckets_size()) + " of " + std::to_string(kBuckets) +
-                 " buckets differ, " + std::to_string(req->expiring_size()) +
-                 " entries near expiry");
+                 " buckets differ" +
+                 (n_left ? " (" + std::to_string(n_left) + " more changed meanwhile: next round)"
+                         : std::string()) +
+                 ", " + std::to_string(req->expiring_size()) + " entries near expiry");
   return f;
 }
 
@@ -337,6 +360,15 @@ void Reconciler::note_applied(const FlowChange& change) {
   if (!repairing_[bucket_of(k)]) return;
   if (in_repair_) ++counters_.entries_repaired;
   if (!untouched_.empty()) untouched_.erase(k);
+}
+
+void Reconciler::note_written(const FlowChange& change, uint64_t session, uint64_t seq) {
+  if (session != touched_session_) {  // a new numbering: the old seqs mean nothing now
+    touched_seq_.assign(kBuckets, 0);
+    touched_session_ = session;
+  }
+  uint64_t& s = touched_seq_[bucket_of(key_of(change.entry))];
+  s = std::max(s, seq);
 }
 
 bool Reconciler::copy_binds_otherwise(const FlowEntry& e) const {

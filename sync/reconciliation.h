@@ -1,7 +1,7 @@
 // Reconciliation rounds: repair only what differs between the source's table and the sink's.
 //
 //   source                                   sink
-//   DigestSummary{round, digests[4096]}  ->  dumps its table, compares bucket digests
+//   DigestSummary{round, digests[kBuckets]}  ->  dumps its table, compares bucket digests
 //                                       <-   RepairRequest{round, differing buckets,
 //                                                          entries close to expiry}
 //   RepairBegin{round, buckets}          ->
@@ -46,6 +46,7 @@ struct ReconcileCounters {
   uint64_t entries_removed = 0;     // sink: stale entries deleted
   uint64_t expiring_refreshed = 0;  // source: expiring entries answered
   uint64_t dump_uncarried = 0;      // entries of the table's dumps that could not be carried
+  uint64_t buckets_left_in_flux = 0;  // sink: differing, but changed meanwhile (next round)
   std::map<std::string, uint64_t> causes;  // rounds by cause
   std::string last_cause;
 };
@@ -72,6 +73,12 @@ class Reconciler {
   // sink as incremental frames, and a bucket they make differ is repaired (this round or the
   // next).
   void open_round(const std::string& cause, bool all_differ = false);
+  // A periodic round's summary also says from which frame on changes may cross the dumps
+  // (DigestSummary.changes_from_seq): called just before open_round() or begin_round().
+  void changes_race_from(uint64_t session, uint64_t seq) {
+    race_session_ = session;
+    race_from_seq_ = seq;
+  }
   std::optional<wire::Frame> step_round(size_t max_entries);
   bool digesting() const { return digest_job_ != nullptr; }
   // Starts answering a RepairRequest: sends RepairBegin and opens a dump that pump_answer()
@@ -114,6 +121,10 @@ class Reconciler {
   void on_repair_begin(const wire::RepairBegin& begin);
   // Every change the sink applies goes through here, so the round knows what it touched.
   void note_applied(const FlowChange& change);
+  // A change the kernel took, from frame `seq` of the source's `session`: its bucket is in
+  // flux for a summary whose changes_from_seq is at or below `seq`. (A refused one is not
+  // noted: its bucket differs for good, and the next round repairs it.)
+  void note_written(const FlowChange& change, uint64_t session, uint64_t seq);
   // Before the sink applies `e` (a repair's New): does the copy it holds under e's original
   // tuple, untouched this round, have another reply tuple? An update cannot change a NAT
   // binding, so that copy must be replaced (FlowChange::replaces_copy), or the bucket would
@@ -167,6 +178,8 @@ class Reconciler {
     bool failed = false;
   };
   std::unique_ptr<DigestJob> digest_job_;
+  uint64_t race_session_ = 0;  // changes_race_from(), for the next summary only
+  uint64_t race_from_seq_ = 0;
   wire::Frame finish_round();
 
   // sink: the dump of a summary being compared. Which buckets differ is known only once the
@@ -200,6 +213,11 @@ class Reconciler {
   // has touched yet, with the hash of their reply tuple (their NAT binding): what is left at
   // RepairEnd is stale. Empty for an empty sink, so a first sync tracks nothing per entry.
   std::unordered_map<FlowKey, uint64_t, FlowKeyHash> untouched_;
+  // sink, across rounds: per bucket, the seq of the last frame of touched_session_ that
+  // wrote to it (note_written), and the buckets the last comparison left in flux.
+  std::vector<uint64_t> touched_seq_ = std::vector<uint64_t>(kBuckets, 0);
+  uint64_t touched_session_ = 0;
+  std::vector<bool> left_in_flux_ = std::vector<bool>(kBuckets, false);
 };
 
 }  // namespace fwha::sync

@@ -262,6 +262,10 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
   bulk_work_starts();
   if (options_.before_dump) options_.before_dump();
   flush();
+  // Every change from here on goes in frames from next_seq_ on, and may cross the dumps.
+  // Only a periodic round's sink leaves such buckets for later: the others run because
+  // something was lost, and repair what differs now.
+  if (cause == kPeriodicRound) reconcile_.changes_race_from(session_, next_seq_);
   if (!options_.defer) {
     const wire::Frame summary = reconcile_.begin_round(cause, all_differ);
     owed_round_id_ = reconcile_.last_round_opened();
@@ -776,6 +780,7 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
   writer_.apply_batch(changes, errors);
   for (size_t i = 0; i < changes.size(); ++i) {
     reconcile_.note_applied(changes[i]);
+    if (!errors[i]) reconcile_.note_written(changes[i], batch.session(), batch.seq());
     if (options_.suppress_echoes && !errors[i]) echo_.note_written(changes[i], options_.now());
     if (errors[i]) {
       // Logged only now and then (log::should_log): the count says how many were not.

@@ -150,6 +150,7 @@ std::string render_json(const StatusSnapshot& s) {
     << ", \"buckets_repaired\": " << r.buckets_repaired
     << ", \"entries_repaired\": " << r.entries_repaired
     << ", \"entries_removed\": " << r.entries_removed
+    << ", \"buckets_left_in_flux\": " << r.buckets_left_in_flux
     << ", \"expiring_refreshed\": " << r.expiring_refreshed
     << ", \"labels_refused\": " << y.writer.labels_refused
     << ", \"helpers_refused\": " << y.writer.helpers_refused
