@@ -23,7 +23,7 @@ namespace fwha::sync {
 // sink's, a second or more apart at 200k entries), and each such bucket costs its whole
 // content: with 4096 buckets (~50 entries each at 200k) a round at 2000 new flows/s resent
 // 30-40 % of the table (docs/performance.md, "Rounds under churn"). 65536 buckets cut that
-// by 16; a summary is then 512 KiB of digests, once per round.
+// by 8 (measured); a summary is then 512 KiB of digests, once per round.
 inline constexpr uint32_t kBuckets = 65536;
 
 struct FlowKey {
@@ -38,7 +38,11 @@ uint64_t key_hash(const FlowKey& k);
 uint64_t content_hash(const FlowEntry& e);
 // The reply tuple alone: two copies of a flow with different hashes have different NAT.
 uint64_t reply_hash(const FlowEntry& e);
-inline uint32_t bucket_of(const FlowKey& k) { return static_cast<uint32_t>(key_hash(k) % kBuckets); }
+// Before session 20: what a RepairRequest without bucket_count refers to.
+inline constexpr uint32_t kBucketsBefore65536 = 4096;
+inline uint32_t bucket_of(const FlowKey& k, uint32_t buckets = kBuckets) {
+  return static_cast<uint32_t>(key_hash(k) % buckets);
+}
 
 struct FlowKeyHash {
   size_t operator()(const FlowKey& k) const { return static_cast<size_t>(key_hash(k)); }

@@ -106,11 +106,23 @@ void Reconciler::start_answer(const wire::RepairRequest& request,
   answer_ = std::make_unique<Answer>();
   Answer& a = *answer_;
   a.round = request.round();
-  a.wanted.assign(kBuckets, false);
-  for (uint32_t b : request.buckets()) {
-    if (b < kBuckets && !a.wanted[b]) {
-      a.wanted[b] = true;
-      ++a.buckets;
+  // The sink's partition (an older sink's has 4096 buckets): answered in ours, the sink would
+  // delete the entries of its buckets that ours left out.
+  a.bucket_count = request.bucket_count() == 0 ? kBucketsBefore65536 : request.bucket_count();
+  if (a.bucket_count > kBuckets) {
+    log::warning("sync", "repair request in " + std::to_string(a.bucket_count) +
+                             " buckets, at most " + std::to_string(kBuckets) +
+                             " are known: answering every entry");
+    a.bucket_count = 1;
+    a.wanted.assign(1, true);
+    a.buckets = 1;
+  } else {
+    a.wanted.assign(a.bucket_count, false);
+    for (uint32_t b : request.buckets()) {
+      if (b < a.bucket_count && !a.wanted[b]) {
+        a.wanted[b] = true;
+        ++a.buckets;
+      }
     }
   }
   for (const auto& f : request.expiring()) {
@@ -160,7 +172,7 @@ Reconciler::Pumped Reconciler::pump_answer(size_t max_per_frame, size_t& read_bu
     const FlowEntry& e = a.part[a.part_at++];
     if (filter_.skip(e)) continue;
     const FlowKey k = key_of(e);
-    if (a.wanted[bucket_of(k)]) {
+    if (a.wanted[bucket_of(k, a.bucket_count)]) {
       batch.push_back({FlowChangeKind::New, e});
       a.expiring.erase(k);
     } else if (a.expiring.erase(k)) {
@@ -278,6 +290,7 @@ wire::Frame Reconciler::finish_summary() {
   wire::Frame f;
   auto* req = f.mutable_repair_request();
   req->set_round(round_);
+  req->set_bucket_count(kBuckets);
   std::vector<uint64_t> theirs(summary.digests().begin(), summary.digests().end());
   if (summary.all_differ()) {
     theirs.assign(kBuckets, ~uint64_t{0});
@@ -318,7 +331,8 @@ wire::Frame Reconciler::finish_summary() {
   // Bounded in bytes, not entries: the request is one frame (IPv6 keys are twice the size).
   std::sort(expiring.begin(), expiring.end(),
             [](const Seen* a, const Seen* b) { return a->timeout_s < b->timeout_s; });
-  size_t bytes = 0;
+  // The bucket list goes first (up to ~180 KiB for every bucket): the rest is the list's.
+  size_t bytes = req->ByteSizeLong();
   for (const Seen* e : expiring) {
     wire::Flow* w = req->add_expiring();
     tuple_to_wire(e->key.original, w->mutable_original());
@@ -331,6 +345,11 @@ wire::Frame Reconciler::finish_summary() {
     }
   }
   if (req->buckets_size() == 0 && req->expiring_size() == 0) {
+    if (n_left) {
+      log::info("sync", "reconciliation round " + std::to_string(round_) + ": 0 of " +
+                            std::to_string(kBuckets) + " buckets differ (" +
+                            std::to_string(n_left) + " more changed meanwhile: next round)");
+    }
     // Nothing differs: the round is complete here (the source sends no RepairEnd for an
     // empty request).
     ++counters_.rounds_completed;

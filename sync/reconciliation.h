@@ -156,7 +156,8 @@ class Reconciler {
   struct Answer {
     uint64_t round = 0;
     uint64_t buckets = 0;
-    std::vector<bool> wanted;                           // by bucket
+    uint32_t bucket_count = kBuckets;                   // the sink's partition
+    std::vector<bool> wanted;                           // by bucket of that partition
     std::unordered_set<FlowKey, FlowKeyHash> expiring;  // not yet answered
     std::unique_ptr<ConntrackDump> dump;
     std::vector<FlowEntry> part;   // read from the dump, not yet looked at

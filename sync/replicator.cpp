@@ -15,8 +15,8 @@ namespace {
 
 // Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
-// A RepairRequest is one frame: its expiring list gets all of the frame limit but what the
-// bucket list can take (4096 packed buckets, under 8 KiB). Listed by key, that is ~80k IPv6
+// A RepairRequest is one frame: its expiring list gets all of the frame limit but 64 KiB, less
+// what the bucket list takes (65536 packed buckets: up to ~180 KiB; finish_summary). Listed by key, that is ~80k IPv6
 // entries per round (ICMPv6, counted in the unit test) or ~150k IPv4 (estimated from the
 // encoding); a whole entry each in half a frame was ~20k IPv6 or ~35k IPv4. An active UDP
 // stream's copy falls under the threshold about once every three rounds (120 s + slack,
@@ -238,8 +238,6 @@ void Replicator::start_deferred_round() {
 
 void Replicator::start_round(const std::string& cause, bool all_differ) {
   if (!options_.replicate) return;
-  round_owed_ = cause;
-  owed_round_id_ = 0;
   last_round_ = options_.now();
   if (round_running()) {
     // One round at a time, from its summary to its end. A new summary while the sink
@@ -247,10 +245,15 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
     // while an answer runs the sink would compare against a table the answer has not
     // finished filling. Overruns every ~2 s (a flush each) then restarted every round and
     // none ended: the flush soak's standby filled up with stale entries. Started when this
-    // round ends, and covers what was asked for meanwhile.
-    if (deferred_round_.empty()) deferred_round_ = cause;
+    // round ends, and covers what was asked for meanwhile. A round for a loss (an overrun,
+    // a peer too far behind) takes the place of a periodic one: a periodic round leaves
+    // the buckets that changed meanwhile for later. The running round stays the owed one: a
+    // resume runs it again, and that covers this one.
+    if (deferred_round_.empty() || deferred_round_ == kPeriodicRound) deferred_round_ = cause;
     return;
   }
+  round_owed_ = cause;
+  owed_round_id_ = 0;
   deferred_round_.clear();  // this round, started after it was asked for, covers it
   if (summary_out_ != 0) {
     log::warning("sync", "reconciliation round " + std::to_string(summary_out_) +
@@ -321,7 +324,9 @@ void Replicator::pump_repair(bool ignore_window) {
         answer_step_posted_ = true;
         options_.defer([this] {
           answer_step_posted_ = false;
-          pump_repair();
+          // (Ended meanwhile, or cut by a disconnect: nothing to go on with, and no round
+          // to start on a link that is down.)
+          if (reconcile_.answering() && transport_.connected()) pump_repair();
         });
       }
       break;

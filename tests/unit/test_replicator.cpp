@@ -561,6 +561,80 @@ TEST_F(ChurnRoundTest, AnOverrunsRoundLeavesNothing) {
   EXPECT_TRUE(btable.same_as(mtable));
 }
 
+// A stale copy in a bucket left in flux stays for that round (the bucket is not repaired, so
+// nothing in it is deleted) and goes in the next.
+TEST_F(ChurnRoundTest, AStaleCopyInABucketLeftGoesInTheNextRound) {
+  ASSERT_TRUE(same_bucket);
+  const uint16_t p = same_bucket->first;
+  std::optional<FlowEntry> r;  // a flow the master never had, in p's bucket
+  for (uint16_t zone = 1; zone <= 16 && !r; ++zone) {
+    for (uint16_t c = 1; c <= 40000 && !r; ++c) {
+      FlowEntry e = flow(c);
+      e.zone = zone;
+      if (bucket_of(key_of(e)) == bucket_of(key_of(flow(p)))) r = e;
+    }
+  }
+  ASSERT_TRUE(r);
+  btable.put(*r);
+  round_crossed_by_a_change(p, Cause::kPeriodic);
+  EXPECT_EQ(backup->reconcile_counters().buckets_left_in_flux, 1u);
+  EXPECT_TRUE(btable.has(*r));
+  clock.advance(std::chrono::seconds(10));
+  master->tick();
+  run();
+  EXPECT_FALSE(btable.has(*r));
+  EXPECT_EQ(backup->reconcile_counters().entries_removed, 1u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+// A periodic round asked for while another runs is deferred; an overrun meanwhile takes its
+// place (a periodic round leaves buckets, a round for a loss must not). And the running round
+// stays the one a resume runs again.
+TEST_F(ChurnRoundTest, AnOverrunTakesTheDeferredPeriodicRoundsPlace) {
+  ASSERT_TRUE(same_bucket);
+  btable.entries.erase(key_of(flow(same_bucket->second)));  // the answer is sparse: paced
+  master->on_overrun();
+  for (int i = 0; i < 1000 && !master->repairing(); ++i) {
+    step();
+    to_backup.deliver(*backup);
+    to_master.deliver(*master);
+  }
+  ASSERT_TRUE(master->repairing());
+  clock.advance(std::chrono::seconds(10));
+  master->tick();           // periodic: deferred
+  master->on_overrun();     // takes its place
+  run();
+  const auto& causes = master->reconcile_counters().causes;
+  EXPECT_EQ(causes.count(kPeriodicRound), 0u);
+  EXPECT_EQ(causes.at("overrun"), 2u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
+TEST_F(ChurnRoundTest, AResumeRunsTheCutRoundAgainNotTheDeferredPeriodicOne) {
+  ASSERT_TRUE(same_bucket);
+  change(FlowChangeKind::New, flow(40000));
+  master->flush();
+  run();  // a frame of the session applied: the backup can resume it
+  btable.entries.erase(key_of(flow(same_bucket->second)));
+  master->on_overrun();
+  for (int i = 0; i < 1000 && !master->repairing(); ++i) {
+    step();
+    to_backup.deliver(*backup);
+    to_master.deliver(*master);
+  }
+  ASSERT_TRUE(master->repairing());
+  clock.advance(std::chrono::seconds(10));
+  master->tick();  // periodic: deferred behind the answer
+  disconnect();
+  link_up();
+  run();
+  EXPECT_EQ(master->counters().resumes, 1u);
+  const auto& causes = master->reconcile_counters().causes;
+  EXPECT_EQ(causes.count("overrun, again after a resume"), 1u);
+  EXPECT_EQ(causes.count(kPeriodicRound), 0u);
+  EXPECT_TRUE(btable.same_as(mtable));
+}
+
 // The flush soak (docs/performance.md): a flush overran the event socket every ~2 s, and
 // each overrun sent a new summary while the sink was still comparing the last one. The sink
 // starts over on each summary, so no round ended, nothing stale was removed, and the
@@ -1502,6 +1576,56 @@ TEST(ReconcilerAnswer, ALinkClosedInsideTheLastFrameLeavesNothingDangling) {
   EXPECT_EQ(control[1].repair_end().entries(), 2u);
 }
 
+// An older sink compares in 4096 buckets and sends no bucket_count. Answered in our 65536,
+// its request for bucket b would miss 15 of every 16 of b's entries, and at RepairEnd it
+// deletes what the answer left untouched in b: the answer goes in the sink's partition.
+TEST(ReconcilerAnswer, AnOlderSinksBucketsAreAnsweredInItsPartition) {
+  FakeTable table;
+  for (uint16_t p = 1; p <= 3000; ++p) table.put(flow(p));
+  LocalFilter filter;
+  Reconciler r(table, table, filter);
+  const uint32_t b = bucket_of(key_of(flow(1)), kBucketsBefore65536);
+  size_t expected = 0;
+  for (const auto& [k, e] : table.entries) expected += bucket_of(k, kBucketsBefore65536) == b;
+  ASSERT_GT(expected, 0u);
+  wire::RepairRequest request;  // no bucket_count: an older sink
+  request.set_round(3);
+  request.add_buckets(b);
+  r.start_answer(request, [](const wire::Frame&) {});
+  std::vector<FlowChange> sent;
+  size_t budget = SIZE_MAX;
+  while (r.pump_answer(
+             100, budget,
+             [&](std::vector<FlowChange>& c) { sent.insert(sent.end(), c.begin(), c.end()); },
+             [](const wire::Frame&) {}) != Reconciler::Pumped::kDone) {
+  }
+  EXPECT_EQ(sent.size(), expected);
+  for (const FlowChange& c : sent) EXPECT_EQ(bucket_of(key_of(c.entry), kBucketsBefore65536), b);
+}
+
+// A periodic summary of another session than the frames the sink noted (a new numbering
+// since): their seqs say nothing about it, and nothing is left.
+TEST(ReconcilerSummary, ChangesOfAnotherSessionLeaveNothing) {
+  for (const uint64_t summary_session : {uint64_t{7}, uint64_t{8}}) {
+    SCOPED_TRACE(summary_session);
+    FakeTable table;
+    table.put(flow(1));
+    LocalFilter filter;
+    Reconciler r(table, table, filter);
+    r.note_written({FlowChangeKind::New, flow(1)}, 7, 50);
+    wire::DigestSummary summary;  // an empty source table: flow(1)'s bucket differs
+    summary.set_round(1);
+    summary.set_bucket_count(kBuckets);
+    for (uint32_t i = 0; i < kBuckets; ++i) summary.add_digests(0);
+    summary.set_session(summary_session);
+    summary.set_changes_from_seq(40);
+    const wire::Frame f = r.on_summary(summary, 0, 1 << 20);
+    const bool left = summary_session == 7;
+    EXPECT_EQ(f.repair_request().buckets_size(), left ? 0 : 1);
+    EXPECT_EQ(r.counters().buckets_left_in_flux, left ? 1u : 0u);
+  }
+}
+
 // A dump that met entries it could not carry (the kernel adapter counts them as it parses):
 // every round that reads one adds them to dump_uncarried, shown in status.
 TEST(ReconcilerDump, EntriesADumpCouldNotCarryAreCounted) {
@@ -1546,6 +1670,32 @@ TEST(ReconcilerDump, EntriesADumpCouldNotCarryAreCounted) {
 // The sink lists entries near expiry by key: the original tuple and the zone, which is all
 // the source reads. The reply goes too (the mirror) only to a peer that does not imply it,
 // and a listed entry reads back with the key it was listed under.
+// The request is one frame: the expiring list gets what the bucket list leaves of the bound
+// (65536 buckets can take ~180 KiB; a request over the frame limit resets the link, and the
+// round after the reconnect would build the same one).
+TEST(ReconcilerSummary, TheExpiringListLeavesRoomForTheBuckets) {
+  FakeTable table;
+  TableDigest theirs;
+  for (uint16_t p = 1; p <= 4000; ++p) {
+    FlowEntry e = flow(p);
+    e.timeout_s = 5;
+    table.put(e);
+    if (p > 2000) theirs.add(e);  // the first 2000 flows' buckets differ
+  }
+  LocalFilter filter;
+  Reconciler r(table, table, filter);
+  wire::DigestSummary summary;
+  summary.set_round(3);
+  summary.set_bucket_count(kBuckets);
+  for (uint64_t d : theirs.digest) summary.add_digests(d);
+  constexpr size_t kBound = 40000;
+  const wire::Frame f = r.on_summary(summary, 80, kBound);
+  ASSERT_TRUE(f.has_repair_request());
+  EXPECT_GT(f.repair_request().buckets_size(), 1000);
+  EXPECT_GT(f.repair_request().expiring_size(), 100);
+  EXPECT_LE(f.repair_request().ByteSizeLong(), kBound);
+}
+
 TEST(ReconcilerSummary, ExpiringEntriesAreListedByKey) {
   for (const bool implies : {true, false}) {
     SCOPED_TRACE(implies ? "peer implies replies" : "older peer");
