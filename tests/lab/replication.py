@@ -353,6 +353,45 @@ def check_link_never_silent(lab, checks):
                  closes[0] if closes else "")
 
 
+def check_no_echo(lab, checks):
+    """Echo-free (issue 3): what fw2's sync sink writes into its table must never come back.
+    The Backup sends no flow (entries_sent 0), and the Master was never sent one by its peer
+    (flows_ignored_as_master 0, the counter of flows that reach a source)."""
+    s1, s2 = sync_status(lab, "fw1"), sync_status(lab, "fw2")
+    out("echo_fw2_entries_sent", s2["entries_sent"])
+    out("echo_fw1_flows_ignored_as_master", s1["flows_ignored_as_master"])
+    checks.check(s2["entries_received"] > 0 and s2["entries_sent"] == 0 and
+                  s1["flows_ignored_as_master"] == 0,
+                  "echo-free: fw2 applied the Master's flows and sent none back",
+                  f"fw2 received {s2['entries_received']}, sent {s2['entries_sent']}; fw1 "
+                  f"flows_ignored_as_master {s1['flows_ignored_as_master']}")
+
+
+def check_status_text(lab, checks):
+    """Visibility (issue 3): `fwhactl status` as an operator reads it names the replication
+    lag, the queue and the resyncs with their causes, as the JSON the tests read does (read
+    before and after the text: counters only grow)."""
+    before = sync_status(lab, "fw1")
+    cp = netlab.run([lab.fwhactl, "-s", lab.socket_path("fw1"), "status"], check=False,
+                    timeout=5)
+    after = sync_status(lab, "fw1")
+    text = cp.stdout
+    lag = re.search(r"^replication lag: \d+ ms, queue \d+ bytes, unacknowledged \d+ bytes",
+                    text, re.M)
+    rounds = re.search(r"^resyncs \(reconciliation rounds\): (\d+) started \((.*)\), \d+ "
+                       r"completed", text, re.M)
+    ok = cp.returncode == 0 and lag is not None and rounds is not None
+    if ok:
+        ok = before["resyncs"] <= int(rounds.group(1)) <= after["resyncs"]
+        for cause, n in before["resync_causes"].items():  # causes may hold ", " themselves
+            m = re.search(re.escape(cause) + r" (\d+)(?:, |$)", rounds.group(2))
+            ok = ok and m is not None and n <= int(m.group(1)) <= after["resync_causes"][cause]
+    checks.check(bool(ok) and before["resyncs"] > 0,
+                 "fwhactl status (text) shows the lag, the queue and the resyncs by cause",
+                 f"rc {cp.returncode}: {text.strip()[:400]!r}; json resync_causes "
+                 f"{before['resync_causes']}")
+
+
 def start_pair(lab):
     master, backup = scenario.start_pair(lab)
     lab.pair_settled_wall = time.time()
@@ -374,6 +413,8 @@ def finish(lab, args, checks, traffic, since_ns, label):
     server, client = traffic
     check_roles_steady(lab, checks)
     check_link_never_silent(lab, checks)
+    check_no_echo(lab, checks)
+    check_status_text(lab, checks)
     if args.no_failover:
         cdoc, _sdoc = scenario.stop_traffic(lab, server, client, {"start_ns": since_ns,
                                                                    "end_ns": mono_ns()})
