@@ -16,9 +16,10 @@ namespace {
 // Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
 // A RepairRequest is one frame: its expiring list gets all of the frame limit but 64 KiB, less
-// what the bucket list takes (65536 packed buckets: up to ~180 KiB; finish_summary). Listed by key, that is ~80k IPv6
-// entries per round (ICMPv6, counted in the unit test) or ~150k IPv4 (estimated from the
-// encoding); a whole entry each in half a frame was ~20k IPv6 or ~35k IPv4. An active UDP
+// what the bucket list takes (65536 packed buckets: up to ~180 KiB; finish_summary). Listed
+// by key, that is ~80k IPv6 entries per round (ICMPv6, counted in the unit test) or ~150k
+// IPv4 (estimated from the encoding); a whole entry each in half a frame was ~20k IPv6 or
+// ~35k IPv4. An active UDP
 // stream's copy falls under the threshold about once every three rounds (120 s + slack,
 // threshold 2 x slack), so that is room for a few hundred thousand of them.
 constexpr size_t kMaxExpiringBytesPerRound = kMaxFrameBytes - 64 * 1024;
