@@ -529,6 +529,16 @@ class ChurnRoundTest : public DeferredPairTest {
     to_backup.deliver(*backup);
     run();
   }
+  // An overrun's round, run until its answer (paced: it is for few buckets) has begun.
+  bool overrun_answer_running() {
+    master->on_overrun();
+    for (int i = 0; i < 1000 && !master->repairing(); ++i) {
+      step();
+      to_backup.deliver(*backup);
+      to_master.deliver(*master);
+    }
+    return master->repairing();
+  }
   std::optional<std::pair<uint16_t, uint16_t>> same_bucket;
   uint32_t marks = 100;
 };
@@ -593,13 +603,7 @@ TEST_F(ChurnRoundTest, AStaleCopyInABucketLeftGoesInTheNextRound) {
 TEST_F(ChurnRoundTest, AnOverrunTakesTheDeferredPeriodicRoundsPlace) {
   ASSERT_TRUE(same_bucket);
   btable.entries.erase(key_of(flow(same_bucket->second)));  // the answer is sparse: paced
-  master->on_overrun();
-  for (int i = 0; i < 1000 && !master->repairing(); ++i) {
-    step();
-    to_backup.deliver(*backup);
-    to_master.deliver(*master);
-  }
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(overrun_answer_running());
   clock.advance(std::chrono::seconds(10));
   master->tick();           // periodic: deferred
   master->on_overrun();     // takes its place
@@ -616,13 +620,7 @@ TEST_F(ChurnRoundTest, AResumeRunsTheCutRoundAgainNotTheDeferredPeriodicOne) {
   master->flush();
   run();  // a frame of the session applied: the backup can resume it
   btable.entries.erase(key_of(flow(same_bucket->second)));
-  master->on_overrun();
-  for (int i = 0; i < 1000 && !master->repairing(); ++i) {
-    step();
-    to_backup.deliver(*backup);
-    to_master.deliver(*master);
-  }
-  ASSERT_TRUE(master->repairing());
+  ASSERT_TRUE(overrun_answer_running());
   clock.advance(std::chrono::seconds(10));
   master->tick();  // periodic: deferred behind the answer
   disconnect();
