@@ -61,7 +61,12 @@ std::string render_text(const StatusSnapshot& s) {
   }
   o << "sync link: " << (y.connected ? "up" : "down") << ", conntrack replication "
     << (s.conntrack_replication ? "on (" + y.role + ")" : std::string("off")) << "\n";
-  o << "replication lag: " << y.lag_ms << " ms, queue " << y.link_queue_bytes
+  // The lag is the age of the oldest frame the peer has not acknowledged: a source's figure.
+  // A Backup's would always read 0 ms, which says nothing about how far behind it is.
+  o << "replication lag: "
+    << (y.role == "sink" ? std::string("measured on the Master")
+                         : std::to_string(y.lag_ms) + " ms")
+    << ", queue " << y.link_queue_bytes
     << " bytes, unacknowledged " << y.unacked_bytes << " bytes";
   if (y.event_buffer_bytes > 0) {
     o << ", conntrack events unread " << y.event_backlog_bytes << " of "

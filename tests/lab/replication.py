@@ -390,6 +390,15 @@ def check_status_text(lab, checks):
                  "fwhactl status (text) shows the lag, the queue and the resyncs by cause",
                  f"rc {cp.returncode}: {text.strip()[:400]!r}; json resync_causes "
                  f"{before['resync_causes']}")
+    # The lag is the Master's figure (its oldest unacknowledged frame): the Backup says so
+    # rather than show a 0 that means nothing.
+    cp2 = netlab.run([lab.fwhactl, "-s", lab.socket_path("fw2"), "status"], check=False,
+                     timeout=5)
+    checks.check(cp2.returncode == 0 and re.search(
+                     r"^replication lag: measured on the Master, queue \d+ bytes", cp2.stdout,
+                     re.M) is not None,
+                 "fwhactl status (text) on the Backup points to the Master for the lag",
+                 f"rc {cp2.returncode}: {cp2.stdout.strip()[:300]!r}")
 
 
 def start_pair(lab):
