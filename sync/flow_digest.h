@@ -23,7 +23,7 @@ namespace fwha::sync {
 // sink's, a second or more apart at 200k entries), and each such bucket costs its whole
 // content: with 4096 buckets (~50 entries each at 200k) a round at 2000 new flows/s resent
 // 30-40 % of the table (docs/performance.md, "Rounds under churn"). 65536 buckets cut that
-// by 8 (measured); a summary is then 512 KiB of digests, once per round.
+// by 8 (measured); a summary is then 65536 digests of 8 bytes, once per round.
 inline constexpr uint32_t kBuckets = 65536;
 
 struct FlowKey {

@@ -18,14 +18,16 @@ Reconciler::Reconciler(ConntrackWriter& writer, ConntrackReader& reader,
                        const LocalFilter& filter)
     : writer_(writer), reader_(reader), filter_(filter) {}
 
-wire::Frame Reconciler::begin_round(const std::string& cause, bool all_differ) {
-  open_round(cause, all_differ);
+wire::Frame Reconciler::begin_round(const std::string& cause, bool all_differ,
+                                    ChangesInFlight in_flight) {
+  open_round(cause, all_differ, in_flight);
   for (;;) {
     if (auto f = step_round(SIZE_MAX)) return std::move(*f);
   }
 }
 
-void Reconciler::open_round(const std::string& cause, bool all_differ) {
+void Reconciler::open_round(const std::string& cause, bool all_differ,
+                            ChangesInFlight in_flight) {
   digest_job_ = std::make_unique<DigestJob>();
   DigestJob& j = *digest_job_;
   j.cause = cause;
@@ -36,11 +38,10 @@ void Reconciler::open_round(const std::string& cause, bool all_differ) {
   s->set_round(next_round_++);
   s->set_bucket_count(kBuckets);
   s->set_cause(cause);
-  if (race_from_seq_ != 0 && !all_differ) {
-    s->set_session(race_session_);
-    s->set_changes_from_seq(race_from_seq_);
+  if (in_flight.from_seq != 0 && !all_differ) {
+    s->set_session(in_flight.session);
+    s->set_changes_from_seq(in_flight.from_seq);
   }
-  race_session_ = race_from_seq_ = 0;
   if (all_differ) {
     s->set_all_differ(true);
     return;
@@ -331,7 +332,7 @@ wire::Frame Reconciler::finish_summary() {
   // Bounded in bytes, not entries: the request is one frame (IPv6 keys are twice the size).
   std::sort(expiring.begin(), expiring.end(),
             [](const Seen* a, const Seen* b) { return a->timeout_s < b->timeout_s; });
-  // The bucket list goes first (up to ~180 KiB for every bucket): the rest is the list's.
+  // The bucket list goes first (every bucket: ~180 KiB, computed): the rest is the list's.
   size_t bytes = req->ByteSizeLong();
   for (const Seen* e : expiring) {
     wire::Flow* w = req->add_expiring();
@@ -372,22 +373,22 @@ void Reconciler::on_repair_begin(const wire::RepairBegin& begin) {
   in_repair_ = true;
 }
 
-void Reconciler::note_applied(const FlowChange& change) {
-  if (round_ == 0) return;
+void Reconciler::note_applied(const FlowChange& change, bool written, uint64_t session,
+                              uint64_t seq) {
   const FlowKey k = key_of(change.entry);
+  const uint32_t b = bucket_of(k);
+  if (written) {
+    if (session != touched_session_) {  // a new numbering: the old seqs mean nothing now
+      touched_seq_.assign(kBuckets, 0);
+      touched_session_ = session;
+    }
+    touched_seq_[b] = std::max(touched_seq_[b], seq);
+  }
+  if (round_ == 0) return;
   if (summary_job_) summary_job_->touched.insert(k);
-  if (!repairing_[bucket_of(k)]) return;
+  if (!repairing_[b]) return;
   if (in_repair_) ++counters_.entries_repaired;
   if (!untouched_.empty()) untouched_.erase(k);
-}
-
-void Reconciler::note_written(const FlowChange& change, uint64_t session, uint64_t seq) {
-  if (session != touched_session_) {  // a new numbering: the old seqs mean nothing now
-    touched_seq_.assign(kBuckets, 0);
-    touched_session_ = session;
-  }
-  uint64_t& s = touched_seq_[bucket_of(key_of(change.entry))];
-  s = std::max(s, seq);
 }
 
 bool Reconciler::copy_binds_otherwise(const FlowEntry& e) const {

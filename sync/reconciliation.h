@@ -55,6 +55,14 @@ struct ReconcileCounters {
 // debug level; the others, such as "connect" and "overrun", at info).
 inline constexpr const char* kPeriodicRound = "periodic";
 
+// A periodic round's summary also says from which frame of the source's session on changes
+// may cross the two dumps (DigestSummary.changes_from_seq; 0: none said, as in every other
+// round).
+struct ChangesInFlight {
+  uint64_t session = 0;
+  uint64_t from_seq = 0;
+};
+
 class Reconciler {
  public:
   using SendChanges = std::function<void(std::vector<FlowChange>&)>;
@@ -65,20 +73,16 @@ class Reconciler {
   // --- source ---
   // Dumps the table and returns the DigestSummary to send. `all_differ`: no dump, the sink
   // is told to request every bucket (it is nearly empty, comparing would only cost a dump).
-  wire::Frame begin_round(const std::string& cause, bool all_differ = false);
+  wire::Frame begin_round(const std::string& cause, bool all_differ = false,
+                          ChangesInFlight in_flight = {});
   // The same, a part at a time, so the thread can do other work in between (a dump of 250k
   // entries takes ~0.7 s here: heartbeats, handover answers and the takeover settle must
   // not wait for it). open_round() starts; step_round() reads up to `max_entries` and
   // returns the summary once the dump has ended. Changes meanwhile are safe: they reach the
   // sink as incremental frames, and a bucket they make differ is repaired (this round or the
   // next).
-  void open_round(const std::string& cause, bool all_differ = false);
-  // A periodic round's summary also says from which frame on changes may cross the dumps
-  // (DigestSummary.changes_from_seq): called just before open_round() or begin_round().
-  void changes_race_from(uint64_t session, uint64_t seq) {
-    race_session_ = session;
-    race_from_seq_ = seq;
-  }
+  void open_round(const std::string& cause, bool all_differ = false,
+                  ChangesInFlight in_flight = {});
   std::optional<wire::Frame> step_round(size_t max_entries);
   bool digesting() const { return digest_job_ != nullptr; }
   // Starts answering a RepairRequest: sends RepairBegin and opens a dump that pump_answer()
@@ -120,11 +124,10 @@ class Reconciler {
   bool comparing() const { return summary_job_ != nullptr; }
   void on_repair_begin(const wire::RepairBegin& begin);
   // Every change the sink applies goes through here, so the round knows what it touched.
-  void note_applied(const FlowChange& change);
-  // A change the kernel took, from frame `seq` of the source's `session`: its bucket is in
-  // flux for a summary whose changes_from_seq is at or below `seq`. (A refused one is not
-  // noted: its bucket differs for good, and the next round repairs it.)
-  void note_written(const FlowChange& change, uint64_t session, uint64_t seq);
+  // `written`: the kernel took it, from frame `seq` of the source's `session`; its bucket is
+  // then in flux for a summary whose changes_from_seq is at or below `seq`. (A refused one
+  // is not: its bucket differs for good, and the next round repairs it.)
+  void note_applied(const FlowChange& change, bool written, uint64_t session, uint64_t seq);
   // Before the sink applies `e` (a repair's New): does the copy it holds under e's original
   // tuple, untouched this round, have another reply tuple? An update cannot change a NAT
   // binding, so that copy must be replaced (FlowChange::replaces_copy), or the bucket would
@@ -179,8 +182,6 @@ class Reconciler {
     bool failed = false;
   };
   std::unique_ptr<DigestJob> digest_job_;
-  uint64_t race_session_ = 0;  // changes_race_from(), for the next summary only
-  uint64_t race_from_seq_ = 0;
   wire::Frame finish_round();
 
   // sink: the dump of a summary being compared. Which buckets differ is known only once the

@@ -16,12 +16,12 @@ namespace {
 // Added to the reconciliation interval for the sink's timeout slack (see apply_changes).
 constexpr uint32_t kExpiryMarginS = 10;
 // A RepairRequest is one frame: its expiring list gets all of the frame limit but 64 KiB, less
-// what the bucket list takes (65536 packed buckets: up to ~180 KiB; finish_summary). Listed
-// by key, that is ~80k IPv6 entries per round (ICMPv6, counted in the unit test) or ~150k
-// IPv4 (estimated from the encoding); a whole entry each in half a frame was ~20k IPv6 or
-// ~35k IPv4. An active UDP
-// stream's copy falls under the threshold about once every three rounds (120 s + slack,
-// threshold 2 x slack), so that is room for a few hundred thousand of them.
+// what the bucket list takes (65536 packed buckets: up to ~180 KiB, computed from the
+// encoding; finish_summary). Listed by key, that is ~80k IPv6 entries per round (ICMPv6,
+// counted in the unit test) or ~150k IPv4 (estimated from the encoding); a whole entry each
+// in half a frame was ~20k IPv6 or ~35k IPv4. An active UDP stream's copy falls under the
+// threshold about once every three rounds (120 s + slack, threshold 2 x slack), so that is
+// room for a few hundred thousand.
 constexpr size_t kMaxExpiringBytesPerRound = kMaxFrameBytes - 64 * 1024;
 
 uint64_t random_session() {
@@ -269,14 +269,15 @@ void Replicator::start_round(const std::string& cause, bool all_differ) {
   // Every change from here on goes in frames from next_seq_ on, and may cross the dumps.
   // Only a periodic round's sink leaves such buckets for later: the others run because
   // something was lost, and repair what differs now.
-  if (cause == kPeriodicRound) reconcile_.changes_race_from(session_, next_seq_);
+  ChangesInFlight in_flight;
+  if (cause == kPeriodicRound) in_flight = {session_, next_seq_};
   if (!options_.defer) {
-    const wire::Frame summary = reconcile_.begin_round(cause, all_differ);
+    const wire::Frame summary = reconcile_.begin_round(cause, all_differ, in_flight);
     owed_round_id_ = reconcile_.last_round_opened();
     send_summary(owed_round_id_, summary);
     return;
   }
-  reconcile_.open_round(cause, all_differ);
+  reconcile_.open_round(cause, all_differ, in_flight);
   owed_round_id_ = reconcile_.last_round_opened();
   step_round();
 }
@@ -785,8 +786,7 @@ void Replicator::apply_changes(const wire::FlowBatch& batch) {
   std::vector<std::error_code> errors;
   writer_.apply_batch(changes, errors);
   for (size_t i = 0; i < changes.size(); ++i) {
-    reconcile_.note_applied(changes[i]);
-    if (!errors[i]) reconcile_.note_written(changes[i], batch.session(), batch.seq());
+    reconcile_.note_applied(changes[i], !errors[i], batch.session(), batch.seq());
     if (options_.suppress_echoes && !errors[i]) echo_.note_written(changes[i], options_.now());
     if (errors[i]) {
       // Logged only now and then (log::should_log): the count says how many were not.

@@ -1610,7 +1610,7 @@ TEST(ReconcilerSummary, ChangesOfAnotherSessionLeaveNothing) {
     table.put(flow(1));
     LocalFilter filter;
     Reconciler r(table, table, filter);
-    r.note_written({FlowChangeKind::New, flow(1)}, 7, 50);
+    r.note_applied({FlowChangeKind::New, flow(1)}, true, 7, 50);
     wire::DigestSummary summary;  // an empty source table: flow(1)'s bucket differs
     summary.set_round(1);
     summary.set_bucket_count(kBuckets);
